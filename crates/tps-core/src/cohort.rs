@@ -1,0 +1,417 @@
+//! Cohort specifications: which synthetic patients exist, how they vary, and how they split
+//! into customization (training) and test sets.
+//!
+//! A cohort file is TOML with unknown keys refused. It is read into a `*Wire` struct that
+//! mirrors the file, then checked into a [`CohortSpec`]; nothing downstream sees an unchecked
+//! value. Every check failure names the file, the field and the value.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result, parse_toml};
+use crate::patient::Patient;
+use crate::phantom::pelvis::{self, PelvisParams};
+use crate::rng::{SplitMix64, mix64};
+
+/// The anatomy generator a cohort uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Site {
+    /// Female pelvis with a cervical-cancer target (uterus, cervix, upper vagina, parametria,
+    /// pelvic nodes).
+    Cervix,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct CohortWire {
+    name: String,
+    site: Site,
+    seed: u64,
+    patients: usize,
+    voxel_mm: [f64; 3],
+    training: Vec<usize>,
+    #[serde(default)]
+    inguinal: Vec<usize>,
+    anatomy: AnatomyWire,
+}
+
+/// Ranges `[low, high]` the patients' anatomy is drawn from, uniformly, per patient.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct AnatomyWire {
+    body_half_width_mm: [f64; 2],
+    body_half_depth_mm: [f64; 2],
+    subcutaneous_fat_mm: [f64; 2],
+    pelvis_scale: [f64; 2],
+    bladder_cc: [f64; 2],
+    rectum_radius_mm: [f64; 2],
+    rectal_gas_probability: f64,
+    uterus_length_mm: [f64; 2],
+    anteversion_deg: [f64; 2],
+    organ_shift_mm: f64,
+    nodal_margin_mm: f64,
+    ptv_margin_mm: f64,
+}
+
+/// Validated anatomical variation of a cohort.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnatomyRanges {
+    /// Half-width of the body at hip level, mm.
+    pub body_half_width_mm: [f64; 2],
+    /// Half anterior-posterior depth of the body at hip level, mm.
+    pub body_half_depth_mm: [f64; 2],
+    /// Subcutaneous fat thickness, mm.
+    pub subcutaneous_fat_mm: [f64; 2],
+    /// Scale of the bony pelvis relative to an average adult female pelvis.
+    pub pelvis_scale: [f64; 2],
+    /// Bladder filling, cc.
+    pub bladder_cc: [f64; 2],
+    /// Rectum outer radius, mm.
+    pub rectum_radius_mm: [f64; 2],
+    /// Probability that the rectum holds a gas pocket.
+    pub rectal_gas_probability: f64,
+    /// Uterine corpus length, mm.
+    pub uterus_length_mm: [f64; 2],
+    /// Anteversion of the uterus from the body axis, degrees.
+    pub anteversion_deg: [f64; 2],
+    /// Largest random shift of the pelvic organs from their mean position, mm.
+    pub organ_shift_mm: f64,
+    /// Margin from the iliac vessels to the nodal CTV, mm.
+    pub nodal_margin_mm: f64,
+    /// CTV-to-PTV margin, mm.
+    pub ptv_margin_mm: f64,
+}
+
+/// Which part of the study a patient belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Used to customize the advisor (few-shot examples).
+    Training,
+    /// Planned automatically and evaluated.
+    Test,
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Split::Training => "training",
+            Split::Test => "test",
+        })
+    }
+}
+
+/// A checked cohort specification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CohortSpec {
+    /// Where it was read from (for messages).
+    pub origin: PathBuf,
+    /// Cohort name, used in patient ids.
+    pub name: String,
+    /// Anatomy generator.
+    pub site: Site,
+    /// Master seed; each patient's anatomy is drawn from a seed derived from it and the id.
+    pub seed: u64,
+    /// Number of patients; ids are 1..=patients.
+    pub patients: usize,
+    /// CT voxel size, mm.
+    pub voxel_mm: [f64; 3],
+    /// Ids of the customization (training) patients.
+    pub training: Vec<usize>,
+    /// Ids of test patients whose PTV extends to the inguinal nodes.
+    pub inguinal: Vec<usize>,
+    /// Anatomical variation.
+    pub anatomy: AnatomyRanges,
+}
+
+fn check_range(origin: &str, field: &str, r: [f64; 2], min: f64, max: f64) -> Result<()> {
+    if !(r[0].is_finite() && r[1].is_finite() && r[0] <= r[1] && r[0] >= min && r[1] <= max) {
+        return Err(Error::invalid(
+            origin,
+            field,
+            format!("[{}, {}]", r[0], r[1]),
+            format!("expected [low, high] with {min} <= low <= high <= {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_value(origin: &str, field: &str, v: f64, min: f64, max: f64) -> Result<()> {
+    if !(v.is_finite() && v >= min && v <= max) {
+        return Err(Error::invalid(
+            origin,
+            field,
+            v.to_string(),
+            format!("expected a value in [{min}, {max}]"),
+        ));
+    }
+    Ok(())
+}
+
+impl CohortSpec {
+    /// Reads and checks a cohort file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks cohort TOML that came from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let wire: CohortWire = parse_toml(text, path)?;
+        Self::check(wire, path)
+    }
+
+    fn check(w: CohortWire, path: &Path) -> Result<Self> {
+        let o = path.display().to_string();
+        let o = o.as_str();
+        if w.name.trim().is_empty() || w.name.contains(['/', '\\']) {
+            return Err(Error::invalid(
+                o,
+                "name",
+                format!("{:?}", w.name),
+                "cohort name must be non-empty and contain no path separators",
+            ));
+        }
+        if w.patients == 0 || w.patients > 999 {
+            return Err(Error::invalid(
+                o,
+                "patients",
+                w.patients.to_string(),
+                "expected 1 to 999 patients",
+            ));
+        }
+        for (a, &v) in w.voxel_mm.iter().enumerate() {
+            check_value(o, &format!("voxel-mm[{a}]"), v, 0.5, 10.0)?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (n, &id) in w.training.iter().enumerate() {
+            if id == 0 || id > w.patients {
+                return Err(Error::invalid(
+                    o,
+                    format!("training[{n}]"),
+                    id.to_string(),
+                    format!("patient ids run from 1 to {}", w.patients),
+                ));
+            }
+            if !seen.insert(id) {
+                return Err(Error::invalid(
+                    o,
+                    format!("training[{n}]"),
+                    id.to_string(),
+                    "patient listed twice",
+                ));
+            }
+        }
+        if w.training.len() >= w.patients {
+            return Err(Error::invalid(
+                o,
+                "training",
+                format!("{:?}", w.training),
+                "at least one patient must be left for testing",
+            ));
+        }
+        let mut seen_ing = std::collections::BTreeSet::new();
+        for (n, &id) in w.inguinal.iter().enumerate() {
+            let field = format!("inguinal[{n}]");
+            if id == 0 || id > w.patients {
+                return Err(Error::invalid(
+                    o,
+                    field,
+                    id.to_string(),
+                    format!("patient ids run from 1 to {}", w.patients),
+                ));
+            }
+            if seen.contains(&id) {
+                return Err(Error::invalid(
+                    o,
+                    field,
+                    id.to_string(),
+                    "inguinal variants are test patients; this id is in `training`",
+                ));
+            }
+            if !seen_ing.insert(id) {
+                return Err(Error::invalid(o, field, id.to_string(), "patient listed twice"));
+            }
+        }
+        let a = &w.anatomy;
+        check_range(o, "anatomy.body-half-width-mm", a.body_half_width_mm, 120.0, 260.0)?;
+        check_range(o, "anatomy.body-half-depth-mm", a.body_half_depth_mm, 80.0, 180.0)?;
+        check_range(o, "anatomy.subcutaneous-fat-mm", a.subcutaneous_fat_mm, 3.0, 60.0)?;
+        check_range(o, "anatomy.pelvis-scale", a.pelvis_scale, 0.8, 1.2)?;
+        check_range(o, "anatomy.bladder-cc", a.bladder_cc, 50.0, 800.0)?;
+        check_range(o, "anatomy.rectum-radius-mm", a.rectum_radius_mm, 8.0, 30.0)?;
+        check_value(o, "anatomy.rectal-gas-probability", a.rectal_gas_probability, 0.0, 1.0)?;
+        check_range(o, "anatomy.uterus-length-mm", a.uterus_length_mm, 40.0, 120.0)?;
+        check_range(o, "anatomy.anteversion-deg", a.anteversion_deg, 0.0, 90.0)?;
+        check_value(o, "anatomy.organ-shift-mm", a.organ_shift_mm, 0.0, 20.0)?;
+        check_value(o, "anatomy.nodal-margin-mm", a.nodal_margin_mm, 0.0, 20.0)?;
+        check_value(o, "anatomy.ptv-margin-mm", a.ptv_margin_mm, 0.0, 20.0)?;
+        // The body must hold the bony pelvis plus its fat.
+        if a.body_half_width_mm[0] - a.subcutaneous_fat_mm[1] < 115.0 * a.pelvis_scale[1] {
+            return Err(Error::invalid(
+                o,
+                "anatomy.body-half-width-mm",
+                format!("[{}, {}]", a.body_half_width_mm[0], a.body_half_width_mm[1]),
+                "the narrowest body minus the thickest fat is too narrow for the largest pelvis",
+            ));
+        }
+        Ok(Self {
+            origin: path.to_path_buf(),
+            name: w.name,
+            site: w.site,
+            seed: w.seed,
+            patients: w.patients,
+            voxel_mm: w.voxel_mm,
+            training: w.training,
+            inguinal: w.inguinal,
+            anatomy: AnatomyRanges {
+                body_half_width_mm: a.body_half_width_mm,
+                body_half_depth_mm: a.body_half_depth_mm,
+                subcutaneous_fat_mm: a.subcutaneous_fat_mm,
+                pelvis_scale: a.pelvis_scale,
+                bladder_cc: a.bladder_cc,
+                rectum_radius_mm: a.rectum_radius_mm,
+                rectal_gas_probability: a.rectal_gas_probability,
+                uterus_length_mm: a.uterus_length_mm,
+                anteversion_deg: a.anteversion_deg,
+                organ_shift_mm: a.organ_shift_mm,
+                nodal_margin_mm: a.nodal_margin_mm,
+                ptv_margin_mm: a.ptv_margin_mm,
+            },
+        })
+    }
+
+    /// All patient ids, 1..=patients.
+    pub fn ids(&self) -> std::ops::RangeInclusive<usize> {
+        1..=self.patients
+    }
+
+    /// Test patient ids in order.
+    pub fn test_ids(&self) -> Vec<usize> {
+        self.ids().filter(|id| !self.training.contains(id)).collect()
+    }
+
+    /// Training or test.
+    pub fn split(&self, id: usize) -> Split {
+        if self.training.contains(&id) {
+            Split::Training
+        } else {
+            Split::Test
+        }
+    }
+
+    /// The patient id string, e.g. `cervix-35/p07`.
+    pub fn patient_name(&self, id: usize) -> String {
+        format!("{}/p{id:02}", self.name)
+    }
+
+    fn check_id(&self, id: usize) -> Result<()> {
+        if id == 0 || id > self.patients {
+            return Err(Error::invalid(
+                self.origin.display().to_string(),
+                "patient",
+                id.to_string(),
+                format!("this cohort has patients 1 to {}", self.patients),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The anatomy parameters of patient `id`, drawn deterministically from the cohort seed.
+    pub fn params(&self, id: usize) -> Result<PelvisParams> {
+        self.check_id(id)?;
+        let mut rng = SplitMix64::new(mix64(self.seed ^ mix64(id as u64)));
+        Ok(PelvisParams::draw(
+            &self.anatomy,
+            &mut rng,
+            self.inguinal.contains(&id),
+        ))
+    }
+
+    /// Generates patient `id`.
+    pub fn generate(&self, id: usize) -> Result<Patient> {
+        let params = self.params(id)?;
+        match self.site {
+            Site::Cervix => pelvis::generate(&self.patient_name(id), &params, self.voxel_mm),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SMALL: &str = r#"
+name = "t"
+site = "cervix"
+seed = 1
+patients = 4
+voxel-mm = [3.0, 3.0, 3.0]
+training = [1]
+inguinal = [3]
+[anatomy]
+body-half-width-mm = [160.0, 180.0]
+body-half-depth-mm = [105.0, 120.0]
+subcutaneous-fat-mm = [15.0, 25.0]
+pelvis-scale = [0.95, 1.05]
+bladder-cc = [150.0, 500.0]
+rectum-radius-mm = [14.0, 18.0]
+rectal-gas-probability = 0.5
+uterus-length-mm = [65.0, 85.0]
+anteversion-deg = [40.0, 70.0]
+organ-shift-mm = 5.0
+nodal-margin-mm = 7.0
+ptv-margin-mm = 7.0
+"#;
+
+    fn parse(text: &str) -> Result<CohortSpec> {
+        CohortSpec::parse(text, Path::new("cohort.toml"))
+    }
+
+    #[test]
+    fn valid_spec_parses_and_splits() {
+        let c = parse(SMALL).unwrap();
+        assert_eq!(c.test_ids(), vec![2, 3, 4]);
+        assert_eq!(c.split(1), Split::Training);
+        assert_eq!(c.patient_name(3), "t/p03");
+        assert_ne!(c.params(2).unwrap(), c.params(3).unwrap());
+        assert_eq!(c.params(2).unwrap(), c.params(2).unwrap());
+        assert!(c.params(3).unwrap().inguinal);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_top_level_and_in_sections() {
+        let e = parse(&SMALL.replace("seed = 1", "seed = 1\ncolour = 3")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("cohort.toml") && msg.contains("colour"), "{msg}");
+        let e = parse(&SMALL.replace("organ-shift-mm", "organ-shfit-mm")).unwrap_err();
+        assert!(e.to_string().contains("organ-shfit-mm"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_file_field_and_value() {
+        let cases = [
+            ("ptv-margin-mm = 7.0", "ptv-margin-mm = -2.0", "anatomy.ptv-margin-mm", "-2"),
+            ("training = [1]", "training = [9]", "training[0]", "9"),
+            ("inguinal = [3]", "inguinal = [1]", "inguinal[0]", "1"),
+            ("bladder-cc = [150.0, 500.0]", "bladder-cc = [500.0, 150.0]", "anatomy.bladder-cc", "[500, 150]"),
+            ("voxel-mm = [3.0, 3.0, 3.0]", "voxel-mm = [3.0, 0.0, 3.0]", "voxel-mm[1]", "0"),
+            ("site = \"cervix\"", "site = \"lung\"", "site", "lung"),
+        ];
+        for (from, to, field, value) in cases {
+            let e = parse(&SMALL.replace(from, to)).unwrap_err().to_string();
+            assert!(
+                e.contains("cohort.toml") && e.contains(field) && e.contains(value),
+                "{to}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_patient_id_is_an_error() {
+        let c = parse(SMALL).unwrap();
+        let e = c.params(5).unwrap_err().to_string();
+        assert!(e.contains("patient") && e.contains('5'), "{e}");
+    }
+}

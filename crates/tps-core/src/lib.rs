@@ -1,0 +1,20 @@
+//! The native reference treatment planning system.
+//!
+//! This crate owns the patient model (voxel grid, CT in HU, structures as masks with roles),
+//! structure operations (margins, Booleans, rings by an exact Euclidean distance transform),
+//! synthetic phantoms and cohorts, patient files (NRRD plus a manifest) and slice rendering.
+//! It performs no network I/O.
+
+pub mod cohort;
+pub mod error;
+pub mod grid;
+pub mod morph;
+pub mod patient;
+pub mod phantom;
+pub mod rng;
+pub mod structure;
+
+pub use error::{Error, Result};
+pub use grid::Grid;
+pub use patient::Patient;
+pub use structure::{Mask, Role, Structure};

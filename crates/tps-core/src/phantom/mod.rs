@@ -1,0 +1,5 @@
+//! Synthetic patients: parameterized, seeded anatomy for studies that may not ship patient
+//! data.
+
+pub mod pelvis;
+pub mod shapes;
