@@ -64,7 +64,11 @@ impl Grid {
                 ));
             }
         }
-        if self.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none()
+        if self
+            .dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none()
             || self.len() > u32::MAX as usize
         {
             return Err(Error::invalid(

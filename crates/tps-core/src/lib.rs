@@ -9,8 +9,13 @@ pub mod cohort;
 pub mod error;
 pub mod grid;
 pub mod morph;
+pub mod nrrd;
 pub mod patient;
+pub mod patient_files;
 pub mod phantom;
+pub mod protocol;
+pub mod recipe;
+pub mod render;
 pub mod rng;
 pub mod structure;
 

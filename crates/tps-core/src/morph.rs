@@ -177,12 +177,14 @@ impl Block {
         let g = mask.grid();
         let [bx, by, bz] = self.dims();
         let mut out = vec![false; bx * by * bz];
-        out.par_chunks_mut(bx * by).enumerate().for_each(|(k, slab)| {
-            for j in 0..by {
-                let src = g.index(self.lo[0], self.lo[1] + j, self.lo[2] + k);
-                slab[j * bx..(j + 1) * bx].copy_from_slice(&mask.data()[src..src + bx]);
-            }
-        });
+        out.par_chunks_mut(bx * by)
+            .enumerate()
+            .for_each(|(k, slab)| {
+                for j in 0..by {
+                    let src = g.index(self.lo[0], self.lo[1] + j, self.lo[2] + k);
+                    slab[j * bx..(j + 1) * bx].copy_from_slice(&mask.data()[src..src + bx]);
+                }
+            });
         out
     }
 
@@ -191,18 +193,20 @@ impl Block {
         let [bx, by, _] = self.dims();
         let [nx, ny, _] = g.dims;
         let mut data = vec![false; g.len()];
-        data.par_chunks_mut(nx * ny).enumerate().for_each(|(k, slab)| {
-            if k < self.lo[2] || k > self.hi[2] {
-                return;
-            }
-            let bk = k - self.lo[2];
-            for j in self.lo[1]..=self.hi[1] {
-                let bj = j - self.lo[1];
-                for i in self.lo[0]..=self.hi[0] {
-                    slab[i + nx * j] = value((i - self.lo[0]) + bx * (bj + by * bk));
+        data.par_chunks_mut(nx * ny)
+            .enumerate()
+            .for_each(|(k, slab)| {
+                if k < self.lo[2] || k > self.hi[2] {
+                    return;
                 }
-            }
-        });
+                let bk = k - self.lo[2];
+                for j in self.lo[1]..=self.hi[1] {
+                    let bj = j - self.lo[1];
+                    for i in self.lo[0]..=self.hi[0] {
+                        slab[i + nx * j] = value((i - self.lo[0]) + bx * (bj + by * bk));
+                    }
+                }
+            });
         Mask::from_vec(*g, data).expect("pasted mask has the grid's length")
     }
 }
@@ -305,7 +309,9 @@ mod tests {
         let mut state = 12345u64;
         let seed: Vec<bool> = (0..grid.len())
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 60) == 0
             })
             .collect();
@@ -320,14 +326,21 @@ mod tests {
     #[test]
     fn no_seed_gives_infinity() {
         let grid = Grid::new([3, 3, 3], [1.0; 3], [0.0; 3]).unwrap();
-        assert!(squared_distance_mm2(&grid, &[false; 27]).iter().all(|d| d.is_infinite()));
+        assert!(
+            squared_distance_mm2(&grid, &[false; 27])
+                .iter()
+                .all(|d| d.is_infinite())
+        );
     }
 
     #[test]
     fn negative_margin_is_refused() {
         let grid = Grid::new([3, 3, 3], [1.0; 3], [0.0; 3]).unwrap();
         let e = expand(&Mask::empty(grid), -1.0).unwrap_err();
-        assert!(e.to_string().contains("margin-mm") && e.to_string().contains("-1"), "{e}");
+        assert!(
+            e.to_string().contains("margin-mm") && e.to_string().contains("-1"),
+            "{e}"
+        );
         assert!(ring(&Mask::empty(grid), 1.0, f64::NAN).is_err());
     }
 }

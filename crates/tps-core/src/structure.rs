@@ -151,14 +151,19 @@ impl Mask {
             })
             .reduce(
                 || (0, [0.0; 3]),
-                |a, b| (a.0 + b.0, [a.1[0] + b.1[0], a.1[1] + b.1[1], a.1[2] + b.1[2]]),
+                |a, b| {
+                    (
+                        a.0 + b.0,
+                        [a.1[0] + b.1[0], a.1[1] + b.1[1], a.1[2] + b.1[2]],
+                    )
+                },
             );
         if n == 0 {
             return None;
         }
-        Some([0, 1, 2].map(|a| {
-            self.grid.origin_mm[a] + sum[a] / n as f64 * self.grid.spacing_mm[a]
-        }))
+        Some(
+            [0, 1, 2].map(|a| self.grid.origin_mm[a] + sum[a] / n as f64 * self.grid.spacing_mm[a]),
+        )
     }
 
     /// Bounding box of the set voxels, or `None` when empty.
@@ -210,7 +215,12 @@ impl Mask {
         Ok(())
     }
 
-    fn zip_with(&self, other: &Mask, op: &str, f: impl Fn(bool, bool) -> bool + Sync) -> Result<Mask> {
+    fn zip_with(
+        &self,
+        other: &Mask,
+        op: &str,
+        f: impl Fn(bool, bool) -> bool + Sync,
+    ) -> Result<Mask> {
         self.check_same_grid(other, op)?;
         let data = self
             .data
@@ -328,11 +338,16 @@ mod tests {
     fn box_statistics_are_exact() {
         let g = grid();
         // x in [-5, 5], y in [-3, 3], z in [3, 9] -> voxel centres at x -5,-3,...,5 (6), y -3..3 (4), z 3,6,9 (3)
-        let m = Mask::from_fn(g, |x, y, z| x.abs() <= 5.0 && y.abs() <= 3.0 && (3.0..=9.0).contains(&z));
+        let m = Mask::from_fn(g, |x, y, z| {
+            x.abs() <= 5.0 && y.abs() <= 3.0 && (3.0..=9.0).contains(&z)
+        });
         assert_eq!(m.count(), 6 * 4 * 3);
         assert!((m.volume_cc() - 72.0 * 0.012).abs() < 1e-12);
         let c = m.centroid_mm().unwrap();
-        assert!(c[0].abs() < 1e-12 && c[1].abs() < 1e-12 && (c[2] - 6.0).abs() < 1e-12, "{c:?}");
+        assert!(
+            c[0].abs() < 1e-12 && c[1].abs() < 1e-12 && (c[2] - 6.0).abs() < 1e-12,
+            "{c:?}"
+        );
         let bb = m.bounding_box().unwrap();
         assert_eq!(bb.min_ijk, [2, 2, 1]);
         assert_eq!(bb.max_ijk, [7, 5, 3]);

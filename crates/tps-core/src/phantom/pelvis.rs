@@ -71,7 +71,11 @@ impl PelvisParams {
     /// Draws one patient's parameters.
     pub fn draw(r: &AnatomyRanges, rng: &mut SplitMix64, inguinal: bool) -> Self {
         let shift = |rng: &mut SplitMix64, m: f64| {
-            [rng.uniform([-m, m]), rng.uniform([-m, m]), rng.uniform([-m, m])]
+            [
+                rng.uniform([-m, m]),
+                rng.uniform([-m, m]),
+                rng.uniform([-m, m]),
+            ]
         };
         Self {
             noise_seed: rng.next_u64(),
@@ -158,7 +162,17 @@ impl BodyShape {
     const TORSO_BOTTOM_MM: f64 = -75.0;
 
     fn half_axes(&self, z: f64) -> (f64, f64) {
-        let a = self.w * interp(&[(-75.0, 0.9), (-30.0, 1.0), (60.0, 1.0), (130.0, 0.93), (215.0, 0.86)], z);
+        let a = self.w
+            * interp(
+                &[
+                    (-75.0, 0.9),
+                    (-30.0, 1.0),
+                    (60.0, 1.0),
+                    (130.0, 0.93),
+                    (215.0, 0.86),
+                ],
+                z,
+            );
         let b = self.d * interp(&[(-75.0, 0.9), (0.0, 1.0), (80.0, 0.97), (215.0, 0.95)], z);
         (a, b)
     }
@@ -166,7 +180,7 @@ impl BodyShape {
     /// Inside the body, shrunk by `inset` mm (an inset of the fat thickness gives the muscle
     /// boundary).
     fn contains(&self, x: f64, y: f64, z: f64, inset: f64) -> bool {
-        let back = self.yc + 0.86 * self.half_axes(z).1 - inset;
+        let back = self.yc + 0.94 * self.half_axes(z).1 - inset;
         if z >= Self::TORSO_BOTTOM_MM {
             let (a, b) = self.half_axes(z);
             let (a, b) = (a - inset, b - inset);
@@ -205,7 +219,8 @@ fn mirror(p: P3) -> P3 {
 /// Both sides of a left-side tube.
 fn bilateral(left: Tube, grid: &Grid) -> Mask {
     let mut m = left.mask(grid);
-    m.union_in_place(&left.mirrored().mask(grid)).expect("same grid");
+    m.union_in_place(&left.mirrored().mask(grid))
+        .expect("same grid");
     m
 }
 
@@ -235,17 +250,14 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     let body = BodyShape {
         w: p.body_half_width_mm,
         d: p.body_half_depth_mm,
-        yc: 5.0,
+        yc: 8.0,
     };
     let grid = Grid::covering(
         [-body.w - 12.0, body.yc - body.d - 12.0, -150.0],
         [body.w + 12.0, body.yc + body.d + 12.0, 215.0],
         voxel_mm,
     )?;
-    let whole = Bounds::new(
-        [f64::NEG_INFINITY; 3],
-        [f64::INFINITY; 3],
-    );
+    let whole = Bounds::new([f64::NEG_INFINITY; 3], [f64::INFINITY; 3]);
 
     // ---- Outline, muscle, cavity -------------------------------------------------------
     let external = rasterize(&grid, whole, |[x, y, z]| body.contains(x, y, z, 0.0));
@@ -271,39 +283,58 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         knot(|k| (k.0, k.3)),
     );
     let wall = p.fat_mm + 12.0; // abdominal wall muscle inside the fat
-    let cavity = rasterize(&grid, Bounds::new([-200.0, -200.0, -55.0 * s], [200.0, 200.0, 215.0]), |[x, y, z]| {
-        let zs = z / s;
-        let a = interp(&kw, zs) * s;
-        let cy = interp(&ky, zs) * s;
-        let d = interp(&kd, zs) * s;
-        (x / a).powi(2) + ((y - cy) / d).powi(2) <= 1.0 && body.contains(x, y, z, wall)
-    });
+    let cavity = rasterize(
+        &grid,
+        Bounds::new([-200.0, -200.0, -55.0 * s], [200.0, 200.0, 215.0]),
+        |[x, y, z]| {
+            let zs = z / s;
+            let a = interp(&kw, zs) * s;
+            let cy = interp(&ky, zs) * s;
+            let d = interp(&kd, zs) * s;
+            (x / a).powi(2) + ((y - cy) / d).powi(2) <= 1.0 && body.contains(x, y, z, wall)
+        },
+    );
 
     // ---- Bones ---------------------------------------------------------------------------
     let fh_r = 23.5 * s;
     let fh_c = sc([88.0, 0.0, 0.0]);
     let femur_left = Tube::new(
-        vec![fh_c, sc([128.0, 8.0, -22.0]), sc([124.0, 8.0, -32.0]), [108.0 * s, 15.0, -160.0]],
+        vec![
+            fh_c,
+            sc([128.0, 8.0, -22.0]),
+            sc([124.0, 8.0, -32.0]),
+            [108.0 * s, 15.0, -160.0],
+        ],
         vec![fh_r, 15.0 * s, 14.0 * s, 13.0 * s],
     );
-    let femur = bilateral(femur_left.clone(), &grid);
+    let head = Ellipsoid::aligned(fh_c, [fh_r; 3]);
+    let head_r = Ellipsoid::aligned(mirror(fh_c), [fh_r; 3]);
+    let femur = bilateral(femur_left.clone(), &grid)
+        .union(&rasterize(&grid, head.bounds(), |q| head.contains(q)))?
+        .union(&rasterize(&grid, head_r.bounds(), |q| head_r.contains(q)))?;
     // Acetabulum: a cup over the head, open laterally and inferiorly.
     let acetabulum = rasterize(&grid, Bounds::around(fh_c, [fh_r + 14.0; 3]), |q| {
         let d = [q[0] - fh_c[0], q[1] - fh_c[1], q[2] - fh_c[2]];
         let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
         r > fh_r + 1.0 && r < fh_r + 11.0 * s && (-0.55 * d[0] + 0.84 * d[2]) > -6.0
     });
-    let acetabulum = acetabulum
-        .union(&rasterize(&grid, Bounds::around(mirror(fh_c), [fh_r + 14.0; 3]), |q| {
+    let acetabulum = acetabulum.union(&rasterize(
+        &grid,
+        Bounds::around(mirror(fh_c), [fh_r + 14.0; 3]),
+        |q| {
             let c = mirror(fh_c);
             let d = [q[0] - c[0], q[1] - c[1], q[2] - c[2]];
             let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
             r > fh_r + 1.0 && r < fh_r + 11.0 * s && (0.55 * d[0] + 0.84 * d[2]) > -6.0
-        }))?;
+        },
+    ))?;
     // Ilium: body above the acetabulum plus the wing, a curved plate from the sacroiliac
     // joint to the anterior superior iliac spine whose section changes with height.
     let ilium_body = bilateral(
-        Tube::new(vec![sc([82.0, 6.0, 18.0]), sc([68.0, 30.0, 55.0])], vec![16.0 * s, 13.0 * s]),
+        Tube::new(
+            vec![sc([82.0, 6.0, 18.0]), sc([68.0, 30.0, 55.0])],
+            vec![16.0 * s, 13.0 * s],
+        ),
         &grid,
     );
     // (z, sacroiliac x, y, control x, y, ASIS x, y, half-thickness)
@@ -333,17 +364,33 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         },
         |(pts, h2), x, y| {
             let q = [x.abs(), y];
-            pts.windows(2).any(|w| dist2_segment_2d(q, w[0], w[1]) <= *h2)
+            pts.windows(2)
+                .any(|w| dist2_segment_2d(q, w[0], w[1]) <= *h2)
         },
     );
     // Sacrum: a curved, tapering plate behind the pelvic cavity; (z, centre y, half-width,
     // half-depth) for scale 1.
-    let sacrum_y = [(-25.0, 72.0), (0.0, 80.0), (40.0, 76.0), (80.0, 62.0), (110.0, 50.0)];
-    let sacrum_w = [(-25.0, 8.0), (0.0, 18.0), (20.0, 30.0), (60.0, 46.0), (110.0, 54.0)];
+    let sacrum_y = [
+        (-25.0, 72.0),
+        (0.0, 80.0),
+        (40.0, 76.0),
+        (80.0, 62.0),
+        (110.0, 50.0),
+    ];
+    let sacrum_w = [
+        (-25.0, 8.0),
+        (0.0, 18.0),
+        (20.0, 30.0),
+        (60.0, 46.0),
+        (110.0, 54.0),
+    ];
     let sacrum_d = [(-25.0, 7.0), (20.0, 12.0), (60.0, 16.0), (110.0, 20.0)];
     let sacrum = rasterize_slices(
         &grid,
-        Bounds::new([-60.0 * s, 30.0 * s, -25.0 * s], [60.0 * s, 110.0 * s, 110.0 * s]),
+        Bounds::new(
+            [-60.0 * s, 30.0 * s, -25.0 * s],
+            [60.0 * s, 110.0 * s, 110.0 * s],
+        ),
         |z| {
             let zs = z / s;
             (-25.0..=110.0).contains(&zs).then(|| {
@@ -358,11 +405,16 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     );
     let sacrum_front = |z: f64| (interp(&sacrum_y, z / s) - interp(&sacrum_d, z / s)) * s;
     // Lumbar vertebrae L5 and L4 (bodies with discs between), posterior arches throughout.
-    let vertebral_bodies = rasterize(&grid, Bounds::new([-30.0, 10.0, 113.0 * s], [30.0, 70.0, 215.0]), |[x, y, z]| {
-        let zs = z / s;
-        let in_body = (115.0..=150.0).contains(&zs) || (157.0..=192.0).contains(&zs) || zs >= 199.0;
-        in_body && (x / (25.0 * s)).powi(2) + ((y - 40.0 * s) / (19.0 * s)).powi(2) <= 1.0
-    });
+    let vertebral_bodies = rasterize(
+        &grid,
+        Bounds::new([-30.0, 10.0, 113.0 * s], [30.0, 70.0, 215.0]),
+        |[x, y, z]| {
+            let zs = z / s;
+            let in_body =
+                (115.0..=150.0).contains(&zs) || (157.0..=192.0).contains(&zs) || zs >= 199.0;
+            in_body && (x / (25.0 * s)).powi(2) + ((y - 40.0 * s) / (19.0 * s)).powi(2) <= 1.0
+        },
+    );
     let canal_y = |z: f64| -> f64 {
         let zs = z / s;
         if zs >= 115.0 {
@@ -375,36 +427,95 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         .iter()
         .map(|&z| [0.0, canal_y(z), z])
         .collect();
-    let canal = Tube::new(canal_pts, vec![10.0 * s, 9.5 * s, 8.0 * s, 6.5 * s, 5.0 * s, 4.0 * s]).mask(&grid);
-    let arch = rasterize(&grid, Bounds::new([-50.0 * s, 40.0 * s, 112.0 * s], [50.0 * s, 110.0 * s, 215.0]), |[x, y, z]| {
-        if z < 112.0 * s {
-            return false;
-        }
-        let ring = (x / (19.0 * s)).powi(2) + ((y - 73.0 * s) / (15.0 * s)).powi(2) <= 1.0;
-        let spinous = x.abs() <= 4.0 * s && y >= 80.0 * s && y <= 102.0 * s;
-        let transverse = (y - 64.0 * s).abs() <= 5.0 * s && x.abs() <= 46.0 * s && (z / s - 133.0).abs() < 9.0
-            || (y - 64.0 * s).abs() <= 4.0 * s && x.abs() <= 38.0 * s && (z / s - 175.0).abs() < 7.0;
-        ring || spinous || transverse
-    });
+    let canal = Tube::new(
+        canal_pts,
+        vec![10.0 * s, 9.5 * s, 8.0 * s, 6.5 * s, 5.0 * s, 4.0 * s],
+    )
+    .mask(&grid);
+    let arch = rasterize(
+        &grid,
+        Bounds::new(
+            [-50.0 * s, 40.0 * s, 112.0 * s],
+            [50.0 * s, 110.0 * s, 215.0],
+        ),
+        |[x, y, z]| {
+            if z < 112.0 * s {
+                return false;
+            }
+            let ring = (x / (19.0 * s)).powi(2) + ((y - 73.0 * s) / (15.0 * s)).powi(2) <= 1.0;
+            let spinous = x.abs() <= 4.0 * s && y >= 80.0 * s && y <= 102.0 * s;
+            let transverse = (y - 64.0 * s).abs() <= 5.0 * s
+                && x.abs() <= 46.0 * s
+                && (z / s - 133.0).abs() < 9.0
+                || (y - 64.0 * s).abs() <= 4.0 * s
+                    && x.abs() <= 38.0 * s
+                    && (z / s - 175.0).abs() < 7.0;
+            ring || spinous || transverse
+        },
+    );
     // Pubis and ischium.
-    let pubic_bodies = rasterize(&grid, Bounds::around(sc([0.0, -58.0, -30.0]), [35.0 * s, 15.0 * s, 22.0 * s]), |q| {
-        q[0].abs() > 1.5
-            && Ellipsoid::aligned(sc([14.0 * q[0].signum(), -58.0, -30.0]), sc([13.0, 10.0, 18.0])).contains(q)
-    });
+    let pubic_bodies = rasterize(
+        &grid,
+        Bounds::around(sc([0.0, -58.0, -30.0]), [35.0 * s, 15.0 * s, 22.0 * s]),
+        |q| {
+            q[0].abs() > 1.5
+                && Ellipsoid::aligned(
+                    sc([14.0 * q[0].signum(), -58.0, -30.0]),
+                    sc([13.0, 10.0, 18.0]),
+                )
+                .contains(q)
+        },
+    );
     let rami = union_all(
         &grid,
         [
-            bilateral(Tube::uniform(vec![sc([16.0, -58.0, -20.0]), sc([52.0, -42.0, -6.0]), sc([76.0, -18.0, 4.0])], 8.0 * s), &grid),
-            bilateral(Tube::uniform(vec![sc([14.0, -55.0, -44.0]), sc([38.0, -18.0, -60.0]), sc([52.0, 14.0, -66.0])], 7.0 * s), &grid),
             bilateral(
-                Tube::new(vec![sc([80.0, 20.0, -6.0]), sc([64.0, 28.0, -40.0]), sc([55.0, 24.0, -66.0])], vec![12.0 * s, 12.0 * s, 14.0 * s]),
+                Tube::uniform(
+                    vec![
+                        sc([16.0, -58.0, -20.0]),
+                        sc([52.0, -42.0, -6.0]),
+                        sc([76.0, -18.0, 4.0]),
+                    ],
+                    8.0 * s,
+                ),
+                &grid,
+            ),
+            bilateral(
+                Tube::uniform(
+                    vec![
+                        sc([14.0, -55.0, -44.0]),
+                        sc([38.0, -18.0, -60.0]),
+                        sc([52.0, 14.0, -66.0]),
+                    ],
+                    7.0 * s,
+                ),
+                &grid,
+            ),
+            bilateral(
+                Tube::new(
+                    vec![
+                        sc([80.0, 20.0, -6.0]),
+                        sc([64.0, 28.0, -40.0]),
+                        sc([55.0, 24.0, -66.0]),
+                    ],
+                    vec![12.0 * s, 12.0 * s, 14.0 * s],
+                ),
                 &grid,
             ),
         ],
     );
     let mut pelvic_bones = union_all(
         &grid,
-        [acetabulum, ilium_body, ilium_wing, sacrum, vertebral_bodies, arch, pubic_bodies, rami],
+        [
+            acetabulum,
+            ilium_body,
+            ilium_wing,
+            sacrum,
+            vertebral_bodies,
+            arch,
+            pubic_bodies,
+            rami,
+        ],
     );
     pelvic_bones.subtract_in_place(&canal)?;
     let mut femur = femur;
@@ -427,21 +538,60 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
                 sc([72.0, -36.0, 5.0]),
                 sc([70.0, -48.0, -25.0]),
             ],
-            [14.0, 18.0, 21.0, 21.0, 19.0, 16.0, 13.0].map(|r| r * s).to_vec(),
+            [14.0, 18.0, 21.0, 21.0, 19.0, 16.0, 13.0]
+                .map(|r| r * s)
+                .to_vec(),
         ),
         &grid,
     );
     let aorta = Tube::uniform(vec![[12.0, 6.0 * s, 215.0], sc([8.0, 8.0, 168.0])], 9.0 * s);
-    let ivc = Tube::uniform(vec![[-20.0, 14.0 * s, 215.0], sc([-12.0, 14.0, 168.0])], 10.0 * s);
-    let common_iliac = Tube::uniform(vec![sc([6.0, 10.0, 168.0]), sc([45.0, 22.0, 112.0])], 8.0 * s);
+    let ivc = Tube::uniform(
+        vec![[-20.0, 14.0 * s, 215.0], sc([-12.0, 14.0, 168.0])],
+        10.0 * s,
+    );
+    let common_iliac = Tube::uniform(
+        vec![sc([6.0, 10.0, 168.0]), sc([45.0, 22.0, 112.0])],
+        8.0 * s,
+    );
     let external_iliac = Tube::uniform(
-        vec![sc([45.0, 22.0, 112.0]), sc([58.0, 8.0, 70.0]), sc([66.0, -16.0, 30.0]), sc([70.0, -42.0, 4.0]), sc([72.0, -60.0, -16.0])],
+        vec![
+            sc([45.0, 22.0, 112.0]),
+            sc([58.0, 8.0, 70.0]),
+            sc([66.0, -16.0, 30.0]),
+            sc([70.0, -42.0, 4.0]),
+            sc([72.0, -60.0, -16.0]),
+        ],
         7.0 * s,
     );
-    let internal_iliac = Tube::uniform(vec![sc([45.0, 22.0, 112.0]), sc([52.0, 38.0, 80.0]), sc([54.0, 44.0, 45.0])], 6.0 * s);
-    let obturator = Tube::uniform(vec![sc([58.0, 14.0, 42.0]), sc([57.0, -8.0, 12.0]), sc([54.0, -24.0, -8.0])], 5.0 * s);
-    let femoral = Tube::uniform(vec![sc([72.0, -60.0, -16.0]), sc([76.0, -72.0, -45.0]), sc([78.0, -76.0, -72.0])], 6.0 * s);
-    let mut vessel_tubes = vec![common_iliac.clone(), external_iliac.clone(), internal_iliac.clone()];
+    let internal_iliac = Tube::uniform(
+        vec![
+            sc([45.0, 22.0, 112.0]),
+            sc([52.0, 38.0, 80.0]),
+            sc([54.0, 44.0, 45.0]),
+        ],
+        6.0 * s,
+    );
+    let obturator = Tube::uniform(
+        vec![
+            sc([58.0, 14.0, 42.0]),
+            sc([57.0, -8.0, 12.0]),
+            sc([54.0, -24.0, -8.0]),
+        ],
+        5.0 * s,
+    );
+    let femoral = Tube::uniform(
+        vec![
+            sc([72.0, -60.0, -16.0]),
+            sc([76.0, -72.0, -45.0]),
+            sc([78.0, -76.0, -72.0]),
+        ],
+        6.0 * s,
+    );
+    let mut vessel_tubes = vec![
+        common_iliac.clone(),
+        external_iliac.clone(),
+        internal_iliac.clone(),
+    ];
     if p.inguinal {
         vessel_tubes.push(femoral.clone());
     }
@@ -458,14 +608,50 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     let cervix_top = [du[0], 2.0 * s + du[1], 10.0 * s + du[2]];
     let cervix_bottom = [du[0], 12.0 * s + du[1], -20.0 * s + du[2]];
     let cervix = Tube::uniform(vec![cervix_bottom, cervix_top], 14.0 * s).mask(&grid);
-    let fill = ((p.bladder_cc - 150.0) / 350.0).clamp(0.0, 1.0);
-    let tilt = p.anteversion_deg.to_radians() * (1.0 - 0.55 * fill);
+    // Bladder: its neck sits behind the upper symphysis; filling raises the dome.
+    let r_b = (3.0 * p.bladder_cc * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
+    let db = p.bladder_shift_mm;
+    let b_semi = [1.2 * r_b, 0.8 * r_b, 1.04 * r_b];
+    let bladder_e = Ellipsoid::aligned(
+        [db[0], -42.0 * s + db[1], -16.0 * s + b_semi[2] + db[2]],
+        b_semi,
+    );
+    // Uterus: an anteverted corpus resting on the bladder dome. A fuller bladder lifts it
+    // towards upright: the drawn anteversion is reduced until the corpus clears the bladder.
     let ul = p.uterus_length_mm;
     let uterus_semi = [0.36 * ul, 0.26 * ul, 0.5 * ul];
-    let axis = [0.0, -tilt.sin(), tilt.cos()];
     let reach = 0.8 * uterus_semi[2];
+    let grown_bladder = Ellipsoid::aligned(
+        bladder_e.centre,
+        [
+            b_semi[0],
+            b_semi[1] + 0.8 * uterus_semi[1],
+            b_semi[2] + 0.8 * uterus_semi[1],
+        ],
+    );
+    let corpus_clear = |tilt: f64| {
+        let axis = [0.0, -tilt.sin(), tilt.cos()];
+        (3..=10).all(|n| {
+            let t = n as f64 / 10.0 * (reach + uterus_semi[2]);
+            !grown_bladder.contains([
+                cervix_top[0],
+                cervix_top[1] + axis[1] * t,
+                cervix_top[2] + axis[2] * t,
+            ])
+        })
+    };
+    let drawn = p.anteversion_deg.to_radians();
+    let tilt = (0..=22)
+        .map(|n| drawn - n as f64 * 5f64.to_radians())
+        .find(|&t| corpus_clear(t))
+        .unwrap_or(drawn - 110f64.to_radians());
+    let axis = [0.0, -tilt.sin(), tilt.cos()];
     let uterus_e = Ellipsoid::tilted_sagittal(
-        [cervix_top[0], cervix_top[1] + axis[1] * reach, cervix_top[2] + axis[2] * reach],
+        [
+            cervix_top[0],
+            cervix_top[1] + axis[1] * reach,
+            cervix_top[2] + axis[2] * reach,
+        ],
         uterus_semi,
         tilt,
     );
@@ -473,7 +659,10 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     let vagina_bottom_z = -68.0 * s;
     let vagina = rasterize_slices(
         &grid,
-        Bounds::new([-25.0, -40.0, vagina_bottom_z], [25.0, 60.0, cervix_bottom[2]]),
+        Bounds::new(
+            [-25.0, -40.0, vagina_bottom_z],
+            [25.0, 60.0, cervix_bottom[2]],
+        ),
         |z| {
             let t = (z - vagina_bottom_z) / (cervix_bottom[2] - vagina_bottom_z);
             (0.0..=1.0).contains(&t).then(|| {
@@ -485,13 +674,12 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         |&(cx, cy), x, y| ((x - cx) / (17.0 * s)).powi(2) + ((y - cy) / (6.5 * s)).powi(2) <= 1.0,
     );
     let upper_vagina_z = 0.5 * (vagina_bottom_z + cervix_bottom[2]);
-    let upper_vagina = rasterize(&grid, Bounds::new([-30.0, -50.0, upper_vagina_z], [30.0, 60.0, 0.0]), |_| true)
-        .intersection(&vagina)?;
-    // Bladder: its neck sits behind the upper symphysis; filling raises the dome.
-    let r_b = (3.0 * p.bladder_cc * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
-    let db = p.bladder_shift_mm;
-    let b_semi = [1.2 * r_b, 0.8 * r_b, 1.04 * r_b];
-    let bladder_e = Ellipsoid::aligned([db[0], -42.0 * s + db[1], -16.0 * s + b_semi[2] + db[2]], b_semi);
+    let upper_vagina = rasterize(
+        &grid,
+        Bounds::new([-30.0, -50.0, upper_vagina_z], [30.0, 60.0, 0.0]),
+        |_| true,
+    )
+    .intersection(&vagina)?;
     // Rectum: from the anal canal along the front of the sacrum to the rectosigmoid junction.
     let rr = p.rectum_radius_mm;
     let rx = p.rectum_shift_x_mm;
@@ -504,7 +692,10 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         .collect();
     let mut pts = vec![[rx, 36.0 * s, -70.0 * s]];
     pts.extend(rectum_pts);
-    let rectum_tube = Tube::new(pts.clone(), vec![0.55 * rr, 0.85 * rr, rr, rr, rr, 0.9 * rr]);
+    let rectum_tube = Tube::new(
+        pts.clone(),
+        vec![0.55 * rr, 0.85 * rr, rr, rr, rr, 0.9 * rr],
+    );
     let rectum = rectum_tube.mask(&grid);
     let rectal_gas = if p.rectal_gas {
         let gas = Ellipsoid::aligned(pts[3], [0.55 * rr, 0.45 * rr, 1.2 * rr]);
@@ -513,7 +704,11 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         Mask::empty(grid)
     };
     let sigmoid = Tube::uniform(
-        vec![pts[5], [rx + 15.0, sacrum_front(70.0 * s) - 25.0, 70.0 * s], [35.0, -10.0, 90.0 * s]],
+        vec![
+            pts[5],
+            [rx + 15.0, sacrum_front(70.0 * s) - 25.0, 70.0 * s],
+            [35.0, -10.0, 90.0 * s],
+        ],
         0.8 * rr,
     )
     .mask(&grid);
@@ -526,15 +721,24 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
 
     // Parametria: the connective tissue lateral to cervix and upper vagina, out to the pelvic
     // side wall, between bladder and rectum.
-    let param_e = Ellipsoid::aligned([du[0], 8.0 * s + du[1], -2.0 * s + du[2]], [54.0 * s, 18.0 * s, 22.0 * s]);
-    let mut parametria = rasterize(&grid, param_e.bounds(), |q| param_e.contains(q)).intersection(&cavity)?;
+    let param_e = Ellipsoid::aligned(
+        [du[0], 8.0 * s + du[1], -2.0 * s + du[2]],
+        [54.0 * s, 18.0 * s, 22.0 * s],
+    );
+    let mut parametria =
+        rasterize(&grid, param_e.bounds(), |q| param_e.contains(q)).intersection(&cavity)?;
     for other in [&bladder, &rectum, &pelvic_bones, &psoas] {
         parametria.subtract_in_place(other)?;
     }
 
     // ---- Nodal CTV -----------------------------------------------------------------------
     let m = p.nodal_margin_mm;
-    let mut nodal_tubes = vec![common_iliac.grown(m), external_iliac.grown(m), internal_iliac.grown(m), obturator.grown(m + 2.0)];
+    let mut nodal_tubes = vec![
+        common_iliac.grown(m),
+        external_iliac.grown(m),
+        internal_iliac.grown(m),
+        obturator.grown(m + 2.0),
+    ];
     if p.inguinal {
         // Inguinal nodes lie in a wider field around the femoral vessels.
         nodal_tubes.push(femoral.grown(m + 8.0));
@@ -545,18 +749,43 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         |z| Some(sacrum_front(z)),
         |&front, x, y| x.abs() <= 22.0 * s && y <= front && y >= front - 16.0,
     );
-    let mut nodal = union_all(&grid, nodal_tubes.into_iter().map(|t| bilateral(t, &grid)).chain([presacral]));
-    let top_nodes = rasterize(&grid, Bounds::new([-300.0, -300.0, 170.0 * s], [300.0, 300.0, 300.0]), |_| true);
+    let mut nodal = union_all(
+        &grid,
+        nodal_tubes
+            .into_iter()
+            .map(|t| bilateral(t, &grid))
+            .chain([presacral]),
+    );
+    let top_nodes = rasterize(
+        &grid,
+        Bounds::new([-300.0, -300.0, 170.0 * s], [300.0, 300.0, 300.0]),
+        |_| true,
+    );
     for other in [&top_nodes, &pelvic_bones, &femur, &psoas] {
         nodal.subtract_in_place(other)?;
     }
     nodal = nodal.intersection(&inner)?;
 
-    let mut ctv = union_all(&grid, [uterus.clone(), cervix.clone(), upper_vagina, parametria.clone(), nodal]);
+    let mut ctv = union_all(
+        &grid,
+        [
+            uterus.clone(),
+            cervix.clone(),
+            upper_vagina,
+            parametria.clone(),
+            nodal,
+        ],
+    );
     ctv = ctv.intersection(&external)?;
-    let ctv = nonempty(ctv, id, "CTV", "union of uterus, cervix, upper vagina, parametria and nodes")?;
+    let ctv = nonempty(
+        ctv,
+        id,
+        "CTV",
+        "union of uterus, cervix, upper vagina, parametria and nodes",
+    )?;
     // PTV: CTV plus margin, kept 5 mm inside the skin (the build-up region is not optimized).
-    let ptv = morph::expand(&ctv, p.ptv_margin_mm)?.intersection(&morph::contract(&external, 5.0)?)?;
+    let ptv =
+        morph::expand(&ctv, p.ptv_margin_mm)?.intersection(&morph::contract(&external, 5.0)?)?;
     let ptv = nonempty(ptv, id, "PTV", "CTV expansion cropped to the body")?;
 
     // Bowel bag: the peritoneal space above the bladder's mid-height, less everything else.
@@ -566,11 +795,25 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         Bounds::new([-300.0, -300.0, bowel_floor], [300.0, 300.0, 300.0]),
         |_| true,
     ))?;
-    for other in [&bladder, &uterus, &cervix, &rectum, &parametria, &vessels, &psoas, &pelvic_bones] {
+    for other in [
+        &bladder,
+        &uterus,
+        &cervix,
+        &rectum,
+        &parametria,
+        &vessels,
+        &psoas,
+        &pelvic_bones,
+    ] {
         bowel.subtract_in_place(other)?;
     }
     // Keep bowel off the nodal chains along the side walls (mesenteric fat separates them).
-    let vessels_wide = union_all(&grid, [common_iliac, external_iliac, internal_iliac].into_iter().map(|t| bilateral(t.grown(4.0), &grid)));
+    let vessels_wide = union_all(
+        &grid,
+        [common_iliac, external_iliac, internal_iliac]
+            .into_iter()
+            .map(|t| bilateral(t.grown(4.0), &grid)),
+    );
     bowel.subtract_in_place(&vessels_wide)?;
 
     // ---- CT numbers ----------------------------------------------------------------------
@@ -591,12 +834,20 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     // Bowel loops: a smooth random field thresholded into soft-tissue loops, fat between
     // them and the odd gas bubble.
     let mut rng = SplitMix64::new(p.noise_seed ^ 0xB0E1);
-    let phase: Vec<f64> = (0..6).map(|_| rng.uniform([0.0, std::f64::consts::TAU])).collect();
+    let phase: Vec<f64> = (0..6)
+        .map(|_| rng.uniform([0.0, std::f64::consts::TAU]))
+        .collect();
     let f = std::f64::consts::TAU / 38.0;
     let [nx, ny, _] = grid.dims;
     tissue
         .par_chunks_mut(nx * ny)
-        .zip(bowel.data().par_chunks(nx * ny).map(|c| c.to_vec()).collect::<Vec<_>>())
+        .zip(
+            bowel
+                .data()
+                .par_chunks(nx * ny)
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>(),
+        )
         .enumerate()
         .for_each(|(k, (slab, mask))| {
             let z = grid.coord_mm(2, k);
@@ -650,7 +901,9 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         .enumerate()
         .map(|(n, &t)| {
             let (mean, amp) = classes[t as usize];
-            (mean + amp * voxel_noise(p.noise_seed, n)).round().clamp(-1024.0, 3071.0) as i16
+            (mean + amp * voxel_noise(p.noise_seed, n))
+                .round()
+                .clamp(-1024.0, 3071.0) as i16
         })
         .collect();
 
@@ -660,11 +913,15 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         // Femoral head and neck down to the lesser trochanter, as contoured for planning.
         let c = [side * fh_c[0], fh_c[1], fh_c[2]];
         let region = rasterize(&grid, Bounds::around(c, [60.0; 3]), |q| {
-            q[0] * side > 0.0 && q[2] > c[2] - 40.0 * s
+            q[0] * side > 0.0 && q[2] > c[2] - 40.0 * s && (q[0] - c[0]) * side < 26.0 * s
         });
         region.intersection(&femur)
     };
-    let spinal_cord = canal.intersection(&rasterize(&grid, Bounds::new([-300.0, -300.0, 25.0 * s], [300.0, 300.0, 300.0]), |_| true))?;
+    let spinal_cord = canal.intersection(&rasterize(
+        &grid,
+        Bounds::new([-300.0, -300.0, 25.0 * s], [300.0, 300.0, 300.0]),
+        |_| true,
+    ))?;
     let bone_marrow = pelvic_marrow;
     let list = [
         ("External", Role::External, external),

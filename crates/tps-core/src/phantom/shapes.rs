@@ -167,11 +167,14 @@ impl Tube {
         if self.points.len() == 1 {
             return dist2(p, self.points[0]) <= self.radii[0] * self.radii[0];
         }
-        self.points.windows(2).zip(self.radii.windows(2)).any(|(s, r)| {
-            let (t, d2) = project_on_segment(p, s[0], s[1]);
-            let rad = r[0] + t * (r[1] - r[0]);
-            d2 <= rad * rad
-        })
+        self.points
+            .windows(2)
+            .zip(self.radii.windows(2))
+            .any(|(s, r)| {
+                let (t, d2) = project_on_segment(p, s[0], s[1]);
+                let rad = r[0] + t * (r[1] - r[0]);
+                d2 <= rad * rad
+            })
     }
 
     /// A box containing the tube.
@@ -195,7 +198,10 @@ impl Tube {
 
     /// The same tube with every radius grown by `margin_mm`.
     pub fn grown(&self, margin_mm: f64) -> Tube {
-        Tube::new(self.points.clone(), self.radii.iter().map(|r| r + margin_mm).collect())
+        Tube::new(
+            self.points.clone(),
+            self.radii.iter().map(|r| r + margin_mm).collect(),
+        )
     }
 
     /// The mirror image across the mid-sagittal plane (x -> -x).
