@@ -1,1 +1,18 @@
-fn main() {}
+//! `autoplan`: the command-line entry point.
+
+mod commands;
+mod logging;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = commands::Cli::parse();
+    logging::init(cli.verbose);
+    match commands::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

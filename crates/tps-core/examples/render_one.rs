@@ -1,27 +1,28 @@
+//! Renders one cohort patient through a chosen point: `render_one COHORT ID OUTDIR [x y z]`
+//! (defaults to the PTV centroid). A development aid for looking at the phantom.
 use std::path::Path;
+
 use tps_core::cohort::CohortSpec;
-fn main() {
-    let spec = CohortSpec::load(Path::new(&std::env::args().nth(1).unwrap())).unwrap();
-    let id: usize = std::env::args().nth(2).unwrap().parse().unwrap();
-    let t = std::time::Instant::now();
-    let p = spec.generate(id).unwrap();
-    eprintln!("generated in {:?}, grid {:?}", t.elapsed(), p.grid().dims);
-    for s in p.structure_stats() {
-        eprintln!(
-            "{:14} {:9.1} cc {:?}",
-            s.name,
-            s.volume_cc,
-            s.centroid_mm.map(|c| c.map(|v| v.round()))
-        );
-    }
-    let c = p.structure("PTV").unwrap().mask.centroid_mm().unwrap();
-    let ov = tps_core::render::structure_overlays(&p);
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let spec = CohortSpec::load(Path::new(&args[1]))?;
+    let id: usize = args[2].parse()?;
+    let p = spec.generate(id)?;
+    let centre = if args.len() >= 7 {
+        [args[4].parse()?, args[5].parse()?, args[6].parse()?]
+    } else {
+        p.structure("PTV")
+            .and_then(|s| s.mask.centroid_mm())
+            .ok_or("no PTV")?
+    };
+    let overlays = tps_core::render::structure_overlays(&p);
     tps_core::render::write_orthogonal_pngs(
         &p,
-        &ov,
-        c,
-        Path::new("/tmp/render"),
+        &overlays,
+        centre,
+        Path::new(&args[3]),
         &format!("p{id:02}"),
-    )
-    .unwrap();
+    )?;
+    Ok(())
 }

@@ -51,6 +51,7 @@ struct AnatomyWire {
     uterus_length_mm: [f64; 2],
     anteversion_deg: [f64; 2],
     organ_shift_mm: f64,
+    nodal_top_mm: [f64; 2],
     nodal_margin_mm: f64,
     ptv_margin_mm: f64,
 }
@@ -78,6 +79,8 @@ pub struct AnatomyRanges {
     pub anteversion_deg: [f64; 2],
     /// Largest random shift of the pelvic organs from their mean position, mm.
     pub organ_shift_mm: f64,
+    /// Superior border of the nodal CTV above the femoral heads, mm (scaled with the pelvis).
+    pub nodal_top_mm: [f64; 2],
     /// Margin from the iliac vessels to the nodal CTV, mm.
     pub nodal_margin_mm: f64,
     /// CTV-to-PTV margin, mm.
@@ -280,6 +283,7 @@ impl CohortSpec {
         )?;
         check_range(o, "anatomy.anteversion-deg", a.anteversion_deg, 0.0, 90.0)?;
         check_value(o, "anatomy.organ-shift-mm", a.organ_shift_mm, 0.0, 20.0)?;
+        check_range(o, "anatomy.nodal-top-mm", a.nodal_top_mm, 100.0, 200.0)?;
         check_value(o, "anatomy.nodal-margin-mm", a.nodal_margin_mm, 0.0, 20.0)?;
         check_value(o, "anatomy.ptv-margin-mm", a.ptv_margin_mm, 0.0, 20.0)?;
         // The body must hold the bony pelvis plus its fat at the iliac crests, where the body
@@ -312,6 +316,7 @@ impl CohortSpec {
                 uterus_length_mm: a.uterus_length_mm,
                 anteversion_deg: a.anteversion_deg,
                 organ_shift_mm: a.organ_shift_mm,
+                nodal_top_mm: a.nodal_top_mm,
                 nodal_margin_mm: a.nodal_margin_mm,
                 ptv_margin_mm: a.ptv_margin_mm,
             },
@@ -399,6 +404,7 @@ rectal-gas-probability = 0.5
 uterus-length-mm = [65.0, 85.0]
 anteversion-deg = [40.0, 70.0]
 organ-shift-mm = 5.0
+nodal-top-mm = [150.0, 175.0]
 nodal-margin-mm = 7.0
 ptv-margin-mm = 7.0
 "#;

@@ -63,6 +63,11 @@ pub struct PelvisParams {
     pub nodal_margin_mm: f64,
     /// CTV-to-PTV margin, mm.
     pub ptv_margin_mm: f64,
+    /// Superior border of the nodal CTV, mm (the aortic bifurcation lies between L4 and L5).
+    pub nodal_top_mm: f64,
+    /// Relative size difference of the left and right femoral heads (left larger when
+    /// positive).
+    pub femur_asymmetry: f64,
     /// Whether the nodal CTV extends to the inguinal nodes.
     pub inguinal: bool,
 }
@@ -95,6 +100,8 @@ impl PelvisParams {
             cortical_hu: rng.uniform([800.0, 1100.0]),
             nodal_margin_mm: r.nodal_margin_mm,
             ptv_margin_mm: r.ptv_margin_mm,
+            nodal_top_mm: rng.uniform(r.nodal_top_mm),
+            femur_asymmetry: rng.uniform([-0.04, 0.04]),
             inguinal,
         }
     }
@@ -298,20 +305,25 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     // ---- Bones ---------------------------------------------------------------------------
     let fh_r = 23.5 * s;
     let fh_c = sc([88.0, 0.0, 0.0]);
-    let femur_left = Tube::new(
-        vec![
-            fh_c,
-            sc([128.0, 8.0, -22.0]),
-            sc([124.0, 8.0, -32.0]),
-            [108.0 * s, 15.0, -160.0],
-        ],
-        vec![fh_r, 15.0 * s, 14.0 * s, 13.0 * s],
-    );
-    let head = Ellipsoid::aligned(fh_c, [fh_r; 3]);
-    let head_r = Ellipsoid::aligned(mirror(fh_c), [fh_r; 3]);
-    let femur = bilateral(femur_left.clone(), &grid)
-        .union(&rasterize(&grid, head.bounds(), |q| head.contains(q)))?
-        .union(&rasterize(&grid, head_r.bounds(), |q| head_r.contains(q)))?;
+    // Left and right femora differ slightly, as in patients.
+    let femur_side = |side: f64| {
+        let r = fh_r * (1.0 + side * p.femur_asymmetry);
+        let tube = Tube::new(
+            vec![
+                fh_c,
+                sc([128.0, 8.0, -22.0]),
+                sc([124.0, 8.0, -32.0]),
+                [108.0 * s, 15.0, -160.0],
+            ],
+            vec![r, 15.0 * s, 14.0 * s, 13.0 * s],
+        );
+        let tube = if side > 0.0 { tube } else { tube.mirrored() };
+        let c = if side > 0.0 { fh_c } else { mirror(fh_c) };
+        let head = Ellipsoid::aligned(c, [r; 3]);
+        tube.mask(&grid)
+            .union(&rasterize(&grid, head.bounds(), |q| head.contains(q)))
+    };
+    let femur = femur_side(1.0)?.union(&femur_side(-1.0)?)?;
     // Acetabulum: a cup over the head, open laterally and inferiorly.
     let acetabulum = rasterize(&grid, Bounds::around(fh_c, [fh_r + 14.0; 3]), |q| {
         let d = [q[0] - fh_c[0], q[1] - fh_c[1], q[2] - fh_c[2]];
@@ -518,7 +530,9 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         ],
     );
     pelvic_bones.subtract_in_place(&canal)?;
-    let mut femur = femur;
+    // Bone stays under the skin and fat even in the slimmest patient.
+    pelvic_bones = pelvic_bones.intersection(&inner)?;
+    let mut femur = femur.intersection(&inner)?;
     femur.subtract_in_place(&pelvic_bones)?;
     // Cortex is the outermost voxel layer (2.5 mm: cortical shells of the pelvis are 1-3 mm,
     // thicker where the femoral neck and acetabular rim carry load).
@@ -551,7 +565,7 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     );
     let common_iliac = Tube::uniform(
         vec![sc([6.0, 10.0, 168.0]), sc([45.0, 22.0, 112.0])],
-        8.0 * s,
+        10.0 * s,
     );
     let external_iliac = Tube::uniform(
         vec![
@@ -561,7 +575,7 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             sc([70.0, -42.0, 4.0]),
             sc([72.0, -60.0, -16.0]),
         ],
-        7.0 * s,
+        9.0 * s,
     );
     let internal_iliac = Tube::uniform(
         vec![
@@ -569,7 +583,7 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             sc([52.0, 38.0, 80.0]),
             sc([54.0, 44.0, 45.0]),
         ],
-        6.0 * s,
+        8.0 * s,
     );
     let obturator = Tube::uniform(
         vec![
@@ -758,7 +772,7 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     );
     let top_nodes = rasterize(
         &grid,
-        Bounds::new([-300.0, -300.0, 170.0 * s], [300.0, 300.0, 300.0]),
+        Bounds::new([-300.0, -300.0, p.nodal_top_mm * s], [300.0, 300.0, 300.0]),
         |_| true,
     );
     for other in [&top_nodes, &pelvic_bones, &femur, &psoas] {

@@ -1,0 +1,176 @@
+//! End-to-end tests of the `autoplan` binary: the commands a user runs, on the shipped
+//! configuration files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn autoplan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run autoplan")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A PNG's width and height, read from its IHDR chunk.
+fn png_size(path: &Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(
+        &b[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
+    let w = u32::from_be_bytes(b[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(b[20..24].try_into().unwrap());
+    (w, h)
+}
+
+#[test]
+fn phantom_renders_saves_and_reloads_a_patient() {
+    let tmp = tempfile::tempdir().unwrap();
+    let png = tmp.path().join("png");
+    let save = tmp.path().join("p07");
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        "7",
+        "--protocol",
+        "configs/protocols/cervix.toml",
+        "--png",
+        png.to_str().unwrap(),
+        "--save",
+        save.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    for name in [
+        "PTV",
+        "Bladder",
+        "Rectum",
+        "Bag_Bowel",
+        "SpinalCord",
+        "BoneMarrow",
+        "Femur_Head_L",
+        "R2",
+        "R3",
+        "R4",
+    ] {
+        assert!(out.contains(name), "table lacks {name}:\n{out}");
+    }
+    assert!(out.contains("cervix-35/p07 (test set)"), "{out}");
+    for plane in ["axial", "sagittal", "coronal"] {
+        let (w, h) = png_size(&png.join(format!("p07-{plane}.png")));
+        assert!(w > 400 && h > 300, "{plane} is {w}x{h}");
+    }
+    // The saved directory loads back with the same table.
+    let o2 = autoplan(&["inspect", save.to_str().unwrap()]);
+    let out2 = text(&o2);
+    assert!(o2.status.success(), "{out2}");
+    let ptv_line = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("PTV "))
+            .map(str::to_string)
+    };
+    assert_eq!(ptv_line(&out), ptv_line(&out2));
+    // A truncated CT is refused with the file named, not a panic.
+    let ct = save.join("ct.nrrd");
+    let bytes = std::fs::read(&ct).unwrap();
+    std::fs::write(&ct, &bytes[..bytes.len() / 2]).unwrap();
+    let o3 = autoplan(&["inspect", save.to_str().unwrap()]);
+    let out3 = text(&o3);
+    assert_eq!(o3.status.code(), Some(1), "{out3}");
+    assert!(
+        out3.contains("ct.nrrd") && out3.contains("corrupt"),
+        "{out3}"
+    );
+    assert!(!out3.contains("panicked"), "{out3}");
+}
+
+#[test]
+fn bad_cohort_file_names_file_field_and_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(root().join("configs/cohorts/cervix-35.toml")).unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        spec.replace("ptv-margin-mm = 7.0", "ptv-margin-mm = -5.0"),
+    )
+    .unwrap();
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        bad.to_str().unwrap(),
+        "--patient",
+        "1",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("bad.toml") && out.contains("anatomy.ptv-margin-mm") && out.contains("-5"),
+        "{out}"
+    );
+    std::fs::write(&bad, spec.replace("seed =", "sed =")).unwrap();
+    let out = text(&autoplan(&[
+        "phantom",
+        "--cohort",
+        bad.to_str().unwrap(),
+        "--patient",
+        "1",
+    ]));
+    assert!(out.contains("bad.toml") && out.contains("sed"), "{out}");
+    let out = text(&autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        "36",
+    ]));
+    assert!(
+        out.contains("patient") && out.contains("36") && out.contains("1 to 35"),
+        "{out}"
+    );
+}
+
+#[test]
+fn protocol_naming_an_unknown_structure_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proto = std::fs::read_to_string(root().join("configs/protocols/cervix.toml")).unwrap();
+    let bad = tmp.path().join("proto.toml");
+    std::fs::write(
+        &bad,
+        proto.replacen("source = \"PTV\"", "source = \"PTV_High\"", 1),
+    )
+    .unwrap();
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        "2",
+        "--protocol",
+        bad.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("proto.toml")
+            && out.contains("auxiliary[0].source")
+            && out.contains("PTV_High"),
+        "{out}"
+    );
+}
