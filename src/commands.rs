@@ -12,6 +12,29 @@ use tps_core::patient::Patient;
 use tps_core::protocol::Protocol;
 use tps_core::{patient_files, render};
 
+/// Writes a line to stdout; a closed pipe (`autoplan ... | head`) ends the program quietly
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::commands::emit(&format!("{}\n", format!($($arg)*))) };
+}
+
+/// Like `out!` without the newline.
+macro_rules! outn {
+    ($($arg:tt)*) => { $crate::commands::emit(&format!($($arg)*)) };
+}
+
+pub(crate) fn emit(s: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// Open LLM-driven radiotherapy planning.
 #[derive(Debug, Parser)]
 #[command(name = "autoplan", version, about, long_about = None)]
@@ -87,7 +110,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut p = spec.generate(patient)?;
             tracing::info!("generated {} in {:.2?}", p.id, t.elapsed());
             add_auxiliary(&mut p, protocol.as_deref())?;
-            println!(
+            out!(
+
                 "{} ({} set{})",
                 p.id,
                 spec.split(patient),
@@ -97,7 +121,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     ""
                 }
             );
-            print!("{}", structure_table(&p));
+            outn!("{}", structure_table(&p));
             finish_patient(
                 &p,
                 png.as_deref(),
@@ -108,8 +132,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect { dir, protocol, png } => {
             let mut p = patient_files::load(&dir)?;
             add_auxiliary(&mut p, protocol.as_deref())?;
-            println!("{} (loaded from {})", p.id, dir.display());
-            print!("{}", structure_table(&p));
+            out!(
+"{} (loaded from {})", p.id, dir.display());
+            outn!("{}", structure_table(&p));
             finish_patient(&p, png.as_deref(), None, "patient")
         }
         Command::Cohort {
@@ -139,12 +164,14 @@ fn finish_patient(p: &Patient, png: Option<&Path>, save: Option<&Path>, stem: &s
         let centre = ptv_centre(p)?;
         let overlays = render::structure_overlays(p);
         for f in render::write_orthogonal_pngs(p, &overlays, centre, dir, stem)? {
-            println!("wrote {}", f.display());
+            out!(
+"wrote {}", f.display());
         }
     }
     if let Some(dir) = save {
         patient_files::save(p, dir)?;
-        println!("saved {}", dir.display());
+        out!(
+"saved {}", dir.display());
     }
     Ok(())
 }
@@ -258,15 +285,17 @@ fn run_cohort(
     bar.finish_and_clear();
     let elapsed = t.elapsed();
     let md = cohort_markdown(&spec, &rows);
-    print!("{md}");
-    println!(
+    outn!("{md}");
+    out!(
+
         "generated {} patients in {:.1} s",
         rows.len(),
         elapsed.as_secs_f64()
     );
     if let Some(path) = table {
         std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
+        out!(
+"wrote {}", path.display());
     }
     if rows.len() != spec.patients {
         bail!("generated {} of {} patients", rows.len(), spec.patients);
@@ -276,8 +305,15 @@ fn run_cohort(
 
 fn cohort_markdown(spec: &CohortSpec, rows: &[Row]) -> String {
     let mut s = format!(
-        "Structure volumes (cc) of cohort `{}` ({} patients, seed {}, voxels {} x {} x {} mm)\n\n",
-        spec.name, spec.patients, spec.seed, spec.voxel_mm[0], spec.voxel_mm[1], spec.voxel_mm[2]
+        "# Structure volumes of cohort `{}`\n\nVolumes in cc; {} patients, seed {}, voxels {} x {} x {} mm. \
+         Regenerate with `autoplan cohort --cohort {} --table <file>`.\n\n",
+        spec.name,
+        spec.patients,
+        spec.seed,
+        spec.voxel_mm[0],
+        spec.voxel_mm[1],
+        spec.voxel_mm[2],
+        spec.origin.display()
     );
     s += "| patient | set | ";
     s += &COHORT_COLUMNS.join(" | ");

@@ -301,7 +301,8 @@ pub fn render_plane(
             .max(12)
             * 16
         + 30;
-    let legend_h = 40 + overlays.len() * 26;
+    // Entries, then the position and window lines below them.
+    let legend_h = 8 + overlays.len() * 26 + 70;
     let mut out = Image::new(
         w + legend_w,
         (h + title_h).max(legend_h + title_h),
