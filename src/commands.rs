@@ -111,7 +111,6 @@ pub fn run(cli: Cli) -> Result<()> {
             tracing::info!("generated {} in {:.2?}", p.id, t.elapsed());
             add_auxiliary(&mut p, protocol.as_deref())?;
             out!(
-
                 "{} ({} set{})",
                 p.id,
                 spec.split(patient),
@@ -132,8 +131,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect { dir, protocol, png } => {
             let mut p = patient_files::load(&dir)?;
             add_auxiliary(&mut p, protocol.as_deref())?;
-            out!(
-"{} (loaded from {})", p.id, dir.display());
+            out!("{} (loaded from {})", p.id, dir.display());
             outn!("{}", structure_table(&p));
             finish_patient(&p, png.as_deref(), None, "patient")
         }
@@ -164,14 +162,12 @@ fn finish_patient(p: &Patient, png: Option<&Path>, save: Option<&Path>, stem: &s
         let centre = ptv_centre(p)?;
         let overlays = render::structure_overlays(p);
         for f in render::write_orthogonal_pngs(p, &overlays, centre, dir, stem)? {
-            out!(
-"wrote {}", f.display());
+            out!("wrote {}", f.display());
         }
     }
     if let Some(dir) = save {
         patient_files::save(p, dir)?;
-        out!(
-"saved {}", dir.display());
+        out!("saved {}", dir.display());
     }
     Ok(())
 }
@@ -287,15 +283,13 @@ fn run_cohort(
     let md = cohort_markdown(&spec, &rows);
     outn!("{md}");
     out!(
-
         "generated {} patients in {:.1} s",
         rows.len(),
         elapsed.as_secs_f64()
     );
     if let Some(path) = table {
         std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
-        out!(
-"wrote {}", path.display());
+        out!("wrote {}", path.display());
     }
     if rows.len() != spec.patients {
         bail!("generated {} of {} patients", rows.len(), spec.patients);

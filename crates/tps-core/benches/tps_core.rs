@@ -23,8 +23,12 @@ mod morph {
         let external = &patient.structure("External").expect("External").mask;
         let mut g = c.benchmark_group("morph");
         g.sample_size(20);
-        g.bench_function("ring_ptv_5mm_25mm", |b| b.iter(|| morph::ring(ptv, 5.0, 25.0).unwrap()));
-        g.bench_function("expand_ctv_7mm", |b| b.iter(|| morph::expand(ctv, 7.0).unwrap()));
+        g.bench_function("ring_ptv_5mm_25mm", |b| {
+            b.iter(|| morph::ring(ptv, 5.0, 25.0).unwrap())
+        });
+        g.bench_function("expand_ctv_7mm", |b| {
+            b.iter(|| morph::expand(ctv, 7.0).unwrap())
+        });
         g.bench_function("contract_external_5mm", |b| {
             b.iter(|| morph::contract(external, 5.0).unwrap())
         });
@@ -42,7 +46,9 @@ mod phantom {
         let spec = cohort_spec();
         let mut g = c.benchmark_group("phantom");
         g.sample_size(10);
-        g.bench_function("generate_one_patient_2.5mm", |b| b.iter(|| spec.generate(7).unwrap()));
+        g.bench_function("generate_one_patient_2.5mm", |b| {
+            b.iter(|| spec.generate(7).unwrap())
+        });
         g.bench_function("generate_cohort_35_patients_2.5mm", |b| {
             b.iter(|| {
                 let n: usize = spec

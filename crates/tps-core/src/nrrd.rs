@@ -197,12 +197,10 @@ pub fn read_bytes(raw: &[u8], path: &Path) -> Result<(Grid, Voxels)> {
             }
             "encoding" => encoding = Some(value.to_string()),
             "endian" => endian = value.to_string(),
-            "space" => {
-                if !matches!(value, "left-posterior-superior" | "LPS") {
-                    return Err(bad(format!(
-                        "space {value:?} is not supported (only left-posterior-superior)"
-                    )));
-                }
+            "space" if !matches!(value, "left-posterior-superior" | "LPS") => {
+                return Err(bad(format!(
+                    "space {value:?} is not supported (only left-posterior-superior)"
+                )));
             }
             "space directions" => {
                 let vecs: Vec<&str> = value.split_whitespace().collect();

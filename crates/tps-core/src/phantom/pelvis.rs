@@ -272,23 +272,18 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     // The fat-filled space that holds the pelvic organs and, higher up, the bowel: narrow in
     // the true pelvis, wide between the iliac wings; knots are (z, half-width, centre y,
     // half-depth) for scale 1.
-    let cavity_knots: [(f64, f64, f64, f64); 7] = [
-        (-55.0, 28.0, 18.0, 30.0),
-        (-30.0, 50.0, 5.0, 52.0),
-        (0.0, 56.0, 0.0, 58.0),
-        (40.0, 68.0, -5.0, 62.0),
-        (80.0, 92.0, -12.0, 68.0),
-        (130.0, 112.0, -18.0, 72.0),
-        (215.0, 120.0, -20.0, 80.0),
+    let cavity_knots: [[f64; 4]; 7] = [
+        [-55.0, 28.0, 18.0, 30.0],
+        [-30.0, 50.0, 5.0, 52.0],
+        [0.0, 56.0, 0.0, 58.0],
+        [40.0, 68.0, -5.0, 62.0],
+        [80.0, 92.0, -12.0, 68.0],
+        [130.0, 112.0, -18.0, 72.0],
+        [215.0, 120.0, -20.0, 80.0],
     ];
-    let knot = |f: fn(&(f64, f64, f64, f64)) -> (f64, f64)| -> Vec<(f64, f64)> {
-        cavity_knots.iter().map(f).collect()
-    };
-    let (kw, ky, kd) = (
-        knot(|k| (k.0, k.1)),
-        knot(|k| (k.0, k.2)),
-        knot(|k| (k.0, k.3)),
-    );
+    let knot =
+        |col: usize| -> Vec<(f64, f64)> { cavity_knots.iter().map(|k| (k[0], k[col])).collect() };
+    let (kw, ky, kd) = (knot(1), knot(2), knot(3));
     let wall = p.fat_mm + 12.0; // abdominal wall muscle inside the fat
     let cavity = rasterize(
         &grid,
