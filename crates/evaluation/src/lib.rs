@@ -1,5 +1,17 @@
-//! Plan evaluation: the `Evaluator` trait.
+//! Plan evaluation: DVH metrics, the Paddick conformity index, the homogeneity index, monitor
+//! units, the Wilcoxon signed-rank test as SPSS reports it, and study tables.
 //!
-//! This crate will hold DVH metrics, the Paddick conformity index, the homogeneity index,
-//! monitor units, gamma analysis, the Wilcoxon signed-rank test as SPSS reports it, and the
-//! tables and figures of a study.
+//! The [`Evaluator`] trait turns a dose on a patient's grid into metric values; the
+//! [`ProtocolEvaluator`] takes its metric list from a protocol file. Everything here needs
+//! only a dose grid and structure masks.
+
+pub mod dvh;
+pub mod error;
+pub mod evaluator;
+pub mod metric;
+pub mod stats;
+pub mod tables;
+
+pub use error::{Error, Result};
+pub use evaluator::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
+pub use metric::{DoseMetric, Metric, Unit};

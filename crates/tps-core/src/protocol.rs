@@ -1,7 +1,8 @@
 //! Protocol files: everything site-specific a plan needs, one TOML file per tumour site.
 //!
-//! This module reads the parts the patient model uses: the site's name and the auxiliary
-//! structure recipes. Unknown keys are refused, in sections too.
+//! This module reads the site's name, the prescription, the auxiliary structure recipes and the
+//! evaluation metrics (as text; the evaluation crate parses them). Unknown keys are refused,
+//! in sections too.
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +16,47 @@ use crate::recipe::{self, Recipe, RecipeWire};
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct ProtocolWire {
     site: SiteWire,
+    prescription: PrescriptionWire,
     #[serde(default)]
     auxiliary: Vec<RecipeWire>,
+    #[serde(default)]
+    evaluation: Option<EvaluationWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct PrescriptionWire {
+    target: String,
+    dose_cgy: f64,
+    fractions: u32,
+    volume_percent: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct EvaluationWire {
+    body: Option<String>,
+    metrics: Vec<String>,
+}
+
+/// The dose prescribed to a target volume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prescription {
+    /// Structure the prescription refers to, e.g. `PTV`.
+    pub target: String,
+    /// Total dose, cGy.
+    pub dose_cgy: f64,
+    /// Number of fractions.
+    pub fractions: u32,
+    /// Percentage of the target volume that must receive `dose_cgy` (95 for D95 = Rx).
+    pub volume_percent: f64,
+}
+
+impl Prescription {
+    /// Dose per fraction, cGy.
+    pub fn dose_per_fraction_cgy(&self) -> f64 {
+        self.dose_cgy / self.fractions as f64
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,8 +75,14 @@ pub struct Protocol {
     pub site: String,
     /// Free-text description.
     pub description: Option<String>,
+    /// The prescription.
+    pub prescription: Prescription,
     /// Auxiliary structures to build, in order.
     pub auxiliary: Vec<Recipe>,
+    /// Structure within which the reference isodose volume is counted (default `External`).
+    pub body: String,
+    /// Evaluation metrics as written, e.g. `PTV: D98`, `CI`; parsed by the evaluation crate.
+    pub metrics: Vec<String>,
 }
 
 impl Protocol {
@@ -58,6 +104,39 @@ impl Protocol {
                 "site name must not be empty",
             ));
         }
+        let rx = &w.prescription;
+        if rx.target.trim().is_empty() {
+            return Err(Error::invalid(
+                &origin,
+                "prescription.target",
+                "\"\"",
+                "name the target structure",
+            ));
+        }
+        if !(rx.dose_cgy.is_finite() && rx.dose_cgy > 0.0 && rx.dose_cgy <= 10_000.0) {
+            return Err(Error::invalid(
+                &origin,
+                "prescription.dose-cgy",
+                rx.dose_cgy.to_string(),
+                "expected a total dose in cGy between 0 and 10000",
+            ));
+        }
+        if rx.fractions == 0 {
+            return Err(Error::invalid(
+                &origin,
+                "prescription.fractions",
+                "0",
+                "at least one fraction",
+            ));
+        }
+        if !(rx.volume_percent > 0.0 && rx.volume_percent <= 100.0) {
+            return Err(Error::invalid(
+                &origin,
+                "prescription.volume-percent",
+                rx.volume_percent.to_string(),
+                "expected a percentage in (0, 100]",
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         let mut auxiliary = Vec::with_capacity(w.auxiliary.len());
         for (n, r) in w.auxiliary.into_iter().enumerate() {
@@ -73,11 +152,23 @@ impl Protocol {
             }
             auxiliary.push(r);
         }
+        let (body, metrics) = match w.evaluation {
+            Some(e) => (e.body.unwrap_or_else(|| "External".into()), e.metrics),
+            None => ("External".into(), Vec::new()),
+        };
         Ok(Self {
             origin: path.to_path_buf(),
             site: w.site.name,
             description: w.site.description,
+            prescription: Prescription {
+                target: w.prescription.target,
+                dose_cgy: w.prescription.dose_cgy,
+                fractions: w.prescription.fractions,
+                volume_percent: w.prescription.volume_percent,
+            },
             auxiliary,
+            body,
+            metrics,
         })
     }
 

@@ -205,7 +205,8 @@ fn protocol_rings_are_built_from_recipes() {
     }
 }
 
-const PROTO: &str = "[site]\nname = \"t\"\n[[auxiliary]]\nname = \"X\"\n";
+const PROTO: &str = "[site]\nname = \"t\"\n[prescription]\ntarget = \"PTV\"\ndose-cgy = 3600.0\n\
+                     fractions = 20\nvolume-percent = 95.0\n[[auxiliary]]\nname = \"X\"\n";
 
 fn build(recipe: &str) -> Result<Patient, Error> {
     let protocol = Protocol::parse(&format!("{PROTO}{recipe}"), Path::new("proto.toml"))?;
