@@ -82,6 +82,50 @@ enum Command {
         #[arg(long)]
         png: Option<PathBuf>,
     },
+    /// Evaluate a dose on a patient with a protocol's metrics (the study's Table 2, CI, HI,
+    /// MU); optionally draw isodose slices and the DVH, and write the metrics as CSV.
+    Eval {
+        /// Patient directory (holds patient.toml).
+        #[arg(long)]
+        patient: PathBuf,
+        /// Dose on the patient's CT grid, NRRD (float, cGy).
+        #[arg(long)]
+        dose: PathBuf,
+        /// Protocol with the prescription and the metric list.
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Monitor units per fraction of the plan, when known.
+        #[arg(long)]
+        mu: Option<f64>,
+        /// Directory for isodose slices and the DVH figure (PNG and SVG).
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Write the metric table as CSV to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// Write an idealized analytic dose around the prescription target (no beams, no physics:
+    /// prescription inside, exponential fall-off outside) to exercise evaluation and figures.
+    SyntheticDose {
+        /// Patient directory (holds patient.toml).
+        #[arg(long)]
+        patient: PathBuf,
+        /// Protocol with the prescription.
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Output NRRD file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Fall-off length outside the target, mm.
+        #[arg(long, default_value_t = 12.0)]
+        falloff_mm: f64,
+        /// Dose inside the target relative to the prescription.
+        #[arg(long, default_value_t = 1.03)]
+        hot: f64,
+        /// Seed of the ripple inside the target.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect {
         /// Patient directory (holds patient.toml).
@@ -141,6 +185,47 @@ pub fn run(cli: Cli) -> Result<()> {
             table,
             png,
         } => run_cohort(&cohort, out.as_deref(), table.as_deref(), png.as_deref()),
+        Command::Eval {
+            patient,
+            dose,
+            protocol,
+            mu,
+            png,
+            csv,
+        } => run_eval(
+            &patient,
+            &dose,
+            &protocol,
+            mu,
+            png.as_deref(),
+            csv.as_deref(),
+        ),
+        Command::SyntheticDose {
+            patient,
+            protocol,
+            out,
+            falloff_mm,
+            hot,
+            seed,
+        } => {
+            let p = patient_files::load(&patient)?;
+            let proto = Protocol::load(&protocol)?;
+            let params = tps_core::synthetic_dose::ConformalDose {
+                prescription_cgy: proto.prescription.dose_cgy,
+                hot,
+                ripple: 0.04,
+                falloff_mm,
+                seed,
+            };
+            let dose =
+                tps_core::synthetic_dose::conformal(&p, &proto.prescription.target, &params)?;
+            tps_core::nrrd::write_f32(&out, p.grid(), &dose)?;
+            out!(
+                "wrote {} (synthetic dose, not a dose calculation)",
+                out.display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -336,6 +421,119 @@ fn cohort_markdown(spec: &CohortSpec, rows: &[Row]) -> String {
         s += "\n";
     }
     s
+}
+
+fn run_eval(
+    patient: &Path,
+    dose_path: &Path,
+    protocol: &Path,
+    mu: Option<f64>,
+    png: Option<&Path>,
+    csv_path: Option<&Path>,
+) -> Result<()> {
+    use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
+    let mut p = patient_files::load(patient)?;
+    let proto = Protocol::load(protocol)?;
+    proto.build_missing_auxiliary(&mut p)?;
+    let (grid, voxels) = tps_core::nrrd::read(dose_path)?;
+    let tps_core::nrrd::Voxels::F32(dose) = voxels else {
+        bail!("{}: dose must be a float NRRD in cGy", dose_path.display());
+    };
+    if &grid != p.grid() {
+        bail!(
+            "{}: dose grid {:?} differs from the patient's CT grid {:?}",
+            dose_path.display(),
+            grid,
+            p.grid()
+        );
+    }
+    let ev = ProtocolEvaluator::from_protocol(&proto)?;
+    let values = ev.evaluate(&PlanDose {
+        patient: &p,
+        dose_cgy: &dose,
+        mu_per_fraction: mu,
+    })?;
+    out!("{} with {} ({})", p.id, dose_path.display(), proto.site);
+    out!("{:<24} {:>12}  {}", "metric", "value", "unit");
+    let mut rows = Vec::new();
+    for v in &values {
+        let text = v.value.map_or("n/a".to_string(), |x| format!("{x:.4}"));
+        out!(
+            "{:<24} {:>12}  {}",
+            v.metric.to_string(),
+            text,
+            v.unit.label()
+        );
+        rows.push((v.metric.to_string(), text, v.unit.label()));
+    }
+    if let Some(path) = csv_path {
+        let mut w = String::from("metric,value,unit\n");
+        for (m, v, u) in &rows {
+            w += &format!("{m},{v},{u}\n");
+        }
+        std::fs::write(path, w).with_context(|| format!("writing {}", path.display()))?;
+        out!("wrote {}", path.display());
+    }
+    if let Some(dir) = png {
+        let rx = proto.prescription.dose_cgy;
+        let levels: Vec<f64> = [1.05, 1.0, 0.95, 0.8, 0.5, 0.3]
+            .iter()
+            .map(|f| f * rx)
+            .collect();
+        let iso = render::isodose_masks(p.grid(), &dose, &levels, Some(rx));
+        let target = p.require(
+            &proto.prescription.target,
+            &proto.origin.display().to_string(),
+            "prescription.target",
+        )?;
+        let mut overlays = vec![render::Overlay {
+            label: target.name.clone(),
+            color: [255, 255, 255],
+            mask: &target.mask,
+        }];
+        overlays.extend(iso.iter().map(|(label, color, mask)| render::Overlay {
+            label: label.clone(),
+            color: *color,
+            mask,
+        }));
+        let centre = ptv_centre(&p)?;
+        for f in render::write_orthogonal_pngs(&p, &overlays, centre, dir, "isodose")? {
+            out!("wrote {}", f.display());
+        }
+        // DVH of every structure the metrics name.
+        let mut names: Vec<String> = Vec::new();
+        for m in ev.metrics() {
+            if let evaluation::Metric::Structure { name, .. } = m {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        let dvhs = names
+            .iter()
+            .map(|n| {
+                evaluation::dvh::Dvh::new(
+                    n,
+                    &dose,
+                    &p.structure(n).expect("checked by evaluate").mask,
+                )
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let fig = evaluation::figures::DvhComparison {
+            title: format!("DVH, {}", p.id),
+            plans: (
+                dose_path
+                    .file_name()
+                    .map_or("dose".into(), |f| f.to_string_lossy().into_owned()),
+                None,
+            ),
+            curves: dvhs.iter().map(|d| (d, None)).collect(),
+        };
+        for f in evaluation::figures::save(&fig, &dir.join("dvh"), (1000, 700))? {
+            out!("wrote {}", f.display());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -174,3 +174,82 @@ fn protocol_naming_an_unknown_structure_is_refused() {
         "{out}"
     );
 }
+
+#[test]
+fn eval_reports_the_protocol_metrics_of_a_dose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p02");
+    let dose = tmp.path().join("dose.nrrd");
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        "2",
+        "--save",
+        patient.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = autoplan(&[
+        "synthetic-dose",
+        "--patient",
+        patient.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/cervix.toml",
+        "--out",
+        dose.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let csv = tmp.path().join("metrics.csv");
+    let png = tmp.path().join("png");
+    let o = autoplan(&[
+        "eval",
+        "--patient",
+        patient.to_str().unwrap(),
+        "--dose",
+        dose.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/cervix.toml",
+        "--mu",
+        "812.5",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--png",
+        png.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let table = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(table.lines().count(), 16, "{table}");
+    // The synthetic dose is the prescription x 1.03 inside the PTV only: CI = 1.
+    assert!(table.contains("CI,1.0000,"), "{table}");
+    assert!(table.contains("MU,812.5000,MU"), "{table}");
+    for f in [
+        "isodose-axial.png",
+        "isodose-sagittal.png",
+        "isodose-coronal.png",
+        "dvh.png",
+        "dvh.svg",
+    ] {
+        assert!(png.join(f).exists(), "{f} missing");
+    }
+    // A dose on another grid is refused with both grids named.
+    let other = tmp.path().join("other.nrrd");
+    let g = tps_core::Grid::new([4, 4, 4], [2.5; 3], [0.0; 3]).unwrap();
+    tps_core::nrrd::write_f32(&other, &g, &[0.0; 64]).unwrap();
+    let o = autoplan(&[
+        "eval",
+        "--patient",
+        patient.to_str().unwrap(),
+        "--dose",
+        other.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/cervix.toml",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("other.nrrd") && out.contains("differs from the patient's CT grid"),
+        "{out}"
+    );
+}

@@ -8,6 +8,7 @@
 pub mod dvh;
 pub mod error;
 pub mod evaluator;
+pub mod figures;
 pub mod metric;
 pub mod stats;
 pub mod tables;

@@ -139,7 +139,7 @@ fn p_text(p: Option<f64>) -> String {
 }
 
 fn label(col: &MetricColumn) -> String {
-    if col.unit.is_empty() {
+    if col.unit.is_empty() || col.unit == col.label {
         col.label.clone()
     } else {
         format!("{} ({})", col.label, col.unit)

@@ -18,6 +18,7 @@ pub mod recipe;
 pub mod render;
 pub mod rng;
 pub mod structure;
+pub mod synthetic_dose;
 
 pub use error::{Error, Result};
 pub use grid::Grid;

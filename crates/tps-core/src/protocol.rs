@@ -172,8 +172,22 @@ impl Protocol {
         })
     }
 
-    /// Adds the protocol's auxiliary structures to `patient`.
+    /// Adds the protocol's auxiliary structures to `patient`; a name the patient already has
+    /// is an error.
     pub fn build_auxiliary(&self, patient: &mut Patient) -> Result<()> {
         recipe::apply_all(patient, &self.auxiliary)
+    }
+
+    /// Adds the auxiliary structures the patient lacks; those it has (for example saved with
+    /// it) are used as they are. Returns the names built.
+    pub fn build_missing_auxiliary(&self, patient: &mut Patient) -> Result<Vec<String>> {
+        let missing: Vec<Recipe> = self
+            .auxiliary
+            .iter()
+            .filter(|r| patient.structure(&r.name).is_none())
+            .cloned()
+            .collect();
+        recipe::apply_all(patient, &missing)?;
+        Ok(missing.into_iter().map(|r| r.name).collect())
     }
 }

@@ -199,6 +199,38 @@ pub fn structure_overlays(patient: &Patient) -> Vec<Overlay<'_>> {
         .collect()
 }
 
+/// Isodose masks for drawing as overlays: one per level (cGy), labelled with the dose and,
+/// when `reference_cgy` is given, its percentage. Colours run from red (hot) to blue (low).
+pub fn isodose_masks(
+    grid: &crate::grid::Grid,
+    dose_cgy: &[f32],
+    levels_cgy: &[f64],
+    reference_cgy: Option<f64>,
+) -> Vec<(String, [u8; 3], Mask)> {
+    const RAMP: [[u8; 3]; 7] = [
+        [255, 0, 0],
+        [255, 140, 0],
+        [255, 230, 0],
+        [0, 220, 0],
+        [0, 210, 210],
+        [40, 110, 255],
+        [160, 80, 255],
+    ];
+    levels_cgy
+        .iter()
+        .enumerate()
+        .map(|(n, &level)| {
+            let data = dose_cgy.iter().map(|&d| d as f64 >= level).collect();
+            let mask = Mask::from_vec(*grid, data).expect("dose on the grid");
+            let label = match reference_cgy {
+                Some(r) => format!("{:.0} cGy ({:.0}%)", level, 100.0 * level / r),
+                None => format!("{level:.0} cGy"),
+            };
+            (label, RAMP[n % RAMP.len()], mask)
+        })
+        .collect()
+}
+
 /// Maps CT numbers to grey with a window of width `w` centred at `l` (HU).
 fn window(hu: i16, l: f64, w: f64) -> u8 {
     let v = ((hu as f64 - (l - w / 2.0)) / w).clamp(0.0, 1.0);
