@@ -6,6 +6,7 @@
 //! It performs no network I/O.
 
 pub mod cohort;
+pub mod dose;
 pub mod error;
 pub mod grid;
 pub mod morph;
