@@ -15,7 +15,8 @@ Kernel per unit fluence at radiological depth d (mm), lateral distance r (mm):
 Targets, standard 6 MV water data (SSD 100 cm, 10 x 10 cm unless stated):
   - d_max = 15 mm and PDD(10 cm) = 66.7 %: typical 6 MV values (AAPM TG-51, Almond et al.,
     Med Phys 26:1847, 1999, uses %dd(10)x, ~66-67 % for 6 MV);
-  - PDD(5 cm) = 86.5 %: typical 6 MV (BJR Supplement 25, 1996);
+  - PDD(5 cm) = 86.5 %, and PDD(10 cm) of 5 x 5 and 20 x 20 fields 62.7 % and 70.0 %:
+    typical 6 MV values (BJR Supplement 25, 1996);
   - TPR20,10 = 0.677: typical 6 MV beam quality (IAEA TRS-398, 2000); with TRS-398's relation
     TPR20,10 = 1.2661 PDD20,10 - 0.0595 this gives PDD(20 cm) = 38.8 %;
   - phantom scatter factors S_p(5 x 5) = 0.96, S_p(20 x 20) = 1.03 relative to 10 x 10
@@ -97,6 +98,8 @@ def residuals(p):
     return np.array([
         (pdd(p, 100.0) - 66.7) / 0.2,
         (pdd(p, 50.0) - 86.5) / 0.5,
+        (pdd(p, 100.0, 50.0) - 62.7) / 0.4,
+        (pdd(p, 100.0, 200.0) - 70.0) / 0.4,
         (pdd(p, 200.0) - 38.8) / 0.3,
         (tpr - 0.677) / 0.003,
         slope / 0.002,
@@ -117,6 +120,6 @@ for n, v in zip(names, p):
 print("residuals", np.round(fit.fun, 3))
 print(f"dmax {dmax_of(p):.1f} mm, PDD5 {pdd(p, 50):.2f}, PDD10 {pdd(p, 100):.2f}, PDD20 {pdd(p, 200):.2f}, "
       f"TPR20,10 {cax(p, 200, 100) / cax(p, 100, 100):.4f}, Sp5 {sp(p, 50):.3f}, Sp20 {sp(p, 200):.3f}, "
-      f"penumbra10 {penumbra(p):.2f} mm")
+      f"penumbra10 {penumbra(p):.2f} mm, PDD10 5x5 {pdd(p, 100, 50):.2f}, 20x20 {pdd(p, 100, 200):.2f}")
 for dd in [0, 5, 10, 15, 20, 30, 50, 100, 150, 200, 250, 300]:
     print(dd, round(pdd(p, float(dd)), 2))

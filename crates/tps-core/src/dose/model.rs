@@ -201,7 +201,7 @@ mod tests {
         let t = m.sad_mm + CALIBRATION_DEPTH_MM;
         let d = m.cgy_per_unit * (m.sad_mm / t).powi(2) * m.central_axis_unit(CALIBRATION_DEPTH_MM, 100.0 * t / m.sad_mm);
         assert!((d - 1.0).abs() < 1e-12);
-        let bad = std::fs::read_to_string(&path).unwrap().replace("sigma-mm = 1.36461", "sigma-mm = -1.0");
+        let bad = std::fs::read_to_string(&path).unwrap().replace("sigma-mm = 1.40072", "sigma-mm = -1.0");
         let e = BeamModel::parse(&bad, Path::new("m.toml")).unwrap_err().to_string();
         assert!(e.contains("m.toml") && e.contains("component[0].sigma-mm") && e.contains("-1"), "{e}");
     }
