@@ -126,6 +126,44 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Compute dose on a patient from coplanar arcs (the study's two 360-degree arcs as static
+    /// beams) with a uniform fluence over the beamlets that pass through the target, scaled
+    /// so the prescription covers the prescribed volume; write it and draw isodose lines.
+    Dose {
+        /// Patient directory (holds patient.toml).
+        #[arg(long)]
+        patient: PathBuf,
+        /// Protocol with the prescription (target, dose, volume).
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Fluence: `uniform` (every selected beamlet equally weighted).
+        #[arg(long, default_value = "uniform")]
+        fluence: String,
+        /// Machine (beam model) file.
+        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
+        machine: PathBuf,
+        /// CT-to-density calibration file.
+        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
+        calibration: PathBuf,
+        /// Dose grid spacing, mm (2 to 5).
+        #[arg(long, default_value_t = 3.0)]
+        grid_mm: f64,
+        /// Number of full arcs.
+        #[arg(long, default_value_t = 2)]
+        arcs: usize,
+        /// Static beams per arc.
+        #[arg(long, default_value_t = 36)]
+        beams_per_arc: usize,
+        /// Beamlet size at the isocentre, mm.
+        #[arg(long, default_value_t = 5.0)]
+        bixel_mm: f64,
+        /// Write the dose (on the CT grid, cGy) as NRRD.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Directory for isodose slices through the target.
+        #[arg(long)]
+        png: Option<PathBuf>,
+    },
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect {
         /// Patient directory (holds patient.toml).
@@ -200,6 +238,41 @@ pub fn run(cli: Cli) -> Result<()> {
             png.as_deref(),
             csv.as_deref(),
         ),
+        Command::Dose {
+            patient,
+            protocol,
+            fluence,
+            machine,
+            calibration,
+            grid_mm,
+            arcs,
+            beams_per_arc,
+            bixel_mm,
+            out,
+            png,
+        } => {
+            if fluence != "uniform" {
+                bail!(
+                    "--fluence {fluence:?}: only `uniform` is available (optimized fluences come from `autoplan optimize`)"
+                );
+            }
+            let setup = tps_core::dose::plan::BeamSetup {
+                arcs,
+                beams_per_arc,
+                bixel_mm,
+                ..Default::default()
+            };
+            run_dose(
+                &patient,
+                &protocol,
+                &machine,
+                &calibration,
+                grid_mm,
+                &setup,
+                out.as_deref(),
+                png.as_deref(),
+            )
+        }
         Command::SyntheticDose {
             patient,
             protocol,
@@ -530,6 +603,120 @@ fn run_eval(
             curves: dvhs.iter().map(|d| (d, None)).collect(),
         };
         for f in evaluation::figures::save(&fig, &dir.join("dvh"), (1000, 700))? {
+            out!("wrote {}", f.display());
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_dose(
+    patient: &Path,
+    protocol: &Path,
+    machine: &Path,
+    calibration: &Path,
+    grid_mm: f64,
+    setup: &tps_core::dose::plan::BeamSetup,
+    out_path: Option<&Path>,
+    png: Option<&Path>,
+) -> Result<()> {
+    use tps_core::dose::{calibration::DensityCurve, engine::DoseEngine, model::BeamModel, plan};
+    let p = patient_files::load(patient)?;
+    let proto = Protocol::load(protocol)?;
+    let model = BeamModel::load(machine)?;
+    let curve = DensityCurve::load(calibration)?;
+    let origin = proto.origin.display().to_string();
+    let target = p.require(&proto.prescription.target, &origin, "prescription.target")?;
+    let body = p.require(&proto.body, &origin, "evaluation.body")?;
+    let t0 = Instant::now();
+    let fields = plan::setup_fields(&p, &target.name, setup)?;
+    let beamlets: usize = fields
+        .iter()
+        .map(|f| f.weights.iter().filter(|&&w| w > 0.0).count())
+        .sum();
+    let dose_grid = plan::dose_grid_around(&body.mask, grid_mm)?;
+    let inside = plan::resample_mask(&body.mask, &dose_grid);
+    out!(
+        "{}: {} beams, {} beamlets of {} mm through {} + {} mm; dose grid {:?} at {} mm",
+        p.id,
+        fields.len(),
+        beamlets,
+        setup.bixel_mm,
+        target.name,
+        setup.target_margin_mm,
+        dose_grid.dims,
+        grid_mm
+    );
+    let engine = DoseEngine::new(&model, *p.grid(), curve.densities(p.ct_hu()));
+    let bar = ProgressBar::new(fields.len() as u64).with_style(
+        ProgressStyle::with_template("dose [{bar:30}] {pos}/{len} beams, {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let dose = engine.dose_on_grid_with_progress(&fields, &dose_grid, Some(&inside), |n| {
+        bar.set_position(n as u64)
+    });
+    bar.finish_and_clear();
+    let on_ct = plan::resample_dose(&dose, &dose_grid, p.grid());
+    // Scale so the prescription covers the prescribed volume of the target.
+    let dvh = evaluation::dvh::Dvh::new(&target.name, &on_ct, &target.mask)?;
+    let rx = proto.prescription.dose_cgy;
+    let vol = proto.prescription.volume_percent;
+    let d_rx = dvh.d_percent(vol);
+    if d_rx.is_nan() || d_rx <= 0.0 {
+        bail!("the target receives no dose; check the beam setup");
+    }
+    let mu_per_beamlet = rx / d_rx;
+    let scaled: Vec<f32> = on_ct
+        .iter()
+        .map(|&d| (d as f64 * mu_per_beamlet) as f32)
+        .collect();
+    // A uniform fluence is an open (conformal) field: each beam delivers its fluence level in
+    // MU, whatever the number of beamlets.
+    let open_beams = fields
+        .iter()
+        .filter(|f| f.weights.iter().any(|&w| w > 0.0))
+        .count();
+    let total_mu = mu_per_beamlet * open_beams as f64;
+    out!(
+        "computed in {:.1} s; a uniform fluence of {:.3} MU per beam gives D{} = {} cGy ({:.0} MU over the plan, {:.1} MU per fraction)",
+        t0.elapsed().as_secs_f64(),
+        mu_per_beamlet,
+        vol,
+        rx,
+        total_mu,
+        total_mu / proto.prescription.fractions as f64
+    );
+    let tdvh = evaluation::dvh::Dvh::new(&target.name, &scaled, &target.mask)?;
+    out!(
+        "{}: Dmax {:.0} cGy, D2 {:.0}, D50 {:.0}, D98 {:.0} cGy",
+        target.name,
+        tdvh.max(),
+        tdvh.d_percent(2.0),
+        tdvh.d_percent(50.0),
+        tdvh.d_percent(98.0)
+    );
+    if let Some(path) = out_path {
+        tps_core::nrrd::write_f32(path, p.grid(), &scaled)?;
+        out!("wrote {}", path.display());
+    }
+    if let Some(dir) = png {
+        let levels: Vec<f64> = [1.05, 1.0, 0.9, 0.7, 0.5, 0.3, 0.1]
+            .iter()
+            .map(|f| f * rx)
+            .collect();
+        let iso = render::isodose_masks(p.grid(), &scaled, &levels, Some(rx));
+        let mut overlays = vec![render::Overlay {
+            label: target.name.clone(),
+            color: [255, 255, 255],
+            mask: &target.mask,
+        }];
+        overlays.extend(iso.iter().map(|(label, color, mask)| render::Overlay {
+            label: label.clone(),
+            color: *color,
+            mask,
+        }));
+        for f in render::write_orthogonal_pngs(&p, &overlays, ptv_centre(&p)?, dir, "dose")? {
             out!("wrote {}", f.display());
         }
     }

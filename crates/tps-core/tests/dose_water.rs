@@ -14,14 +14,20 @@ use tps_core::dose::model::BeamModel;
 use tps_core::grid::Grid;
 
 fn model() -> BeamModel {
-    BeamModel::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml")).unwrap()
+    BeamModel::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml"),
+    )
+    .unwrap()
 }
 
 /// A water tank with its surface at y = 0 (voxel faces), 2 mm voxels, 320 mm deep, and an
 /// optional slab of another CT number between two depths.
 fn tank(slab: Option<(f64, f64, i16)>) -> (Grid, Vec<f32>) {
     let g = Grid::new([150, 160, 150], [2.0; 3], [-149.0, 1.0, -149.0]).unwrap();
-    let curve = DensityCurve::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ct-calibration/default.toml")).unwrap();
+    let curve = DensityCurve::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ct-calibration/default.toml"),
+    )
+    .unwrap();
     let hu: Vec<i16> = (0..g.len())
         .map(|n| {
             let [i, j, k] = g.ijk(n);
@@ -36,7 +42,11 @@ fn tank(slab: Option<(f64, f64, i16)>) -> (Grid, Vec<f32>) {
 }
 
 fn beam(iso_depth: f64) -> Beam {
-    Beam { gantry_deg: 0.0, iso_mm: [0.0, iso_depth, 0.0], sad_mm: 1000.0 }
+    Beam {
+        gantry_deg: 0.0,
+        iso_mm: [0.0, iso_depth, 0.0],
+        sad_mm: 1000.0,
+    }
 }
 
 fn axis_dose(engine: &DoseEngine, field: &FluenceMap, depths: &[f64]) -> Vec<f64> {
@@ -49,7 +59,10 @@ fn pdd(engine: &DoseEngine, side: f64, depths: &[f64]) -> (f64, Vec<f64>) {
     let f = FluenceMap::open_field(beam(0.0), side, side, 5.0, 1.0);
     let fine: Vec<f64> = (0..=80).map(|k| 5.0 + 0.25 * k as f64).collect();
     let d = axis_dose(engine, &f, &fine);
-    let (k, max) = d.iter().enumerate().fold((0, 0.0), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
+    let (k, max) = d
+        .iter()
+        .enumerate()
+        .fold((0, 0.0), |a, (k, &v)| if v > a.1 { (k, v) } else { a });
     let at = axis_dose(engine, &f, depths);
     (fine[k], at.iter().map(|v| 100.0 * v / max).collect())
 }
@@ -64,7 +77,10 @@ fn depth_dose_of_a_10x10_field_matches_water_data() {
     assert!((dmax - 15.0).abs() <= 3.0, "d_max {dmax} mm");
     assert!((p[1] - 66.5).abs() <= 2.0, "PDD(10 cm) = {:.2} %", p[1]);
     assert!(p[0] > p[1] && p[1] > p[2], "{p:?}");
-    eprintln!("d_max {dmax} mm, PDD5 {:.2}, PDD10 {:.2}, PDD20 {:.2}", p[0], p[1], p[2]);
+    eprintln!(
+        "d_max {dmax} mm, PDD5 {:.2}, PDD10 {:.2}, PDD20 {:.2}",
+        p[0], p[1], p[2]
+    );
 }
 
 #[test]
@@ -99,8 +115,19 @@ fn output_and_depth_dose_grow_with_field_size() {
     let (_, p5) = pdd(&e, 50.0, &[100.0]);
     let (_, p20) = pdd(&e, 200.0, &[100.0]);
     let (_, p10) = pdd(&e, 100.0, &[100.0]);
-    assert!(p5[0] < p10[0] && p10[0] < p20[0], "PDD10: {p5:?} {p10:?} {p20:?}");
-    eprintln!("output 5/10/20: {:.4} {:.4} {:.4}; PDD10 {:.1} {:.1} {:.1}", o5 / o10, 1.0, o20 / o10, p5[0], p10[0], p20[0]);
+    assert!(
+        p5[0] < p10[0] && p10[0] < p20[0],
+        "PDD10: {p5:?} {p10:?} {p20:?}"
+    );
+    eprintln!(
+        "output 5/10/20: {:.4} {:.4} {:.4}; PDD10 {:.1} {:.1} {:.1}",
+        o5 / o10,
+        1.0,
+        o20 / o10,
+        p5[0],
+        p10[0],
+        p20[0]
+    );
 }
 
 /// 80-20 % penumbra of a 10 x 10 field at 10 cm depth: 3.7 mm measured for a narrow MLC field
@@ -117,7 +144,10 @@ fn penumbra_at_10_cm_is_a_few_mm() {
     let prof = e.dose_at_points(std::slice::from_ref(&f), &pts);
     let centre = e.dose_at_points(std::slice::from_ref(&f), &[[0.0, 100.0, 0.0]])[0];
     let cross = |level: f64| {
-        let k = prof.iter().position(|&v| v < level * centre).expect("profile falls");
+        let k = prof
+            .iter()
+            .position(|&v| v < level * centre)
+            .expect("profile falls");
         let (x0, x1, v0, v1) = (xs[k - 1], xs[k], prof[k - 1], prof[k]);
         x0 + (level * centre - v0) * (x1 - x0) / (v1 - v0)
     };
@@ -175,7 +205,13 @@ fn bone_and_lung_slabs_change_the_dose_behind_them() {
     let isq = |d: f64| (1000.0 / (1000.0 + d)).powi(2);
     let expect_bone = water[1] / isq(135.6) * isq(120.0);
     let expect_lung = water[2] / isq(83.0) * isq(120.0);
-    assert!((bone / expect_bone - 1.0).abs() < 0.01, "{bone} vs {expect_bone}");
-    assert!((lung / expect_lung - 1.0).abs() < 0.01, "{lung} vs {expect_lung}");
+    assert!(
+        (bone / expect_bone - 1.0).abs() < 0.01,
+        "{bone} vs {expect_bone}"
+    );
+    assert!(
+        (lung / expect_lung - 1.0).abs() < 0.01,
+        "{lung} vs {expect_lung}"
+    );
     eprintln!("behind bone {rb:.4}, behind lung {rl:.4}");
 }

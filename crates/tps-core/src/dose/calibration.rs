@@ -35,7 +35,12 @@ impl DensityCurve {
         let w: CurveWire = parse_toml(text, path)?;
         let origin = path.display().to_string();
         if w.points.len() < 2 {
-            return Err(Error::invalid(&origin, "points", format!("{:?}", w.points), "need at least two points"));
+            return Err(Error::invalid(
+                &origin,
+                "points",
+                format!("{:?}", w.points),
+                "need at least two points",
+            ));
         }
         for (n, p) in w.points.iter().enumerate() {
             if !(p[0].is_finite() && p[1].is_finite() && p[1] >= 0.0) {
@@ -94,8 +99,13 @@ impl DensityCurve {
 
     /// Densities of a whole CT, through a lookup table over the int16 range.
     pub fn densities(&self, ct_hu: &[i16]) -> Vec<f32> {
-        let table: Vec<f32> = (i16::MIN as i32..=i16::MAX as i32).map(|h| self.density(h as f64) as f32).collect();
-        ct_hu.iter().map(|&h| table[(h as i32 - i16::MIN as i32) as usize]).collect()
+        let table: Vec<f32> = (i16::MIN as i32..=i16::MAX as i32)
+            .map(|h| self.density(h as f64) as f32)
+            .collect();
+        ct_hu
+            .iter()
+            .map(|&h| table[(h as i32 - i16::MIN as i32) as usize])
+            .collect()
     }
 }
 
@@ -105,7 +115,8 @@ mod tests {
 
     #[test]
     fn default_curve_loads_and_interpolates() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ct-calibration/default.toml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/ct-calibration/default.toml");
         let c = DensityCurve::load(&path).unwrap();
         assert_eq!(c.density(0.0), 1.0);
         assert!((c.density(20.0) - 1.02).abs() < 1e-12);
@@ -116,13 +127,29 @@ mod tests {
 
     #[test]
     fn non_monotone_curve_is_refused() {
-        let e = DensityCurve::parse("name = \"x\"\npoints = [[-1000.0, 0.0], [0.0, 1.0], [100.0, 0.9]]", Path::new("cal.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cal.toml") && e.contains("points[2]") && e.contains("monotone"), "{e}");
-        let e = DensityCurve::parse("name = \"x\"\npoints = [[0.0, 1.0], [0.0, 1.1]]", Path::new("cal.toml")).unwrap_err().to_string();
+        let e = DensityCurve::parse(
+            "name = \"x\"\npoints = [[-1000.0, 0.0], [0.0, 1.0], [100.0, 0.9]]",
+            Path::new("cal.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cal.toml") && e.contains("points[2]") && e.contains("monotone"),
+            "{e}"
+        );
+        let e = DensityCurve::parse(
+            "name = \"x\"\npoints = [[0.0, 1.0], [0.0, 1.1]]",
+            Path::new("cal.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("points[1]"), "{e}");
-        let e = DensityCurve::parse("name = \"x\"\npoints = [[0.0, 1.0]]\nslope = 2", Path::new("cal.toml")).unwrap_err().to_string();
+        let e = DensityCurve::parse(
+            "name = \"x\"\npoints = [[0.0, 1.0]]\nslope = 2",
+            Path::new("cal.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("slope"), "{e}");
     }
 }

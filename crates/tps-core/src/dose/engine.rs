@@ -28,7 +28,14 @@ const INV_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// isocentre, mm; `da`, `dc` the point's offset from the beamlet centre in the isocentre
 /// plane.
 #[inline]
-pub fn beamlet_dose(model: &BeamModel, p: &BevPoint, depth_mm: f64, da: f64, dc: f64, half: f64) -> f64 {
+pub fn beamlet_dose(
+    model: &BeamModel,
+    p: &BevPoint,
+    depth_mm: f64,
+    da: f64,
+    dc: f64,
+    half: f64,
+) -> f64 {
     let to_iso = model.sad_mm / p.t;
     let mut sum = 0.0;
     for comp in &model.components {
@@ -61,13 +68,27 @@ impl<'a> DoseEngine<'a> {
     /// lattice as fine as the grid's smallest spacing.
     pub fn new(model: &'a BeamModel, grid: Grid, density: Vec<f32>) -> Self {
         assert_eq!(density.len(), grid.len(), "density must cover the grid");
-        let h = grid.spacing_mm.iter().cloned().fold(f64::INFINITY, f64::min);
+        let h = grid
+            .spacing_mm
+            .iter()
+            .cloned()
+            .fold(f64::INFINITY, f64::min);
         Self {
             model,
             grid,
             density,
             ray_step_mm: h,
         }
+    }
+
+    /// The beam model.
+    pub fn model(&self) -> &'a BeamModel {
+        self.model
+    }
+
+    /// The grid the density lives on.
+    pub fn grid(&self) -> &Grid {
+        &self.grid
     }
 
     /// Sets the lateral spacing of traced rays, mm.
@@ -78,7 +99,13 @@ impl<'a> DoseEngine<'a> {
 
     /// The radiological depth map of a beam.
     pub fn depth_map(&self, beam: &super::geometry::Beam) -> DepthMap {
-        DepthMap::new(beam, &self.grid, &self.density, self.ray_step_mm, 0.5 * self.ray_step_mm)
+        DepthMap::new(
+            beam,
+            &self.grid,
+            &self.density,
+            self.ray_step_mm,
+            0.5 * self.ray_step_mm,
+        )
     }
 
     /// Dose (cGy) at `points` from the beamlets of `fields`, by direct superposition.
@@ -109,7 +136,8 @@ impl<'a> DoseEngine<'a> {
                             let w = f.weights[i + f.dims[0] * j];
                             if w != 0.0 {
                                 let [ca, cc] = f.centre(i, j);
-                                sum += w * beamlet_dose(self.model, &b, d, b.a - ca, b.c - cc, half);
+                                sum +=
+                                    w * beamlet_dose(self.model, &b, d, b.a - ca, b.c - cc, half);
                             }
                         }
                     }

@@ -36,7 +36,11 @@ impl Beam {
     /// Source position, mm.
     pub fn source(&self) -> P3 {
         let (s, c) = self.gantry_deg.to_radians().sin_cos();
-        [self.iso_mm[0] + self.sad_mm * s, self.iso_mm[1] - self.sad_mm * c, self.iso_mm[2]]
+        [
+            self.iso_mm[0] + self.sad_mm * s,
+            self.iso_mm[1] - self.sad_mm * c,
+            self.iso_mm[2],
+        ]
     }
 
     /// Unit vector from the source towards the isocentre.
@@ -122,7 +126,10 @@ impl FluenceMap {
         Self {
             beam,
             bixel_mm,
-            origin: [-(na as f64 - 1.0) * bixel_mm / 2.0, -(nc as f64 - 1.0) * bixel_mm / 2.0],
+            origin: [
+                -(na as f64 - 1.0) * bixel_mm / 2.0,
+                -(nc as f64 - 1.0) * bixel_mm / 2.0,
+            ],
             dims: [na, nc],
             weights: vec![mu; na * nc],
         }
@@ -130,7 +137,10 @@ impl FluenceMap {
 
     /// Centre `(a, c)` of beamlet `(i, j)`.
     pub fn centre(&self, i: usize, j: usize) -> [f64; 2] {
-        [self.origin[0] + i as f64 * self.bixel_mm, self.origin[1] + j as f64 * self.bixel_mm]
+        [
+            self.origin[0] + i as f64 * self.bixel_mm,
+            self.origin[1] + j as f64 * self.bixel_mm,
+        ]
     }
 }
 
@@ -140,9 +150,16 @@ mod tests {
 
     #[test]
     fn gantry_zero_is_anterior_and_ninety_is_left() {
-        let b = Beam { gantry_deg: 0.0, iso_mm: [0.0; 3], sad_mm: 1000.0 };
+        let b = Beam {
+            gantry_deg: 0.0,
+            iso_mm: [0.0; 3],
+            sad_mm: 1000.0,
+        };
         assert_eq!(b.source(), [0.0, -1000.0, 0.0]);
-        let b90 = Beam { gantry_deg: 90.0, ..b };
+        let b90 = Beam {
+            gantry_deg: 90.0,
+            ..b
+        };
         let s = b90.source();
         assert!((s[0] - 1000.0).abs() < 1e-9 && s[1].abs() < 1e-9);
         // A point 10 mm deep past the isocentre, 20 mm lateral: projected back to the iso plane.
@@ -153,7 +170,11 @@ mod tests {
         let d = b.ray_direction(p.a, p.c);
         let s = b.source();
         let back = [s[0] + d[0] * p.l, s[1] + d[1] * p.l, s[2] + d[2] * p.l];
-        assert!((back[0] - 20.0).abs() < 1e-9 && (back[1] - 10.0).abs() < 1e-9 && (back[2] + 5.0).abs() < 1e-9);
+        assert!(
+            (back[0] - 20.0).abs() < 1e-9
+                && (back[1] - 10.0).abs() < 1e-9
+                && (back[2] + 5.0).abs() < 1e-9
+        );
     }
 
     #[test]

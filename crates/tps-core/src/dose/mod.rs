@@ -5,5 +5,7 @@
 pub mod calibration;
 pub mod engine;
 pub mod geometry;
+pub mod grid_dose;
 pub mod model;
+pub mod plan;
 pub mod raytrace;

@@ -79,14 +79,17 @@ pub struct BeamModel {
 pub fn erf(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 { 1.0 - r } else { r - 1.0 }
 }
 
@@ -105,21 +108,36 @@ impl BeamModel {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::invalid(&o, field, v.to_string(), "must be finite and positive"))
+                Err(Error::invalid(
+                    &o,
+                    field,
+                    v.to_string(),
+                    "must be finite and positive",
+                ))
             }
         };
         positive("sad-mm", w.sad_mm)?;
         positive("energy-mv", w.energy_mv)?;
         positive("build-up.beta-per-mm", w.build_up.beta_per_mm)?;
         if w.component.is_empty() {
-            return Err(Error::invalid(&o, "component", "[]", "the kernel needs at least one component"));
+            return Err(Error::invalid(
+                &o,
+                "component",
+                "[]",
+                "the kernel needs at least one component",
+            ));
         }
         for (n, c) in w.component.iter().enumerate() {
             positive(&format!("component[{n}].amplitude"), c.amplitude)?;
             positive(&format!("component[{n}].sigma-mm"), c.sigma_mm)?;
             for (f, v) in [("mu-per-mm", c.mu_per_mm), ("sigma-slope", c.sigma_slope)] {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(Error::invalid(&o, format!("component[{n}].{f}"), v.to_string(), "must be finite and non-negative"));
+                    return Err(Error::invalid(
+                        &o,
+                        format!("component[{n}].{f}"),
+                        v.to_string(),
+                        "must be finite and non-negative",
+                    ));
                 }
             }
             let _ = &c.name;
@@ -187,22 +205,38 @@ mod tests {
     #[test]
     fn erf_matches_tabulated_values() {
         // Abramowitz and Stegun, Table 7.1.
-        for (x, v) in [(0.0, 0.0), (0.5, 0.520_499_877_8), (1.0, 0.842_700_792_9), (2.0, 0.995_322_265_0), (-1.0, -0.842_700_792_9)] {
+        for (x, v) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (2.0, 0.995_322_265_0),
+            (-1.0, -0.842_700_792_9),
+        ] {
             assert!((erf(x) - v).abs() < 2e-7, "erf({x}) = {}", erf(x));
         }
     }
 
     #[test]
     fn machine_file_loads_and_calibrates() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml");
         let m = BeamModel::load(&path).unwrap();
         assert_eq!(m.components.len(), 3);
         // Calibrated: the reference field gives 1 cGy per unit fluence at d_max.
         let t = m.sad_mm + CALIBRATION_DEPTH_MM;
-        let d = m.cgy_per_unit * (m.sad_mm / t).powi(2) * m.central_axis_unit(CALIBRATION_DEPTH_MM, 100.0 * t / m.sad_mm);
+        let d = m.cgy_per_unit
+            * (m.sad_mm / t).powi(2)
+            * m.central_axis_unit(CALIBRATION_DEPTH_MM, 100.0 * t / m.sad_mm);
         assert!((d - 1.0).abs() < 1e-12);
-        let bad = std::fs::read_to_string(&path).unwrap().replace("sigma-mm = 1.40072", "sigma-mm = -1.0");
-        let e = BeamModel::parse(&bad, Path::new("m.toml")).unwrap_err().to_string();
-        assert!(e.contains("m.toml") && e.contains("component[0].sigma-mm") && e.contains("-1"), "{e}");
+        let bad = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("sigma-mm = 1.40072", "sigma-mm = -1.0");
+        let e = BeamModel::parse(&bad, Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("m.toml") && e.contains("component[0].sigma-mm") && e.contains("-1"),
+            "{e}"
+        );
     }
 }

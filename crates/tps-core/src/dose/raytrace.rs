@@ -42,7 +42,9 @@ pub fn traverse(grid: &Grid, origin: P3, dir: P3, mut visit: impl FnMut(usize, f
     let mid = l_in + 1e-9 * (l_out - l_in).min(1.0);
     for a in 0..3 {
         let p = origin[a] + dir[a] * mid;
-        let i = ((p - lo[a]) / grid.spacing_mm[a]).floor().clamp(0.0, (grid.dims[a] - 1) as f64);
+        let i = ((p - lo[a]) / grid.spacing_mm[a])
+            .floor()
+            .clamp(0.0, (grid.dims[a] - 1) as f64);
         idx[a] = i as usize;
         if dir[a] > 1e-15 {
             step[a] = 1;
@@ -107,7 +109,12 @@ impl DepthMap {
         // Project the grid's corners to bound the rays and the distances.
         let lo: [f64; 3] = [0, 1, 2].map(|a| grid.origin_mm[a] - 0.5 * grid.spacing_mm[a]);
         let hi: [f64; 3] = [0, 1, 2].map(|a| lo[a] + grid.dims[a] as f64 * grid.spacing_mm[a]);
-        let (mut amin, mut amax, mut cmin, mut cmax) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut amin, mut amax, mut cmin, mut cmax) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
         let (mut lmin, mut lmax) = (f64::INFINITY, 0.0f64);
         for corner in 0..8 {
             let p = [0, 1, 2].map(|a| if corner >> a & 1 == 1 { hi[a] } else { lo[a] });
@@ -122,7 +129,12 @@ impl DepthMap {
         }
         // The nearest point of the box to the source bounds the shortest distance.
         let near = [0, 1, 2].map(|a| source[a].clamp(lo[a], hi[a]));
-        lmin = lmin.min(((near[0] - source[0]).powi(2) + (near[1] - source[1]).powi(2) + (near[2] - source[2]).powi(2)).sqrt());
+        lmin = lmin.min(
+            ((near[0] - source[0]).powi(2)
+                + (near[1] - source[1]).powi(2)
+                + (near[2] - source[2]).powi(2))
+            .sqrt(),
+        );
         let na = ((amax - amin) / step_mm).ceil() as usize + 3;
         let nc = ((cmax - cmin) / step_mm).ceil() as usize + 3;
         let a0 = amin - step_mm;
@@ -130,27 +142,30 @@ impl DepthMap {
         let l0 = (lmin - dl_mm).max(0.0);
         let nl = ((lmax - l0) / dl_mm).ceil() as usize + 2;
         let mut samples = vec![0f32; na * nc * nl];
-        samples.par_chunks_mut(nl).enumerate().for_each(|(ray, out)| {
-            let (i, j) = (ray % na, ray / na);
-            let dir = beam.ray_direction(a0 + i as f64 * step_mm, c0 + j as f64 * step_mm);
-            let mut k = 0usize;
-            let mut cum = 0.0f64;
-            traverse(grid, source, dir, |idx, la, lb| {
-                let rho = density[idx] as f64;
-                while k < nl {
-                    let l = l0 + k as f64 * dl_mm;
-                    if l > lb {
-                        break;
+        samples
+            .par_chunks_mut(nl)
+            .enumerate()
+            .for_each(|(ray, out)| {
+                let (i, j) = (ray % na, ray / na);
+                let dir = beam.ray_direction(a0 + i as f64 * step_mm, c0 + j as f64 * step_mm);
+                let mut k = 0usize;
+                let mut cum = 0.0f64;
+                traverse(grid, source, dir, |idx, la, lb| {
+                    let rho = density[idx] as f64;
+                    while k < nl {
+                        let l = l0 + k as f64 * dl_mm;
+                        if l > lb {
+                            break;
+                        }
+                        out[k] = (cum + rho * (l - la).max(0.0)) as f32;
+                        k += 1;
                     }
-                    out[k] = (cum + rho * (l - la).max(0.0)) as f32;
-                    k += 1;
+                    cum += rho * (lb - la);
+                });
+                for v in &mut out[k..] {
+                    *v = cum as f32;
                 }
-                cum += rho * (lb - la);
             });
-            for v in &mut out[k..] {
-                *v = cum as f32;
-            }
-        });
         Self {
             beam: *beam,
             source,
@@ -193,7 +208,8 @@ impl DepthMap {
         let j = (y.floor() as usize).min(self.nc - 2);
         let (fx, fy) = (x - i as f64, y - j as f64);
         let r = |ii: usize, jj: usize| self.along(ii + self.na * jj, l);
-        (r(i, j) * (1.0 - fx) + r(i + 1, j) * fx) * (1.0 - fy) + (r(i, j + 1) * (1.0 - fx) + r(i + 1, j + 1) * fx) * fy
+        (r(i, j) * (1.0 - fx) + r(i + 1, j) * fx) * (1.0 - fy)
+            + (r(i, j + 1) * (1.0 - fx) + r(i + 1, j + 1) * fx) * fy
     }
 }
 
@@ -206,7 +222,9 @@ mod tests {
         let g = Grid::new([10, 10, 10], [2.0, 2.0, 3.0], [1.0, 1.0, 1.5]).unwrap(); // box [0,20]x[0,20]x[0,30]
         // Along x through the middle: ten voxels of 2 mm.
         let mut v = Vec::new();
-        traverse(&g, [-5.0, 5.0, 5.0], [1.0, 0.0, 0.0], |i, a, b| v.push((i, b - a)));
+        traverse(&g, [-5.0, 5.0, 5.0], [1.0, 0.0, 0.0], |i, a, b| {
+            v.push((i, b - a))
+        });
         assert_eq!(v.len(), 10);
         assert!(v.iter().all(|(_, len)| (len - 2.0).abs() < 1e-9));
         // A diagonal ray: total length inside equals the chord of the box.
@@ -231,7 +249,11 @@ mod tests {
         // Water slab with its surface at y = 0, beam from anterior (gantry 0) with SSD 1000.
         let g = Grid::new([20, 40, 20], [5.0; 3], [-47.5, 2.5, -47.5]).unwrap();
         let rho = vec![1.0f32; g.len()];
-        let beam = Beam { gantry_deg: 0.0, iso_mm: [0.0; 3], sad_mm: 1000.0 };
+        let beam = Beam {
+            gantry_deg: 0.0,
+            iso_mm: [0.0; 3],
+            sad_mm: 1000.0,
+        };
         let map = DepthMap::new(&beam, &g, &rho, 2.0, 1.0);
         for depth in [0.0, 15.0, 100.0, 173.0] {
             let p = beam.bev([0.0, depth, 0.0]);
