@@ -253,3 +253,102 @@ fn eval_reports_the_protocol_metrics_of_a_dose() {
         "{out}"
     );
 }
+
+#[test]
+fn dose_of_uniform_arcs_is_computed_scaled_and_drawn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p03");
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        "3",
+        "--save",
+        patient.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dose = tmp.path().join("dose.nrrd");
+    let png = tmp.path().join("png");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "dose",
+            "--patient",
+            patient.to_str().unwrap(),
+            "--protocol",
+            "configs/protocols/cervix.toml",
+            "--arcs",
+            "1",
+            "--beams-per-arc",
+            "8",
+            "--grid-mm",
+            "5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        autoplan(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let o = run(&[
+        "--out",
+        dose.to_str().unwrap(),
+        "--png",
+        png.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("8 beams") && out.contains("D95 = 3600 cGy"),
+        "{out}"
+    );
+    assert!(png.join("dose-axial.png").exists() && dose.exists());
+    // The written dose evaluates to D95 = 36 Gy.
+    let o = autoplan(&[
+        "eval",
+        "--patient",
+        patient.to_str().unwrap(),
+        "--dose",
+        dose.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/cervix.toml",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let d95: f64 = out
+        .lines()
+        .find(|l| l.starts_with("PTV D95"))
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((d95 - 3600.0).abs() < 1.0, "{out}");
+    // Bad inputs.
+    let out = text(&run(&["--bixel-mm", "0"]));
+    assert!(
+        out.contains("bixel-mm") && out.contains("positive"),
+        "{out}"
+    );
+    let out = text(&run(&["--fluence", "optimized"]));
+    assert!(
+        out.contains("--fluence") && out.contains("uniform"),
+        "{out}"
+    );
+    let cal = tmp.path().join("cal.toml");
+    std::fs::write(
+        &cal,
+        "name = \"bad\"\npoints = [[-1000.0, 0.0], [0.0, 1.0], [500.0, 0.5]]\n",
+    )
+    .unwrap();
+    let out = text(&run(&["--calibration", cal.to_str().unwrap()]));
+    assert!(
+        out.contains("cal.toml") && out.contains("points[2]") && out.contains("monotone"),
+        "{out}"
+    );
+}

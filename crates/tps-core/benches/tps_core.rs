@@ -64,5 +64,68 @@ mod phantom {
     }
 }
 
-criterion_group!(benches, morph::bench, phantom::bench);
+mod dose {
+    use super::*;
+    use tps_core::dose::{
+        calibration::DensityCurve, engine::DoseEngine, matrix::*, model::BeamModel, plan, rows,
+    };
+    use tps_core::protocol::Protocol;
+
+    /// The influence matrix of a cohort patient at default settings (72 beams, 5 mm beamlets,
+    /// 3 mm dose grid; target: under 30 s and 3 GB), and its products against a plain copy of
+    /// as many bytes as the matrix holds (target: each product at 50 % or more of the copy's
+    /// bandwidth).
+    pub fn bench(c: &mut Criterion) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut p = cohort_spec().generate(7).unwrap();
+        let proto = Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap();
+        proto.build_auxiliary(&mut p).unwrap();
+        let model = BeamModel::load(&root.join("configs/machines/generic-6mv.toml")).unwrap();
+        let curve = DensityCurve::load(&root.join("configs/ct-calibration/default.toml")).unwrap();
+        let fields = plan::setup_fields(&p, "PTV", &plan::BeamSetup::default()).unwrap();
+        let body = &p.structure("External").unwrap().mask;
+        let dg = plan::dose_grid_around(body, 3.0).unwrap();
+        let names: Vec<&str> = p
+            .structures()
+            .iter()
+            .filter(|s| s.name != "External")
+            .map(|s| s.name.as_str())
+            .collect();
+        let r = rows::optimization_rows(&p, &dg, &names, "External", 3, "bench").unwrap();
+        let e = DoseEngine::new(&model, *p.grid(), curve.densities(p.ct_hu()));
+        let mut g = c.benchmark_group("dose");
+        g.sample_size(10);
+        g.bench_function("influence_matrix_patient7_72beams_3mm", |b| {
+            b.iter(|| {
+                InfluenceMatrix::compute(&e, &fields, &dg, r.clone(), MatrixSettings::default())
+                    .unwrap()
+                    .nnz()
+            })
+        });
+        let m = InfluenceMatrix::compute(&e, &fields, &dg, r.clone(), MatrixSettings::default())
+            .unwrap();
+        eprintln!(
+            "matrix: {} rows, {} beamlets, {} nnz, {:.2} GB",
+            m.n_rows(),
+            m.n_cols(),
+            m.nnz(),
+            m.bytes() as f64 / 1e9
+        );
+        let x = m.weights_of(&fields);
+        let mut y = vec![0.0f32; m.n_rows()];
+        g.bench_function("forward_product", |b| b.iter(|| m.forward(&x, &mut y)));
+        let yv = vec![1.0f32; m.n_rows()];
+        let mut gr = vec![0.0f32; m.n_cols()];
+        g.bench_function("transposed_product", |b| {
+            b.iter(|| m.transpose(&yv, &mut gr))
+        });
+        // A plain copy of as many bytes as the matrix's values and column indices.
+        let src = vec![1u64; m.nnz()];
+        let mut dst = vec![0u64; m.nnz()];
+        g.bench_function("copy_same_bytes", |b| b.iter(|| dst.copy_from_slice(&src)));
+        g.finish();
+    }
+}
+
+criterion_group!(benches, morph::bench, phantom::bench, dose::bench);
 criterion_main!(benches);

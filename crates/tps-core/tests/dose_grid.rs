@@ -90,3 +90,159 @@ fn modulated_field_oblique_through_bone() {
         }
     });
 }
+
+mod matrix {
+    use super::*;
+    use tps_core::dose::matrix::{InfluenceMatrix, MatrixSettings};
+
+    fn setup() -> (BeamModel, Grid, Vec<f32>, Vec<FluenceMap>, Grid) {
+        let m = model();
+        let ct = Grid::new([40, 40, 30], [5.0; 3], [-97.5, -97.5, -72.5]).unwrap();
+        let rho: Vec<f32> = (0..ct.len())
+            .map(|n| {
+                let [i, j, k] = ct.ijk(n);
+                let p = ct.position_mm(i, j, k);
+                if p[0].hypot(p[1]) < 90.0 { 1.0 } else { 0.001 }
+            })
+            .collect();
+        let mut rng = SplitMix64::new(3);
+        let fields: Vec<FluenceMap> = [0.0, 120.0, 240.0]
+            .iter()
+            .map(|&g| {
+                let mut f = FluenceMap::open_field(
+                    Beam {
+                        gantry_deg: g,
+                        iso_mm: [0.0; 3],
+                        sad_mm: 1000.0,
+                    },
+                    40.0,
+                    30.0,
+                    5.0,
+                    1.0,
+                );
+                for w in &mut f.weights {
+                    *w = rng.uniform([0.5, 2.0]);
+                }
+                f
+            })
+            .collect();
+        let dg = Grid::new([20, 20, 15], [10.0; 3], [-95.0, -95.0, -70.0]).unwrap();
+        (m, ct, rho, fields, dg)
+    }
+
+    /// With no cutoff and no threshold the matrix reproduces direct superposition (to f32).
+    #[test]
+    fn untruncated_matrix_equals_superposition() {
+        let (m, ct, rho, fields, dg) = setup();
+        let e = DoseEngine::new(&m, ct, rho);
+        let rows: Vec<u32> = (0..dg.len() as u32).step_by(7).collect();
+        let a = InfluenceMatrix::compute(
+            &e,
+            &fields,
+            &dg,
+            rows.clone(),
+            MatrixSettings {
+                cutoff_mm: 1000.0,
+                threshold: 0.0,
+            },
+        )
+        .unwrap();
+        assert_eq!(a.n_cols(), 3 * 8 * 6);
+        let x = a.weights_of(&fields);
+        let mut y = vec![0.0f32; a.n_rows()];
+        a.forward(&x, &mut y);
+        let pts: Vec<[f64; 3]> = rows
+            .iter()
+            .map(|&r| {
+                let [i, j, k] = dg.ijk(r as usize);
+                dg.position_mm(i, j, k)
+            })
+            .collect();
+        let direct = e.dose_at_points(&fields, &pts);
+        let max = direct.iter().cloned().fold(0.0, f64::max);
+        for (d, v) in direct.iter().zip(&y) {
+            assert!((d - *v as f64).abs() < 1e-5 * max, "{d} vs {v}");
+        }
+    }
+
+    /// <A x, y> = <x, A^T y> for the transposed product.
+    #[test]
+    fn transpose_is_the_adjoint() {
+        let (m, ct, rho, fields, dg) = setup();
+        let e = DoseEngine::new(&m, ct, rho);
+        let rows: Vec<u32> = (0..dg.len() as u32).collect();
+        let a =
+            InfluenceMatrix::compute(&e, &fields, &dg, rows, MatrixSettings::default()).unwrap();
+        let mut rng = SplitMix64::new(5);
+        let x: Vec<f32> = (0..a.n_cols())
+            .map(|_| rng.uniform([0.0, 1.0]) as f32)
+            .collect();
+        let yv: Vec<f32> = (0..a.n_rows())
+            .map(|_| rng.uniform([-1.0, 1.0]) as f32)
+            .collect();
+        let mut ax = vec![0.0f32; a.n_rows()];
+        a.forward(&x, &mut ax);
+        let mut aty = vec![0.0f32; a.n_cols()];
+        a.transpose(&yv, &mut aty);
+        let lhs: f64 = ax.iter().zip(&yv).map(|(p, q)| *p as f64 * *q as f64).sum();
+        let rhs: f64 = x.iter().zip(&aty).map(|(p, q)| *p as f64 * *q as f64).sum();
+        assert!(
+            (lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0),
+            "{lhs} vs {rhs}"
+        );
+    }
+
+    /// The default truncation drops broad scatter; the measured deficit is reported, positive
+    /// and below a quarter of the dose.
+    #[test]
+    fn truncation_error_is_measured() {
+        let (m, ct, rho, fields, dg) = setup();
+        let e = DoseEngine::new(&m, ct, rho);
+        let rows: Vec<u32> = (0..dg.len() as u32).collect();
+        let a =
+            InfluenceMatrix::compute(&e, &fields, &dg, rows, MatrixSettings::default()).unwrap();
+        let full = e.dose_on_grid(&fields, &dg, None);
+        let (mean, worst) = a.truncation_error(&fields, &full);
+        assert!(
+            mean > 0.0 && mean < 0.25 && worst < 0.3,
+            "mean {mean}, worst {worst}"
+        );
+        let untruncated = InfluenceMatrix::compute(
+            &e,
+            &fields,
+            &dg,
+            (0..dg.len() as u32).collect(),
+            MatrixSettings {
+                cutoff_mm: 1000.0,
+                threshold: 0.0,
+            },
+        )
+        .unwrap();
+        let (m0, w0) = untruncated.truncation_error(&fields, &full);
+        assert!(m0.abs() < 0.01 && w0 < 0.01, "untruncated: {m0} {w0}");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let (m, ct, rho, fields, dg) = setup();
+        let e = DoseEngine::new(&m, ct, rho);
+        let e1 = InfluenceMatrix::compute(
+            &e,
+            &fields,
+            &dg,
+            vec![0],
+            MatrixSettings {
+                cutoff_mm: 0.0,
+                threshold: 0.0,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e1.contains("cutoff-mm"), "{e1}");
+        let e2 =
+            InfluenceMatrix::compute(&e, &fields, &dg, vec![u32::MAX], MatrixSettings::default())
+                .unwrap_err()
+                .to_string();
+        assert!(e2.contains("rows"), "{e2}");
+    }
+}

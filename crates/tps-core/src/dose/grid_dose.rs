@@ -159,18 +159,12 @@ fn direct(field: &FluenceMap, comp_sigma_iso: f64, a: f64, c: f64) -> f64 {
     let (i0, i1) = idx(a, field.origin[0], field.dims[0]);
     let (j0, j1) = idx(c, field.origin[1], field.dims[1]);
     let mut sum = 0.0;
-    for j in j0..=j1.min(field.dims[1].saturating_sub(1)) {
-        if j1 < j0 {
-            break;
-        }
+    for j in j0..=j1 {
         let fc = box_gauss(c - field.centre(0, j)[1], half, k);
         if fc == 0.0 {
             continue;
         }
-        for i in i0..=i1.min(field.dims[0].saturating_sub(1)) {
-            if i1 < i0 {
-                break;
-            }
+        for i in i0..=i1 {
             let w = field.weights[i + field.dims[0] * j];
             if w != 0.0 {
                 sum += w * fc * box_gauss(a - field.centre(i, 0)[0], half, k);

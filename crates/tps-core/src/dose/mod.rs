@@ -6,6 +6,8 @@ pub mod calibration;
 pub mod engine;
 pub mod geometry;
 pub mod grid_dose;
+pub mod matrix;
 pub mod model;
 pub mod plan;
 pub mod raytrace;
+pub mod rows;

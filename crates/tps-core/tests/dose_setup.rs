@@ -1,0 +1,85 @@
+//! Beam setup on patients: bad inputs are refused with the reason.
+
+use tps_core::dose::plan::{BeamSetup, dose_grid_around, setup_fields};
+use tps_core::grid::Grid;
+use tps_core::patient::Patient;
+use tps_core::structure::{Mask, Role, Structure};
+
+fn patient(ptv: impl Fn(f64, f64, f64) -> bool + Sync) -> Patient {
+    let g = Grid::covering([-60.0; 3], [60.0; 3], [4.0; 3]).unwrap();
+    let mut p = Patient::new("setup/p01", g, vec![0; g.len()]).unwrap();
+    p.add_structure(Structure::new(
+        "External",
+        Role::External,
+        Mask::from_fn(g, |x, y, _| x.hypot(y) < 45.0),
+    ))
+    .unwrap();
+    p.add_structure(Structure::new("PTV", Role::Target, Mask::from_fn(g, ptv)))
+        .unwrap();
+    p
+}
+
+#[test]
+fn beamlets_cover_the_target_from_every_angle() {
+    let p = patient(|x, y, z| x * x + y * y + z * z < 400.0);
+    let fields = setup_fields(
+        &p,
+        "PTV",
+        &BeamSetup {
+            arcs: 1,
+            beams_per_arc: 8,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(fields.len(), 8);
+    for f in &fields {
+        // A 20 mm sphere plus 5 mm: about 50 mm across, 10 beamlets of 5 mm.
+        let n = f.weights.iter().filter(|&&w| w > 0.0).count();
+        assert!(
+            (50..=110).contains(&n),
+            "{} beamlets at {} degrees",
+            n,
+            f.beam.gantry_deg
+        );
+        assert!(f.dims[0] <= 13 && f.dims[1] <= 13, "{:?}", f.dims);
+    }
+}
+
+#[test]
+fn bad_setups_are_refused() {
+    let p = patient(|x, y, z| x * x + y * y + z * z < 400.0);
+    let e = setup_fields(
+        &p,
+        "PTV",
+        &BeamSetup {
+            bixel_mm: 0.0,
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("bixel-mm") && e.contains('0'), "{e}");
+    let e = setup_fields(&p, "Tumour", &BeamSetup::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Tumour") && e.contains("PTV"), "{e}");
+    // A target outside the body puts the isocentre outside it.
+    let outside = patient(|x, y, z| (x - 52.0).hypot(y) < 4.0 && z.abs() < 10.0);
+    let e = setup_fields(&outside, "PTV", &BeamSetup::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("isocentre") && e.contains("outside the body"),
+        "{e}"
+    );
+    let empty = patient(|_, _, _| false);
+    let e = setup_fields(&empty, "PTV", &BeamSetup::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("PTV") && e.contains("empty"), "{e}");
+    let e = dose_grid_around(&p.structure("External").unwrap().mask, 1.0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("spacing-mm") && e.contains("2 to 5"), "{e}");
+}
