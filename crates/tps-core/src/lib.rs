@@ -11,6 +11,7 @@ pub mod error;
 pub mod grid;
 pub mod morph;
 pub mod nrrd;
+pub mod objectives;
 pub mod patient;
 pub mod patient_files;
 pub mod phantom;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, parse_toml};
+use crate::objectives::{Objective, ObjectiveWire};
 use crate::patient::Patient;
 use crate::recipe::{self, Recipe, RecipeWire};
 
@@ -21,6 +22,26 @@ struct ProtocolWire {
     auxiliary: Vec<RecipeWire>,
     #[serde(default)]
     evaluation: Option<EvaluationWire>,
+    #[serde(default)]
+    objectives: Vec<ObjectiveWire>,
+    planning: Option<PlanningWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct PlanningWire {
+    max_iterations: u32,
+    coverage_window: [f64; 2],
+}
+
+/// Termination settings of the planning loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planning {
+    /// Largest number of optimizations.
+    pub max_iterations: u32,
+    /// Window for the prescription metric during iterations, as fractions of the prescription
+    /// (the study: PTV D95 between 1.00 and 1.02 x Rx).
+    pub coverage_window: [f64; 2],
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +104,10 @@ pub struct Protocol {
     pub body: String,
     /// Evaluation metrics as written, e.g. `PTV: D98`, `CI`; parsed by the evaluation crate.
     pub metrics: Vec<String>,
+    /// Plan objectives with their initial goals, weights and ideal ranges.
+    pub objectives: Vec<Objective>,
+    /// Termination settings, when the protocol is used for planning.
+    pub planning: Option<Planning>,
 }
 
 impl Protocol {
@@ -152,6 +177,47 @@ impl Protocol {
             }
             auxiliary.push(r);
         }
+        let mut objectives = Vec::with_capacity(w.objectives.len());
+        let mut ids = std::collections::BTreeSet::new();
+        for (n, o) in w.objectives.into_iter().enumerate() {
+            let field = format!("objectives[{n}]");
+            let o = o.check(&origin, &field)?;
+            if !ids.insert(o.id.clone()) {
+                return Err(Error::invalid(
+                    &origin,
+                    format!("{field}.id"),
+                    &o.id,
+                    "objective ids must be unique",
+                ));
+            }
+            objectives.push(o);
+        }
+        let planning = match w.planning {
+            None => None,
+            Some(p) => {
+                if p.max_iterations == 0 {
+                    return Err(Error::invalid(
+                        &origin,
+                        "planning.max-iterations",
+                        "0",
+                        "at least one iteration",
+                    ));
+                }
+                let [lo, hi] = p.coverage_window;
+                if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+                    return Err(Error::invalid(
+                        &origin,
+                        "planning.coverage-window",
+                        format!("[{lo}, {hi}]"),
+                        "expected [low, high] fractions of the prescription with 0 < low <= high",
+                    ));
+                }
+                Some(Planning {
+                    max_iterations: p.max_iterations,
+                    coverage_window: p.coverage_window,
+                })
+            }
+        };
         let (body, metrics) = match w.evaluation {
             Some(e) => (e.body.unwrap_or_else(|| "External".into()), e.metrics),
             None => ("External".into(), Vec::new()),
@@ -169,7 +235,19 @@ impl Protocol {
             auxiliary,
             body,
             metrics,
+            objectives,
+            planning,
         })
+    }
+
+    /// Checks that every structure the objectives name exists on `patient` (after the
+    /// auxiliary structures are built); the error names the file and the objective's field.
+    pub fn check_objective_structures(&self, patient: &Patient) -> Result<()> {
+        let origin = self.origin.display().to_string();
+        for (n, o) in self.objectives.iter().enumerate() {
+            patient.require(&o.structure, &origin, &format!("objectives[{n}].structure"))?;
+        }
+        Ok(())
     }
 
     /// Adds the protocol's auxiliary structures to `patient`; a name the patient already has
