@@ -12,6 +12,7 @@ pub mod grid;
 pub mod morph;
 pub mod nrrd;
 pub mod objectives;
+pub mod optimize;
 pub mod patient;
 pub mod patient_files;
 pub mod phantom;

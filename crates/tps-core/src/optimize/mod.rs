@@ -1,0 +1,4 @@
+//! Fluence map optimization: a bound-constrained quasi-Newton solver.
+
+pub mod fmo;
+pub mod lbfgs;
