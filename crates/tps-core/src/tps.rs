@@ -1,0 +1,99 @@
+//! The `Tps` trait: what the planning loop needs from any treatment planning system, native or
+//! remote, and the reports it exchanges.
+
+use crate::error::Result;
+use crate::objectives::{Objective, RangeStatus};
+use crate::structure::Role;
+
+/// A new dose goal for one objective.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalChange {
+    /// Objective id.
+    pub id: String,
+    /// New goal, cGy.
+    pub goal_cgy: f64,
+}
+
+/// One objective after an optimization, as the advisor reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectiveReport {
+    /// Objective id.
+    pub id: String,
+    /// Structure.
+    pub structure: String,
+    /// Role of the structure (only OAR objectives enter the termination criterion).
+    pub role: Role,
+    /// Objective type, in words.
+    pub kind: String,
+    /// Weight.
+    pub weight: f64,
+    /// Current goal, cGy.
+    pub goal_cgy: f64,
+    /// Current value of the quantity the objective constrains (max, min, mean or D_V%), cGy.
+    pub current_cgy: f64,
+    /// Constraint target value.
+    pub value: f64,
+    /// Ideal range of the value.
+    pub ideal_range: [f64; 2],
+    /// Where the value stands against its range.
+    pub status: RangeStatus,
+}
+
+/// What a TPS reports after one optimization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IterationReport {
+    /// 1 for the first optimization of a case.
+    pub iteration: u32,
+    /// Per objective, in protocol order.
+    pub objectives: Vec<ObjectiveReport>,
+    /// Prescription target's dose at the prescribed volume (PTV D95), cGy.
+    pub coverage_cgy: f64,
+    /// Prescription dose, cGy.
+    pub prescription_cgy: f64,
+    /// Weighted sum of the constraint target values.
+    pub total_objective: f64,
+    /// Solver iterations of this optimization.
+    pub solver_iterations: usize,
+    /// Wall time of this optimization, s.
+    pub wall_s: f64,
+}
+
+impl IterationReport {
+    /// The study's termination criterion: coverage at least the prescription and every OAR
+    /// objective's value inside its ideal range.
+    pub fn criteria_met(&self) -> bool {
+        self.coverage_cgy >= self.prescription_cgy
+            && self
+                .objectives
+                .iter()
+                .filter(|o| o.role == Role::Oar)
+                .all(|o| o.status == RangeStatus::Inside)
+    }
+}
+
+/// Delivery summary of the current plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSummary {
+    /// Sliding-window MU of each beam, over the whole course.
+    pub beam_mu: Vec<f64>,
+    /// Total MU per fraction.
+    pub mu_per_fraction: f64,
+    /// Number of fractions.
+    pub fractions: u32,
+}
+
+/// A treatment planning system with an open case (patient + protocol).
+pub trait Tps {
+    /// The objectives with their current goals.
+    fn objectives(&self) -> Vec<Objective>;
+    /// Applies goal changes (by objective id) and optimizes, warm-started from the current plan.
+    /// On error the previous plan is kept.
+    fn optimize(&mut self, goals: &[GoalChange]) -> Result<IterationReport>;
+    /// Scales the plan so the prescription target receives the prescription at the prescribed
+    /// volume; returns the factor applied.
+    fn normalize(&mut self) -> Result<f64>;
+    /// Dose of the current plan on the patient's CT grid, cGy.
+    fn dose(&self) -> Result<Vec<f32>>;
+    /// MU of the current plan.
+    fn plan(&self) -> PlanSummary;
+}

@@ -1,0 +1,209 @@
+//! The native TPS through the `Tps` trait on a small phantom.
+
+use std::path::Path;
+
+use tps_core::dose::calibration::DensityCurve;
+use tps_core::dose::model::BeamModel;
+use tps_core::dose::plan::BeamSetup;
+use tps_core::grid::Grid;
+use tps_core::native::{NativeSettings, NativeTps};
+use tps_core::objectives::RangeStatus;
+use tps_core::patient::Patient;
+use tps_core::protocol::Protocol;
+use tps_core::structure::{Mask, Role, Structure};
+use tps_core::{GoalChange, Tps};
+
+fn phantom() -> Patient {
+    let g = Grid::covering([-80.0, -80.0, -40.0], [80.0, 80.0, 40.0], [4.0; 3]).unwrap();
+    let hu: Vec<i16> = (0..g.len())
+        .map(|n| {
+            let [i, j, k] = g.ijk(n);
+            let q = g.position_mm(i, j, k);
+            if q[0].hypot(q[1]) < 75.0 { 0 } else { -1000 }
+        })
+        .collect();
+    let mut p = Patient::new("tps/p01", g, hu).unwrap();
+    let add = |p: &mut Patient, n: &str, r: Role, f: &(dyn Fn(f64, f64, f64) -> bool + Sync)| {
+        p.add_structure(Structure::new(n, r, Mask::from_fn(g, f)))
+            .unwrap()
+    };
+    add(&mut p, "External", Role::External, &|x, y, _| {
+        x.hypot(y) < 75.0
+    });
+    add(&mut p, "PTV", Role::Target, &|x, y, z| {
+        x.hypot(y) < 20.0 && z.abs() < 20.0
+    });
+    add(&mut p, "OAR", Role::Oar, &|x, y, z| {
+        (x - 30.0).hypot(y) < 8.0 && z.abs() < 20.0
+    });
+    p
+}
+
+const PROTOCOL: &str = r#"
+[site]
+name = "test"
+[prescription]
+target = "PTV"
+dose-cgy = 200.0
+fractions = 1
+volume-percent = 95.0
+[planning]
+max-iterations = 5
+coverage-window = [1.0, 1.02]
+[[objectives]]
+id = "ptv-min"
+structure = "PTV"
+type = "min-dose"
+weight = 100.0
+goal-cgy = 204.0
+ideal-range = [1e-4, 1e-2]
+[[objectives]]
+id = "ptv-max"
+structure = "PTV"
+type = "max-dose"
+weight = 100.0
+goal-cgy = 210.0
+ideal-range = [1e-4, 1e-2]
+[[objectives]]
+id = "oar-mean"
+structure = "OAR"
+type = "mean-dose"
+weight = 5.0
+goal-cgy = 250.0
+ideal-range = [1e-2, 5e-2]
+[[auxiliary]]
+name = "Ring"
+op = "ring"
+source = "PTV"
+gap-mm = 5.0
+thickness-mm = 15.0
+crop-to = "External"
+"#;
+
+fn model() -> BeamModel {
+    BeamModel::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml"),
+    )
+    .unwrap()
+}
+
+fn settings() -> NativeSettings {
+    NativeSettings {
+        setup: BeamSetup {
+            arcs: 1,
+            beams_per_arc: 9,
+            ..Default::default()
+        },
+        dose_grid_mm: 4.0,
+        body_stride: 2,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn optimize_report_adjust_normalize_and_deliver() {
+    let m = model();
+    let proto = Protocol::parse(PROTOCOL, Path::new("test.toml")).unwrap();
+    let mut tps =
+        NativeTps::open(phantom(), proto, &m, &DensityCurve::water(), settings()).unwrap();
+    assert!(tps.patient().structure("Ring").is_some());
+    let r1 = tps.optimize(&[]).unwrap();
+    assert_eq!(r1.iteration, 1);
+    assert_eq!(r1.objectives.len(), 3);
+    let oar = &r1.objectives[2];
+    assert_eq!(
+        (oar.id.as_str(), oar.role, oar.goal_cgy),
+        ("oar-mean", Role::Oar, 250.0)
+    );
+    // The OAR mean is far below a loose goal: value 0, below its range.
+    assert_eq!(oar.value, 0.0);
+    assert_eq!(oar.status, RangeStatus::Below);
+    assert!(!r1.criteria_met());
+    // The PTV is near its goals in the full (corrected) dose.
+    assert!(
+        (r1.coverage_cgy - 204.0).abs() < 20.0,
+        "D95 {}",
+        r1.coverage_cgy
+    );
+    // Tighten the OAR goal below its current mean: its value rises, the mean falls.
+    let before = oar.current_cgy;
+    let r2 = tps
+        .optimize(&[GoalChange {
+            id: "oar-mean".into(),
+            goal_cgy: 0.2 * before,
+        }])
+        .unwrap();
+    assert_eq!(r2.iteration, 2);
+    assert!(
+        r2.objectives[2].current_cgy < before,
+        "{} -> {}",
+        before,
+        r2.objectives[2].current_cgy
+    );
+    // It reaches (about) the tighter goal while the target stays covered.
+    assert!(
+        r2.objectives[2].current_cgy < 0.3 * before,
+        "{:?}",
+        r2.objectives[2]
+    );
+    assert!(
+        (r2.coverage_cgy - 204.0).abs() < 20.0,
+        "D95 {}",
+        r2.coverage_cgy
+    );
+    // Unknown ids and absurd goals are refused and leave the plan as it was.
+    let e = tps
+        .optimize(&[GoalChange {
+            id: "bowel".into(),
+            goal_cgy: 100.0,
+        }])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bowel") && e.contains("no objective"), "{e}");
+    let e = tps
+        .optimize(&[GoalChange {
+            id: "oar-mean".into(),
+            goal_cgy: f64::NAN,
+        }])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("goal-cgy") && e.contains("NaN"), "{e}");
+    assert_eq!(tps.objectives()[2].goal_cgy, 0.2 * before);
+    // Normalization makes D95 the prescription exactly.
+    let factor = tps.normalize().unwrap();
+    assert!(factor > 0.5 && factor < 2.0);
+    let dose = tps.dose().unwrap();
+    assert_eq!(dose.len(), tps.patient().grid().len());
+    let ptv = &tps.patient().structure("PTV").unwrap().mask;
+    let mut d: Vec<f32> = dose
+        .iter()
+        .zip(ptv.data())
+        .filter(|(_, m)| **m)
+        .map(|(d, _)| *d)
+        .collect();
+    d.sort_unstable_by(|a, b| b.total_cmp(a));
+    let d95 = d[(0.95 * d.len() as f64).ceil() as usize - 1];
+    // Rows sit on the 4 mm dose grid, the check on the CT grid: 2 %.
+    assert!((d95 as f64 - 200.0).abs() < 4.0, "D95 {d95}");
+    let plan = tps.plan();
+    assert_eq!(plan.beam_mu.len(), 9);
+    assert!(plan.mu_per_fraction > 0.0 && plan.beam_mu.iter().all(|m| m.is_finite() && *m >= 0.0));
+}
+
+#[test]
+fn opening_refuses_protocols_that_do_not_fit_the_patient() {
+    let m = model();
+    let bad = Protocol::parse(
+        &PROTOCOL.replace("structure = \"OAR\"", "structure = \"Kidney_L\""),
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    let e = NativeTps::open(phantom(), bad, &m, &DensityCurve::water(), settings())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("test.toml") && e.contains("objectives[2].structure") && e.contains("Kidney_L"),
+        "{e}"
+    );
+}
