@@ -164,6 +164,37 @@ enum Command {
         #[arg(long)]
         png: Option<PathBuf>,
     },
+    /// Optimize a plan with the protocol's objectives (initial goals, no adjustments): print
+    /// the iteration report, normalize to the prescription, write the dose and isodose slices.
+    Optimize {
+        /// Patient directory (holds patient.toml).
+        #[arg(long)]
+        patient: PathBuf,
+        /// Protocol with prescription, objectives and rings.
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Machine (beam model) file.
+        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
+        machine: PathBuf,
+        /// CT-to-density calibration file.
+        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
+        calibration: PathBuf,
+        /// Set a goal before optimizing, `ID=CGY` (repeatable).
+        #[arg(long = "goal", value_name = "ID=CGY")]
+        goals: Vec<String>,
+        /// Number of full arcs.
+        #[arg(long, default_value_t = 2)]
+        arcs: usize,
+        /// Static beams per arc.
+        #[arg(long, default_value_t = 36)]
+        beams_per_arc: usize,
+        /// Dose grid spacing, mm (2 to 5).
+        #[arg(long, default_value_t = 3.0)]
+        grid_mm: f64,
+        /// Output directory for the dose (NRRD), isodose slices and the report.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect {
         /// Patient directory (holds patient.toml).
@@ -271,6 +302,36 @@ pub fn run(cli: Cli) -> Result<()> {
                 &setup,
                 out.as_deref(),
                 png.as_deref(),
+            )
+        }
+        Command::Optimize {
+            patient,
+            protocol,
+            machine,
+            calibration,
+            goals,
+            arcs,
+            beams_per_arc,
+            grid_mm,
+            out,
+        } => {
+            let settings = tps_core::native::NativeSettings {
+                setup: tps_core::dose::plan::BeamSetup {
+                    arcs,
+                    beams_per_arc,
+                    ..Default::default()
+                },
+                dose_grid_mm: grid_mm,
+                ..Default::default()
+            };
+            run_optimize(
+                &patient,
+                &protocol,
+                &machine,
+                &calibration,
+                &goals,
+                settings,
+                out.as_deref(),
             )
         }
         Command::SyntheticDose {
@@ -721,6 +782,137 @@ fn run_dose(
         }
     }
     Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_optimize(
+    patient: &Path,
+    protocol: &Path,
+    machine: &Path,
+    calibration: &Path,
+    goals: &[String],
+    settings: tps_core::native::NativeSettings,
+    out_dir: Option<&Path>,
+) -> Result<()> {
+    use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
+    use tps_core::native::NativeTps;
+    use tps_core::{GoalChange, Tps};
+    let changes = goals
+        .iter()
+        .map(|g| {
+            let (id, v) = g
+                .split_once('=')
+                .with_context(|| format!("--goal {g:?}: expected ID=CGY"))?;
+            let goal_cgy: f64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("--goal {g:?}: {v:?} is not a number"))?;
+            Ok(GoalChange {
+                id: id.trim().to_string(),
+                goal_cgy,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let p = patient_files::load(patient)?;
+    let proto = Protocol::load(protocol)?;
+    let model = BeamModel::load(machine)?;
+    let curve = DensityCurve::load(calibration)?;
+    let t = Instant::now();
+    out!(
+        "opening {} with {} (influence matrix, {} beams)...",
+        p.id,
+        proto.origin.display(),
+        settings.setup.arcs * settings.setup.beams_per_arc
+    );
+    let mut tps = NativeTps::open(p, proto.clone(), &model, &curve, settings)?;
+    let m = tps.matrix();
+    out!(
+        "matrix: {} voxels x {} beamlets, {} entries, {:.1} s",
+        m.n_rows(),
+        m.n_cols(),
+        m.nnz(),
+        t.elapsed().as_secs_f64()
+    );
+    let report = tps.optimize(&changes)?;
+    let table = report_table(&report);
+    outn!("{table}");
+    let factor = tps.normalize()?;
+    let plan = tps.plan();
+    out!(
+        "normalized by {:.4} to D{} = {} cGy; {:.1} MU per fraction (sliding window)",
+        factor,
+        proto.prescription.volume_percent,
+        proto.prescription.dose_cgy,
+        plan.mu_per_fraction
+    );
+    if let Some(dir) = out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("report.md"), &table)
+            .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
+        let dose = tps.dose()?;
+        let p = tps.patient();
+        tps_core::nrrd::write_f32(&dir.join("dose.nrrd"), p.grid(), &dose)?;
+        let rx = proto.prescription.dose_cgy;
+        let levels: Vec<f64> = [1.05, 1.0, 0.9, 0.7, 0.5, 0.3]
+            .iter()
+            .map(|f| f * rx)
+            .collect();
+        let iso = render::isodose_masks(p.grid(), &dose, &levels, Some(rx));
+        let target = p.require(
+            &proto.prescription.target,
+            "protocol",
+            "prescription.target",
+        )?;
+        let mut overlays = vec![render::Overlay {
+            label: target.name.clone(),
+            color: [255, 255, 255],
+            mask: &target.mask,
+        }];
+        overlays.extend(iso.iter().map(|(label, color, mask)| render::Overlay {
+            label: label.clone(),
+            color: *color,
+            mask,
+        }));
+        render::write_orthogonal_pngs(p, &overlays, ptv_centre(p)?, dir, "optimized")?;
+        out!(
+            "wrote {}: report.md, dose.nrrd, optimized-*.png",
+            dir.display()
+        );
+    }
+    out!("total {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// The iteration report as a Markdown table.
+fn report_table(r: &tps_core::IterationReport) -> String {
+    let mut s = format!(
+        "iteration {}: PTV D95 {:.0} cGy (Rx {:.0}), objective {:.4e}, {} solver iterations, {:.1} s\n\n",
+        r.iteration,
+        r.coverage_cgy,
+        r.prescription_cgy,
+        r.total_objective,
+        r.solver_iterations,
+        r.wall_s
+    );
+    s += "| id | structure | type | weight | goal cGy | current cGy | value | ideal range | status |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---|---|\n";
+    for o in &r.objectives {
+        s += &format!(
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.2e} | {:.0e}..{:.0e} | {:?} |\n",
+            o.id,
+            o.structure,
+            o.kind,
+            o.weight,
+            o.goal_cgy,
+            o.current_cgy,
+            o.value,
+            o.ideal_range[0],
+            o.ideal_range[1],
+            o.status
+        );
+    }
+    s += &format!("\ntermination criteria met: {}\n", r.criteria_met());
+    s
 }
 
 #[cfg(test)]

@@ -352,3 +352,76 @@ fn dose_of_uniform_arcs_is_computed_scaled_and_drawn() {
         "{out}"
     );
 }
+
+#[test]
+fn optimize_reports_objectives_normalizes_and_writes_the_dose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        "4",
+        "--save",
+        patient.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = tmp.path().join("plan");
+    let o = autoplan(&[
+        "optimize",
+        "--patient",
+        patient.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/cervix.toml",
+        "--arcs",
+        "1",
+        "--beams-per-arc",
+        "7",
+        "--grid-mm",
+        "5",
+        "--goal",
+        "bladder-mean=2500",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    for id in ["ptv-min", "ptv-d99", "bladder-mean", "r4-max"] {
+        assert!(s.contains(&format!("| {id} |")), "report lacks {id}: {s}");
+    }
+    assert!(
+        s.contains("| bladder-mean | Bladder | mean dose | 5 | 2500 |"),
+        "{s}"
+    );
+    assert!(
+        s.contains("normalized by") && s.contains("MU per fraction"),
+        "{s}"
+    );
+    assert!(
+        out.join("dose.nrrd").exists()
+            && out.join("report.md").exists()
+            && out.join("optimized-axial.png").exists()
+    );
+    let o = autoplan(&[
+        "optimize",
+        "--patient",
+        patient.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/cervix.toml",
+        "--arcs",
+        "1",
+        "--beams-per-arc",
+        "7",
+        "--grid-mm",
+        "5",
+        "--goal",
+        "kidney=100",
+    ]);
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(
+        s.contains("kidney") && s.contains("no objective has this id"),
+        "{s}"
+    );
+}

@@ -324,53 +324,56 @@ impl Tps for NativeTps<'_> {
     fn optimize(&mut self, goals: &[GoalChange]) -> Result<IterationReport> {
         let next = self.apply_goals(goals)?;
         let t = Instant::now();
-        let bound = bind(
-            &next,
-            &self.patient,
-            &self.matrix,
-            &self.protocol.origin.display().to_string(),
-        )?;
+        let origin = self.protocol.origin.display().to_string();
+        let bound = bind(&next, &self.patient, &self.matrix, &origin)?;
         let mut f = FluenceObjective::new(
             &self.matrix,
             bound,
             self.pairs.clone(),
             self.settings.smoothing,
         );
-        f.correction = self.correction.clone();
         let lower = vec![0.0; self.x.len()];
-        let sol = minimize(&mut f, &self.x, &lower, &self.settings.solver)?;
-        if sol.x.iter().any(|v| !v.is_finite()) {
-            return Err(Error::invalid(
-                "optimizer",
-                "fluence",
-                "NaN",
-                "the optimization produced a non-finite fluence; the previous plan is kept",
-            ));
+        let mut x = self.x.clone();
+        let mut correction = self.correction.clone();
+        // The first optimization of a case has no scatter correction yet: solve, correct, and
+        // solve again, so the first report already reflects the full dose.
+        let passes = if self.iteration == 0 { 2 } else { 1 };
+        let mut solver_iterations = 0;
+        let mut exact = Vec::new();
+        for _ in 0..passes {
+            f.correction = correction.clone();
+            let sol = minimize(&mut f, &x, &lower, &self.settings.solver)?;
+            if sol.x.iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid(
+                    "optimizer",
+                    "fluence",
+                    "NaN",
+                    "the optimization produced a non-finite fluence; the previous plan is kept",
+                ));
+            }
+            solver_iterations += sol.iterations;
+            x = sol.x;
+            // Refresh the scatter correction from the exact dose of the new fluence.
+            exact = self.exact_row_dose(&x);
+            let with_old = f.dose_of(&x);
+            correction = exact
+                .iter()
+                .zip(&with_old)
+                .zip(&f.correction)
+                .map(|((e, d), c)| e - (d - c))
+                .collect();
         }
-        // Refresh the scatter correction from the exact dose of the new fluence.
-        let exact = self.exact_row_dose(&sol.x);
-        let truncated = f.dose_of(&sol.x);
-        let truncated_only: Vec<f32> = truncated
-            .iter()
-            .zip(&f.correction)
-            .map(|(d, c)| d - c)
-            .collect();
-        let new_correction: Vec<f32> = exact
-            .iter()
-            .zip(&truncated_only)
-            .map(|(e, a)| e - a)
-            .collect();
+        f.correction = correction.clone();
         let total = {
-            let mut g = vec![0.0; sol.x.len()];
-            f.correction = new_correction.clone();
             use crate::optimize::lbfgs::Problem;
-            f.eval(&sol.x, &mut g)
+            let mut g = vec![0.0; x.len()];
+            f.eval(&x, &mut g)
         };
         self.objectives = next;
-        self.x = sol.x;
-        self.correction = new_correction;
+        self.x = x;
+        self.correction = correction;
         self.iteration += 1;
-        Ok(self.report(&exact, sol.iterations, t.elapsed().as_secs_f64(), total))
+        Ok(self.report(&exact, solver_iterations, t.elapsed().as_secs_f64(), total))
     }
 
     fn normalize(&mut self) -> Result<f64> {
