@@ -391,6 +391,39 @@ fn finish_patient(p: &Patient, png: Option<&Path>, save: Option<&Path>, stem: &s
     Ok(())
 }
 
+/// Isodose lines (fractions of `rx_cgy`) with the target's outline on the three planes through
+/// the target, written as `<stem>-<plane>.png` into `dir`.
+fn isodose_pngs(
+    p: &Patient,
+    dose: &[f32],
+    rx_cgy: f64,
+    fractions: &[f64],
+    target: &str,
+    dir: &Path,
+    stem: &str,
+) -> Result<Vec<PathBuf>> {
+    let levels: Vec<f64> = fractions.iter().map(|f| f * rx_cgy).collect();
+    let iso = render::isodose_masks(p.grid(), dose, &levels, Some(rx_cgy));
+    let t = p.require(target, "isodose picture", "target")?;
+    let mut overlays = vec![render::Overlay {
+        label: t.name.clone(),
+        color: [255, 255, 255],
+        mask: &t.mask,
+    }];
+    overlays.extend(iso.iter().map(|(label, color, mask)| render::Overlay {
+        label: label.clone(),
+        color: *color,
+        mask,
+    }));
+    Ok(render::write_orthogonal_pngs(
+        p,
+        &overlays,
+        ptv_centre(p)?,
+        dir,
+        stem,
+    )?)
+}
+
 fn ptv_centre(p: &Patient) -> Result<[f64; 3]> {
     let target = p
         .structure("PTV")
@@ -609,29 +642,16 @@ fn run_eval(
         out!("wrote {}", path.display());
     }
     if let Some(dir) = png {
-        let rx = proto.prescription.dose_cgy;
-        let levels: Vec<f64> = [1.05, 1.0, 0.95, 0.8, 0.5, 0.3]
-            .iter()
-            .map(|f| f * rx)
-            .collect();
-        let iso = render::isodose_masks(p.grid(), &dose, &levels, Some(rx));
-        let target = p.require(
+        let files = isodose_pngs(
+            &p,
+            &dose,
+            proto.prescription.dose_cgy,
+            &[1.05, 1.0, 0.95, 0.8, 0.5, 0.3],
             &proto.prescription.target,
-            &proto.origin.display().to_string(),
-            "prescription.target",
+            dir,
+            "isodose",
         )?;
-        let mut overlays = vec![render::Overlay {
-            label: target.name.clone(),
-            color: [255, 255, 255],
-            mask: &target.mask,
-        }];
-        overlays.extend(iso.iter().map(|(label, color, mask)| render::Overlay {
-            label: label.clone(),
-            color: *color,
-            mask,
-        }));
-        let centre = ptv_centre(&p)?;
-        for f in render::write_orthogonal_pngs(&p, &overlays, centre, dir, "isodose")? {
+        for f in files {
             out!("wrote {}", f.display());
         }
         // DVH of every structure the metrics name.
@@ -762,22 +782,8 @@ fn run_dose(
         out!("wrote {}", path.display());
     }
     if let Some(dir) = png {
-        let levels: Vec<f64> = [1.05, 1.0, 0.9, 0.7, 0.5, 0.3, 0.1]
-            .iter()
-            .map(|f| f * rx)
-            .collect();
-        let iso = render::isodose_masks(p.grid(), &scaled, &levels, Some(rx));
-        let mut overlays = vec![render::Overlay {
-            label: target.name.clone(),
-            color: [255, 255, 255],
-            mask: &target.mask,
-        }];
-        overlays.extend(iso.iter().map(|(label, color, mask)| render::Overlay {
-            label: label.clone(),
-            color: *color,
-            mask,
-        }));
-        for f in render::write_orthogonal_pngs(&p, &overlays, ptv_centre(&p)?, dir, "dose")? {
+        let fractions = [1.05, 1.0, 0.9, 0.7, 0.5, 0.3, 0.1];
+        for f in isodose_pngs(&p, &scaled, rx, &fractions, &target.name, dir, "dose")? {
             out!("wrote {}", f.display());
         }
     }
@@ -852,28 +858,15 @@ fn run_optimize(
         let dose = tps.dose()?;
         let p = tps.patient();
         tps_core::nrrd::write_f32(&dir.join("dose.nrrd"), p.grid(), &dose)?;
-        let rx = proto.prescription.dose_cgy;
-        let levels: Vec<f64> = [1.05, 1.0, 0.9, 0.7, 0.5, 0.3]
-            .iter()
-            .map(|f| f * rx)
-            .collect();
-        let iso = render::isodose_masks(p.grid(), &dose, &levels, Some(rx));
-        let target = p.require(
+        isodose_pngs(
+            p,
+            &dose,
+            proto.prescription.dose_cgy,
+            &[1.05, 1.0, 0.9, 0.7, 0.5, 0.3],
             &proto.prescription.target,
-            "protocol",
-            "prescription.target",
+            dir,
+            "optimized",
         )?;
-        let mut overlays = vec![render::Overlay {
-            label: target.name.clone(),
-            color: [255, 255, 255],
-            mask: &target.mask,
-        }];
-        overlays.extend(iso.iter().map(|(label, color, mask)| render::Overlay {
-            label: label.clone(),
-            color: *color,
-            mask,
-        }));
-        render::write_orthogonal_pngs(p, &overlays, ptv_centre(p)?, dir, "optimized")?;
         out!(
             "wrote {}: report.md, dose.nrrd, optimized-*.png",
             dir.display()

@@ -1,7 +1,7 @@
 //! Fluence map optimization on a small phantom: gradients against finite differences, and an
 //! optimization that drives the dose towards the goals.
 
-use std::path::Path;
+mod common;
 
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::engine::DoseEngine;
@@ -9,39 +9,14 @@ use tps_core::dose::matrix::{InfluenceMatrix, MatrixSettings};
 use tps_core::dose::model::BeamModel;
 use tps_core::dose::plan::{BeamSetup, dose_grid_around, setup_fields};
 use tps_core::dose::rows::optimization_rows;
-use tps_core::grid::Grid;
 use tps_core::objectives::{Objective, ObjectiveKind};
 use tps_core::optimize::fmo::{FluenceObjective, bind, neighbour_pairs};
 use tps_core::optimize::lbfgs::{Problem, Settings, minimize};
 use tps_core::patient::Patient;
 use tps_core::rng::SplitMix64;
-use tps_core::structure::{Mask, Role, Structure};
 
 fn phantom() -> Patient {
-    let g = Grid::covering([-80.0, -80.0, -40.0], [80.0, 80.0, 40.0], [4.0; 3]).unwrap();
-    let mut p = Patient::new("fmo/p01", g, vec![0; g.len()]).unwrap();
-    let hu: Vec<i16> = (0..g.len())
-        .map(|n| {
-            let [i, j, k] = g.ijk(n);
-            let q = g.position_mm(i, j, k);
-            if q[0].hypot(q[1]) < 75.0 { 0 } else { -1000 }
-        })
-        .collect();
-    p = Patient::new(p.id.clone(), g, hu).unwrap();
-    let add = |p: &mut Patient, n: &str, r: Role, f: &(dyn Fn(f64, f64, f64) -> bool + Sync)| {
-        p.add_structure(Structure::new(n, r, Mask::from_fn(g, f)))
-            .unwrap()
-    };
-    add(&mut p, "External", Role::External, &|x, y, _| {
-        x.hypot(y) < 75.0
-    });
-    add(&mut p, "PTV", Role::Target, &|x, y, z| {
-        x.hypot(y) < 20.0 && z.abs() < 20.0
-    });
-    add(&mut p, "OAR", Role::Oar, &|x, y, z| {
-        (x - 30.0).hypot(y) < 8.0 && z.abs() < 20.0
-    });
-    p
+    common::cylinder_phantom("fmo/p01")
 }
 
 fn objectives() -> Vec<Objective> {
@@ -84,12 +59,8 @@ struct Case {
 }
 
 fn case() -> Case {
-    let model = BeamModel::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml"),
-    )
-    .unwrap();
     Case {
-        model,
+        model: common::machine(),
         patient: phantom(),
     }
 }
