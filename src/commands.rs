@@ -191,6 +191,10 @@ enum Command {
         /// Dose grid spacing, mm (2 to 5).
         #[arg(long, default_value_t = 3.0)]
         grid_mm: f64,
+        /// Weight of the smoothing penalty on neighbouring beamlets, per MU^2 (fewer MU when
+        /// larger).
+        #[arg(long, default_value_t = 1e-8)]
+        smoothing: f64,
         /// Output directory for the dose (NRRD), isodose slices and the report.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -313,9 +317,14 @@ pub fn run(cli: Cli) -> Result<()> {
             arcs,
             beams_per_arc,
             grid_mm,
+            smoothing,
             out,
         } => {
+            if !(smoothing.is_finite() && smoothing >= 0.0) {
+                bail!("--smoothing {smoothing}: must be finite and non-negative");
+            }
             let settings = tps_core::native::NativeSettings {
+                smoothing,
                 setup: tps_core::dose::plan::BeamSetup {
                     arcs,
                     beams_per_arc,

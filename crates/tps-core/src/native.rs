@@ -38,7 +38,8 @@ pub struct NativeSettings {
     pub matrix: MatrixSettings,
     /// Solver settings.
     pub solver: Settings,
-    /// Smoothing weight on neighbouring beamlets.
+    /// Smoothing weight on neighbouring beamlets, per MU^2 (scale-dependent: tuned for
+    /// course doses of tens of Gy and 5 mm beamlets).
     pub smoothing: f64,
     /// Every how many voxels along each axis the body is sampled for the matrix rows.
     pub body_stride: usize,

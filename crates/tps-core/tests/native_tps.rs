@@ -183,3 +183,30 @@ fn opening_refuses_protocols_that_do_not_fit_the_patient() {
         "{e}"
     );
 }
+
+#[test]
+fn smoothing_lowers_the_monitor_units() {
+    let m = model();
+    let mu = |smoothing: f64| {
+        let proto = Protocol::parse(PROTOCOL, Path::new("test.toml")).unwrap();
+        let mut tps = NativeTps::open(
+            phantom(),
+            proto,
+            &m,
+            &DensityCurve::water(),
+            NativeSettings {
+                smoothing,
+                ..settings()
+            },
+        )
+        .unwrap();
+        tps.optimize(&[]).unwrap();
+        tps.normalize().unwrap();
+        tps.plan().mu_per_fraction
+    };
+    let (rough, smooth) = (mu(0.0), mu(1e-3));
+    assert!(
+        smooth < rough,
+        "MU with smoothing {smooth} vs without {rough}"
+    );
+}
