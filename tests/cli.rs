@@ -38,6 +38,20 @@ fn png_size(path: &Path) -> (u32, u32) {
     (w, h)
 }
 
+/// Generates cohort patient `id` and saves it into `dir`.
+fn save_phantom(id: usize, dir: &Path) {
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        &id.to_string(),
+        "--save",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 #[test]
 fn phantom_renders_saves_and_reloads_a_patient() {
     let tmp = tempfile::tempdir().unwrap();
@@ -180,16 +194,7 @@ fn eval_reports_the_protocol_metrics_of_a_dose() {
     let tmp = tempfile::tempdir().unwrap();
     let patient = tmp.path().join("p02");
     let dose = tmp.path().join("dose.nrrd");
-    let o = autoplan(&[
-        "phantom",
-        "--cohort",
-        "configs/cohorts/cervix-35.toml",
-        "--patient",
-        "2",
-        "--save",
-        patient.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    save_phantom(2, &patient);
     let o = autoplan(&[
         "synthetic-dose",
         "--patient",
@@ -258,16 +263,7 @@ fn eval_reports_the_protocol_metrics_of_a_dose() {
 fn dose_of_uniform_arcs_is_computed_scaled_and_drawn() {
     let tmp = tempfile::tempdir().unwrap();
     let patient = tmp.path().join("p03");
-    let o = autoplan(&[
-        "phantom",
-        "--cohort",
-        "configs/cohorts/cervix-35.toml",
-        "--patient",
-        "3",
-        "--save",
-        patient.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    save_phantom(3, &patient);
     let dose = tmp.path().join("dose.nrrd");
     let png = tmp.path().join("png");
     let args = |extra: &[&str]| -> Vec<String> {
@@ -357,16 +353,7 @@ fn dose_of_uniform_arcs_is_computed_scaled_and_drawn() {
 fn optimize_reports_objectives_normalizes_and_writes_the_dose() {
     let tmp = tempfile::tempdir().unwrap();
     let patient = tmp.path().join("p04");
-    let o = autoplan(&[
-        "phantom",
-        "--cohort",
-        "configs/cohorts/cervix-35.toml",
-        "--patient",
-        "4",
-        "--save",
-        patient.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    save_phantom(4, &patient);
     let out = tmp.path().join("plan");
     let o = autoplan(&[
         "optimize",
