@@ -213,7 +213,49 @@ impl<'a> NativeTps<'a> {
         fields
     }
 
-    /// Exact dose at the matrix rows for weights `x`.
+    /// Scatter correction for weights `x`: the exact dose minus `A x`, computed exactly on the
+    /// rows at even dose-grid indices along every axis and interpolated (trilinearly, over the
+    /// sampled neighbours) for the others. What the matrix leaves out is broad scatter, smooth on
+    /// the scale of this 2-voxel lattice; a test checks the interpolation against the exact
+    /// correction.
+    fn correction_for(&self, x: &[f64]) -> Vec<f32> {
+        let g = &self.dose_grid;
+        let even = |r: u32| g.ijk(r as usize).iter().all(|v| v % 2 == 0);
+        let mut inside = vec![false; g.len()];
+        for &r in &self.matrix.rows {
+            if even(r) {
+                inside[r as usize] = true;
+            }
+        }
+        let exact = self
+            .engine
+            .dose_on_grid(&self.fields_with(x), g, Some(&inside));
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut ax = vec![0.0f32; self.matrix.n_rows()];
+        self.matrix.forward(&x32, &mut ax);
+        // Correction on the even lattice, NaN where no row was sampled.
+        let mut lattice = vec![f32::NAN; g.len()];
+        for (k, &r) in self.matrix.rows.iter().enumerate() {
+            if inside[r as usize] {
+                lattice[r as usize] = exact[r as usize] - ax[k];
+            }
+        }
+        self.matrix
+            .rows
+            .iter()
+            .map(|&r| {
+                let v = lattice[r as usize];
+                if v.is_nan() {
+                    interpolate_even(g, &lattice, g.ijk(r as usize))
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// Exact dose at the matrix rows for weights `x` (every row computed).
+    #[cfg(test)]
     fn exact_row_dose(&self, x: &[f64]) -> Vec<f32> {
         let mut inside = vec![false; self.dose_grid.len()];
         for &r in &self.matrix.rows {
@@ -292,6 +334,42 @@ impl<'a> NativeTps<'a> {
     }
 }
 
+/// Trilinear interpolation of `lattice` (defined at even indices, NaN where missing) at voxel
+/// `ijk` over the corners that are defined; widens to the next ring of even voxels when none of
+/// the cell's corners is, and gives 0 when nothing is near.
+fn interpolate_even(g: &Grid, lattice: &[f32], ijk: [usize; 3]) -> f32 {
+    for reach in [0usize, 2] {
+        let mut sum = 0.0f64;
+        let mut wsum = 0.0f64;
+        let lo: [usize; 3] = [0, 1, 2].map(|a| (ijk[a] - ijk[a] % 2).saturating_sub(reach));
+        let hi: [usize; 3] =
+            [0, 1, 2].map(|a| (ijk[a] - ijk[a] % 2 + 2 + reach).min(g.dims[a] - 1));
+        for k in (lo[2]..=hi[2]).step_by(2) {
+            for j in (lo[1]..=hi[1]).step_by(2) {
+                for i in (lo[0]..=hi[0]).step_by(2) {
+                    let v = lattice[g.index(i, j, k)];
+                    if v.is_nan() {
+                        continue;
+                    }
+                    let w: f64 = [(i, 0), (j, 1), (k, 2)]
+                        .iter()
+                        .map(|&(c, a)| {
+                            (1.0 - (c as f64 - ijk[a] as f64).abs() / (2.0 + reach as f64))
+                                .max(0.05)
+                        })
+                        .product();
+                    sum += w * v as f64;
+                    wsum += w;
+                }
+            }
+        }
+        if wsum > 0.0 {
+            return (sum / wsum) as f32;
+        }
+    }
+    0.0
+}
+
 /// Value of the quantity an objective constrains: max, min, mean, or the dose at its volume.
 fn constrained_quantity(kind: &ObjectiveKind, doses: &[f32]) -> f64 {
     match kind {
@@ -355,14 +433,9 @@ impl Tps for NativeTps<'_> {
             solver_iterations += sol.iterations;
             x = sol.x;
             // Refresh the scatter correction from the exact dose of the new fluence.
-            exact = self.exact_row_dose(&x);
-            let with_old = f.dose_of(&x);
-            correction = exact
-                .iter()
-                .zip(&with_old)
-                .zip(&f.correction)
-                .map(|((e, d), c)| e - (d - c))
-                .collect();
+            correction = self.correction_for(&x);
+            f.correction = correction.clone();
+            exact = f.dose_of(&x);
         }
         f.correction = correction.clone();
         let total = {
@@ -378,7 +451,13 @@ impl Tps for NativeTps<'_> {
     }
 
     fn normalize(&mut self) -> Result<f64> {
-        let exact = self.exact_row_dose(&self.x);
+        self.correction = self.correction_for(&self.x);
+        let x32: Vec<f32> = self.x.iter().map(|&v| v as f32).collect();
+        let mut exact = vec![0.0f32; self.matrix.n_rows()];
+        self.matrix.forward(&x32, &mut exact);
+        for (e, c) in exact.iter_mut().zip(&self.correction) {
+            *e += c;
+        }
         let cov: Vec<f32> = self
             .coverage_rows
             .iter()
@@ -435,4 +514,68 @@ pub fn default_machine(configs: &Path) -> Result<(BeamModel, DensityCurve)> {
         BeamModel::load(&configs.join("machines/generic-6mv.toml"))?,
         DensityCurve::load(&configs.join("ct-calibration/default.toml"))?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::structure::{Mask, Structure};
+
+    /// The interpolated correction agrees with the exact one within 1.5 % of the maximum dose.
+    #[test]
+    fn interpolated_correction_matches_the_exact_one() {
+        let g = Grid::covering([-80.0, -80.0, -40.0], [80.0, 80.0, 40.0], [4.0; 3]).unwrap();
+        let hu: Vec<i16> = (0..g.len())
+            .map(|n| {
+                let [i, j, k] = g.ijk(n);
+                let q = g.position_mm(i, j, k);
+                if q[0].hypot(q[1]) < 75.0 { 0 } else { -1000 }
+            })
+            .collect();
+        let mut p = Patient::new("c/p01", g, hu).unwrap();
+        p.add_structure(Structure::new(
+            "External",
+            Role::External,
+            Mask::from_fn(g, |x, y, _| x.hypot(y) < 75.0),
+        ))
+        .unwrap();
+        p.add_structure(Structure::new(
+            "PTV",
+            Role::Target,
+            Mask::from_fn(g, |x, y, z| x.hypot(y) < 20.0 && z.abs() < 20.0),
+        ))
+        .unwrap();
+        let text = "[site]\nname = \"t\"\n[prescription]\ntarget = \"PTV\"\ndose-cgy = 200.0\nfractions = 1\n\
+                    volume-percent = 95.0\n[[objectives]]\nid = \"m\"\nstructure = \"PTV\"\ntype = \"min-dose\"\n\
+                    weight = 1.0\ngoal-cgy = 200.0\nideal-range = [0.0, 0.01]\n";
+        let proto = Protocol::parse(text, Path::new("t.toml")).unwrap();
+        let model = BeamModel::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml"),
+        )
+        .unwrap();
+        let settings = NativeSettings {
+            setup: BeamSetup {
+                arcs: 1,
+                beams_per_arc: 7,
+                ..Default::default()
+            },
+            dose_grid_mm: 3.0,
+            body_stride: 1,
+            ..Default::default()
+        };
+        let tps = NativeTps::open(p, proto, &model, &DensityCurve::water(), settings).unwrap();
+        let exact = tps.exact_row_dose(&tps.x);
+        let x32: Vec<f32> = tps.x.iter().map(|&v| v as f32).collect();
+        let mut ax = vec![0.0f32; tps.matrix.n_rows()];
+        tps.matrix.forward(&x32, &mut ax);
+        let approx = tps.correction_for(&tps.x);
+        let max = exact.iter().cloned().fold(0.0f32, f32::max);
+        let worst = exact
+            .iter()
+            .zip(&ax)
+            .zip(&approx)
+            .map(|((e, a), c)| ((e - a) - c).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 0.015 * max, "worst {worst} of {max}");
+    }
 }
