@@ -273,7 +273,7 @@ pub fn ring(mask: &Mask, gap_mm: f64, thickness_mm: f64) -> Result<Mask> {
     let outer = (gap_mm + thickness_mm).powi(2) + EPS_MM2;
     Ok(block.paste(mask.grid(), |b| {
         let d = d2[b];
-        d > 0.0 && d > inner && d <= outer
+        d > inner && d <= outer
     }))
 }
 
