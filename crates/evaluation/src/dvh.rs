@@ -55,11 +55,7 @@ impl Dvh {
                 "dose in structure {structure} holds {bad}"
             )));
         }
-        if desc.len() > 200_000 {
-            desc.par_sort_unstable_by(|a, b| b.total_cmp(a));
-        } else {
-            desc.sort_unstable_by(|a, b| b.total_cmp(a));
-        }
+        tps_core::dose_volume::sort_hottest_first(&mut desc);
         let mean = desc.iter().map(|&d| d as f64).sum::<f64>() / desc.len() as f64;
         Ok(Self {
             structure: structure.to_string(),
@@ -76,7 +72,7 @@ impl Dvh {
                 "structure {structure}: no doses, or a dose that is not finite"
             )));
         }
-        doses.sort_unstable_by(|a, b| b.total_cmp(a));
+        tps_core::dose_volume::sort_hottest_first(&mut doses);
         let mean = doses.iter().map(|&d| d as f64).sum::<f64>() / doses.len() as f64;
         Ok(Self {
             structure: structure.to_string(),
@@ -113,19 +109,7 @@ impl Dvh {
 
     /// Dose received by at least `fraction` (0..=1) of the volume, cGy.
     pub fn dose_at_fraction(&self, fraction: f64) -> f64 {
-        let n = self.desc.len() as f64;
-        let pos = fraction.clamp(0.0, 1.0) * n; // k as a real number
-        if pos <= 1.0 {
-            return self.desc[0] as f64;
-        }
-        if pos >= n {
-            return self.min();
-        }
-        let k = pos.floor();
-        let t = pos - k;
-        let lo = self.desc[k as usize - 1] as f64;
-        let hi = self.desc[k as usize] as f64;
-        lo + t * (hi - lo)
+        tps_core::dose_volume::dose_at_fraction(&self.desc, fraction)
     }
 
     /// `Dx%`: dose received by at least `percent` % of the volume, cGy.

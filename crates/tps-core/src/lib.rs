@@ -7,6 +7,7 @@
 
 pub mod cohort;
 pub mod dose;
+pub mod dose_volume;
 pub mod error;
 pub mod grid;
 pub mod morph;

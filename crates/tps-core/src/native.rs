@@ -6,7 +6,6 @@
 //! out; after the solve `c` is refreshed from the exact dose of the new fluence at the matrix
 //! rows, so the report (and the next optimization) sees the full dose.
 
-use std::path::Path;
 use std::time::Instant;
 
 use crate::dose::calibration::DensityCurve;
@@ -384,15 +383,11 @@ fn constrained_quantity(kind: &ObjectiveKind, doses: &[f32]) -> f64 {
     }
 }
 
-/// Dose received by at least `percent` % of the voxels (nearest rank).
+/// Dose received by at least `percent` % of the voxels (the shared DVH convention).
 fn dose_at_volume(doses: &[f32], percent: f64) -> f64 {
-    if doses.is_empty() {
-        return 0.0;
-    }
     let mut v = doses.to_vec();
-    v.sort_unstable_by(|a, b| b.total_cmp(a));
-    let k = ((percent / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[k.min(v.len()) - 1] as f64
+    crate::dose_volume::sort_hottest_first(&mut v);
+    crate::dose_volume::dose_at_fraction(&v, percent / 100.0)
 }
 
 impl Tps for NativeTps<'_> {
@@ -508,16 +503,10 @@ impl Tps for NativeTps<'_> {
     }
 }
 
-/// Loads the default machine and calibration files from a configuration directory.
-pub fn default_machine(configs: &Path) -> Result<(BeamModel, DensityCurve)> {
-    Ok((
-        BeamModel::load(&configs.join("machines/generic-6mv.toml"))?,
-        DensityCurve::load(&configs.join("ct-calibration/default.toml"))?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::structure::{Mask, Structure};
 
