@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::grid::Grid;
 use crate::mu::sliding_window_mu;
 use crate::objectives::{Objective, ObjectiveKind, range_status};
-use crate::optimize::fmo::{FluenceObjective, bind, neighbour_pairs};
+use crate::optimize::fmo::{
+    BoundObjective, FluenceObjective, bind, neighbour_pairs, structure_rows,
+};
 use crate::optimize::lbfgs::{Settings, minimize};
 use crate::patient::Patient;
 use crate::protocol::Protocol;
@@ -66,6 +68,8 @@ pub struct NativeTps<'a> {
     patient: Patient,
     protocol: Protocol,
     objectives: Vec<Objective>,
+    /// The objectives' matrix rows, bound once when the case opens; goals follow `objectives`.
+    bound: Vec<BoundObjective>,
     roles: Vec<Role>,
     fields: Vec<FluenceMap>,
     engine: DoseEngine<'a>,
@@ -142,19 +146,21 @@ impl<'a> NativeTps<'a> {
                     .map_or(Role::Auxiliary, |s| s.role)
             })
             .collect();
-        let coverage = Objective {
-            id: "coverage".into(),
-            structure: target.clone(),
-            kind: ObjectiveKind::MeanDose,
-            weight: 0.0,
-            goal_cgy: protocol.prescription.dose_cgy,
-            ideal_range: [0.0, 0.0],
-        };
-        let coverage_rows = bind(std::slice::from_ref(&coverage), &patient, &matrix, &origin)?
-            .remove(0)
-            .rows;
+        let target_mask = &patient
+            .require(&target, &origin, "prescription.target")?
+            .mask;
+        let coverage_rows = structure_rows(target_mask, &matrix).ok_or_else(|| {
+            Error::invalid(
+                &origin,
+                "prescription.target",
+                &target,
+                "the influence matrix has no row for some target voxels",
+            )
+        })?;
+        let bound = bind(&protocol.objectives, &patient, &matrix, &origin)?;
         let mut tps = Self {
             objectives: protocol.objectives.clone(),
+            bound,
             patient,
             roles,
             fields,
@@ -274,9 +280,7 @@ impl<'a> NativeTps<'a> {
         total: f64,
     ) -> IterationReport {
         let mut objectives = Vec::with_capacity(self.objectives.len());
-        let bound =
-            bind(&self.objectives, &self.patient, &self.matrix, "report").expect("bound at open");
-        for ((o, b), role) in self.objectives.iter().zip(&bound).zip(&self.roles) {
+        for ((o, b), role) in self.objectives.iter().zip(&self.bound).zip(&self.roles) {
             let doses: Vec<f32> = b.rows.iter().map(|&r| dose[r as usize]).collect();
             let value = crate::objectives::constraint_value(&o.kind, o.goal_cgy, &doses, None);
             objectives.push(ObjectiveReport {
@@ -398,8 +402,10 @@ impl Tps for NativeTps<'_> {
     fn optimize(&mut self, goals: &[GoalChange]) -> Result<IterationReport> {
         let next = self.apply_goals(goals)?;
         let t = Instant::now();
-        let origin = self.protocol.origin.display().to_string();
-        let bound = bind(&next, &self.patient, &self.matrix, &origin)?;
+        let mut bound = self.bound.clone();
+        for (b, o) in bound.iter_mut().zip(&next) {
+            b.goal_cgy = o.goal_cgy;
+        }
         let mut f = FluenceObjective::new(
             &self.matrix,
             bound,

@@ -9,6 +9,7 @@ use crate::dose::plan::resample_mask;
 use crate::error::{Error, Result};
 use crate::objectives::{Objective, ObjectiveKind, constraint_value};
 use crate::patient::Patient;
+use crate::structure::Mask;
 
 use super::lbfgs::Problem;
 
@@ -27,6 +28,24 @@ pub struct BoundObjective {
     pub rows: Vec<u32>,
 }
 
+/// Positions among the matrix rows of every dose-grid voxel of `mask`, or `None` when some
+/// voxel has no row.
+pub fn structure_rows(mask: &Mask, matrix: &InfluenceMatrix) -> Option<Vec<u32>> {
+    let inside = resample_mask(mask, &matrix.dose_grid);
+    inside
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v)
+        .map(|(k, _)| {
+            matrix
+                .rows
+                .binary_search(&(k as u32))
+                .ok()
+                .map(|pos| pos as u32)
+        })
+        .collect()
+}
+
 /// Binds objectives to the matrix rows of their structures; a voxel of a structure missing
 /// from the rows is an error (the rows must include every objective structure).
 pub fn bind(
@@ -39,24 +58,16 @@ pub fn bind(
         .iter()
         .enumerate()
         .map(|(n, o)| {
-            let s = patient.require(&o.structure, origin, &format!("objectives[{n}].structure"))?;
-            let inside = resample_mask(&s.mask, &matrix.dose_grid);
-            let mut rows = Vec::new();
-            for (k, v) in inside.iter().enumerate() {
-                if *v {
-                    match matrix.rows.binary_search(&(k as u32)) {
-                        Ok(pos) => rows.push(pos as u32),
-                        Err(_) => {
-                            return Err(Error::invalid(
-                                origin,
-                                format!("objectives[{n}].structure"),
-                                &o.structure,
-                                "the influence matrix has no row for some of this structure's voxels",
-                            ));
-                        }
-                    }
-                }
-            }
+            let field = format!("objectives[{n}].structure");
+            let s = patient.require(&o.structure, origin, &field)?;
+            let rows = structure_rows(&s.mask, matrix).ok_or_else(|| {
+                Error::invalid(
+                    origin,
+                    &field,
+                    &o.structure,
+                    "the influence matrix has no row for some of this structure's voxels",
+                )
+            })?;
             if rows.is_empty() {
                 return Err(Error::EmptyStructure {
                     origin: origin.into(),
