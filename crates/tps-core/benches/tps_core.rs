@@ -67,8 +67,9 @@ mod phantom {
 mod dose {
     use super::*;
     use tps_core::dose::{
-        calibration::DensityCurve, engine::DoseEngine, matrix::*, model::BeamModel, plan, rows,
+        calibration::DensityCurve, engine::DoseEngine, matrix::*, model::BeamModel,
     };
+    use tps_core::native::{NativeSettings, case_geometry};
     use tps_core::protocol::Protocol;
 
     /// The influence matrix of a cohort patient at default settings (72 beams, 5 mm beamlets,
@@ -82,16 +83,8 @@ mod dose {
         proto.build_auxiliary(&mut p).unwrap();
         let model = BeamModel::load(&root.join("configs/machines/generic-6mv.toml")).unwrap();
         let curve = DensityCurve::load(&root.join("configs/ct-calibration/default.toml")).unwrap();
-        let fields = plan::setup_fields(&p, "PTV", &plan::BeamSetup::default()).unwrap();
-        let body = &p.structure("External").unwrap().mask;
-        let dg = plan::dose_grid_around(body, 3.0).unwrap();
-        let names: Vec<&str> = p
-            .structures()
-            .iter()
-            .filter(|s| s.name != "External")
-            .map(|s| s.name.as_str())
-            .collect();
-        let r = rows::optimization_rows(&p, &dg, &names, "External", 3, "bench").unwrap();
+        let case = case_geometry(&p, &proto, &NativeSettings::default()).unwrap();
+        let (fields, dg, r) = (case.fields, case.dose_grid, case.rows);
         let e = DoseEngine::new(&model, *p.grid(), curve.densities(p.ct_hu()));
         let mut g = c.benchmark_group("dose");
         g.sample_size(10);

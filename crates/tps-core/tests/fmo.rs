@@ -5,6 +5,7 @@ mod common;
 
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::engine::DoseEngine;
+use tps_core::dose::geometry::FluenceMap;
 use tps_core::dose::matrix::{InfluenceMatrix, MatrixSettings};
 use tps_core::dose::model::BeamModel;
 use tps_core::dose::plan::{BeamSetup, dose_grid_around, setup_fields};
@@ -65,28 +66,42 @@ fn case() -> Case {
     }
 }
 
-#[test]
-fn gradient_matches_finite_differences() {
-    let c = case();
+/// Beams (one arc of `beams`) through the PTV and their influence matrix on a dose grid of
+/// `grid_mm` with the PTV, the OAR and every `stride`-th body voxel as rows.
+fn setup(
+    c: &Case,
+    beams: usize,
+    grid_mm: f64,
+    stride: usize,
+    settings: MatrixSettings,
+) -> (Vec<FluenceMap>, InfluenceMatrix) {
     let p = &c.patient;
     let fields = setup_fields(
         p,
         "PTV",
         &BeamSetup {
             arcs: 1,
-            beams_per_arc: 5,
+            beams_per_arc: beams,
             ..Default::default()
         },
     )
     .unwrap();
-    let dg = dose_grid_around(&p.structure("External").unwrap().mask, 5.0).unwrap();
-    let rows = optimization_rows(p, &dg, &["PTV", "OAR"], "External", 3, "test").unwrap();
+    let dg = dose_grid_around(&p.structure("External").unwrap().mask, grid_mm).unwrap();
+    let rows = optimization_rows(p, &dg, &["PTV", "OAR"], "External", stride, "test").unwrap();
     let e = DoseEngine::new(
         &c.model,
         *p.grid(),
         DensityCurve::water().densities(p.ct_hu()),
     );
-    let m = InfluenceMatrix::compute(&e, &fields, &dg, rows, MatrixSettings::default()).unwrap();
+    let m = InfluenceMatrix::compute(&e, &fields, &dg, rows, settings).unwrap();
+    (fields, m)
+}
+
+#[test]
+fn gradient_matches_finite_differences() {
+    let c = case();
+    let p = &c.patient;
+    let (fields, m) = setup(&c, 5, 5.0, 3, MatrixSettings::default());
     let bound = bind(&objectives(), p, &m, "test").unwrap();
     let mut f = FluenceObjective::new(&m, bound, neighbour_pairs(&m, &fields), 1e-4);
     let mut rng = SplitMix64::new(1);
@@ -117,34 +132,16 @@ fn gradient_matches_finite_differences() {
 fn optimization_reaches_the_target_goals_and_spares_the_oar() {
     let c = case();
     let p = &c.patient;
-    let fields = setup_fields(
-        p,
-        "PTV",
-        &BeamSetup {
-            arcs: 1,
-            beams_per_arc: 9,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let dg = dose_grid_around(&p.structure("External").unwrap().mask, 4.0).unwrap();
-    let rows = optimization_rows(p, &dg, &["PTV", "OAR"], "External", 2, "test").unwrap();
-    let e = DoseEngine::new(
-        &c.model,
-        *p.grid(),
-        DensityCurve::water().densities(p.ct_hu()),
-    );
-    let m = InfluenceMatrix::compute(
-        &e,
-        &fields,
-        &dg,
-        rows,
+    let (fields, m) = setup(
+        &c,
+        9,
+        4.0,
+        2,
         MatrixSettings {
             cutoff_mm: 1000.0,
             threshold: 0.0,
         },
-    )
-    .unwrap();
+    );
     let bound = bind(&objectives(), p, &m, "test").unwrap();
     let mut f = FluenceObjective::new(&m, bound, neighbour_pairs(&m, &fields), 0.0);
     let x0 = vec![1.0; m.n_cols()];

@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use super::geometry::{BevPoint, FluenceMap};
-use super::model::{BeamModel, erf};
+use super::model::{BeamModel, box_gauss};
 use super::raytrace::DepthMap;
 use crate::grid::Grid;
 use crate::phantom::shapes::P3;
@@ -44,11 +44,11 @@ pub fn beamlet_dose(
             continue;
         }
         let k = INV_SQRT2 / (model.sigma(comp, depth_mm) * to_iso);
-        let fa = 0.5 * (erf((da + half) * k) - erf((da - half) * k));
+        let fa = box_gauss(da, half, k);
         if fa == 0.0 {
             continue;
         }
-        let fc = 0.5 * (erf((dc + half) * k) - erf((dc - half) * k));
+        let fc = box_gauss(dc, half, k);
         sum += w * fa * fc;
     }
     sum * to_iso * to_iso * model.cgy_per_unit

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::engine::DoseEngine;
 use super::geometry::FluenceMap;
-use super::model::{BeamModel, Component, erf};
+use super::model::{BeamModel, Component, box_gauss};
 use super::raytrace::DepthMap;
 use crate::grid::Grid;
 
@@ -23,11 +23,6 @@ const LATTICE_MM: f64 = 4.0;
 const LADDER_RATIO: f64 = 1.2;
 /// Widths below which a component is summed directly instead of convolved, mm.
 const DIRECT_BELOW_MM: f64 = 8.0;
-
-#[inline]
-fn box_gauss(u: f64, half: f64, k: f64) -> f64 {
-    0.5 * (erf((u + half) * k) - erf((u - half) * k))
-}
 
 struct ScatterMaps {
     a0: f64,

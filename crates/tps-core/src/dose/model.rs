@@ -93,6 +93,13 @@ pub fn erf(x: f64) -> f64 {
     if x >= 0.0 { 1.0 - r } else { r - 1.0 }
 }
 
+/// Fraction of a normalized 1-D Gaussian that falls on a beamlet of half-width `half` whose
+/// centre lies `u` away: `[erf((u + half) k) - erf((u - half) k)] / 2` with `k = 1/(sqrt2 sigma)`.
+#[inline]
+pub fn box_gauss(u: f64, half: f64, k: f64) -> f64 {
+    0.5 * (erf((u + half) * k) - erf((u - half) * k))
+}
+
 impl BeamModel {
     /// Reads and checks a machine file.
     pub fn load(path: &Path) -> Result<Self> {

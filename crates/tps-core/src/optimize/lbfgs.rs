@@ -89,6 +89,15 @@ fn projected_gradient_norm(x: &[f64], g: &[f64], lower: &[f64]) -> f64 {
         .sqrt()
 }
 
+/// `d[i] += a * v[i]` on the free variables.
+fn add_free(d: &mut [f64], a: f64, v: &[f64], free: &[bool]) {
+    for ((di, vi), f) in d.iter_mut().zip(v).zip(free) {
+        if *f {
+            *di += a * vi;
+        }
+    }
+}
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -149,22 +158,13 @@ pub fn minimize(
         for i in 0..n {
             d[i] = if free[i] { -g[i] } else { 0.0 };
         }
+        // `d` is zero on the fixed variables and the updates below touch only free ones, so
+        // plain dot products equal dot products over the free variables.
         let k = s_hist.len();
         for j in (0..k).rev() {
-            let a = rho_hist[j]
-                * s_hist[j]
-                    .iter()
-                    .zip(&d)
-                    .zip(&free)
-                    .filter(|(_, f)| **f)
-                    .map(|((s, q), _)| s * q)
-                    .sum::<f64>();
+            let a = rho_hist[j] * dot(&s_hist[j], &d);
             alpha_buf[j] = a;
-            for i in 0..n {
-                if free[i] {
-                    d[i] -= a * y_hist[j][i];
-                }
-            }
+            add_free(&mut d, -a, &y_hist[j], &free);
         }
         if k > 0 {
             let (s, y) = (&s_hist[k - 1], &y_hist[k - 1]);
@@ -174,19 +174,8 @@ pub fn minimize(
             }
         }
         for j in 0..k {
-            let b = rho_hist[j]
-                * y_hist[j]
-                    .iter()
-                    .zip(&d)
-                    .zip(&free)
-                    .filter(|(_, f)| **f)
-                    .map(|((y, r), _)| y * r)
-                    .sum::<f64>();
-            for i in 0..n {
-                if free[i] {
-                    d[i] += s_hist[j][i] * (alpha_buf[j] - b);
-                }
-            }
+            let b = rho_hist[j] * dot(&y_hist[j], &d);
+            add_free(&mut d, alpha_buf[j] - b, &s_hist[j], &free);
         }
         let mut slope = dot(&g, &d);
         if slope.is_nan() || slope >= 0.0 {
