@@ -830,6 +830,19 @@ fn run_optimize(
         .collect::<Result<Vec<_>>>()?;
     let p = patient_files::load(patient)?;
     let proto = Protocol::load(protocol)?;
+    // Refuse unknown objective ids before the (long) case opening.
+    for c in &changes {
+        if !proto.objectives.iter().any(|o| o.id == c.id) {
+            let ids: Vec<&str> = proto.objectives.iter().map(|o| o.id.as_str()).collect();
+            bail!(
+                "--goal {}={}: no objective has this id in {} (ids: {})",
+                c.id,
+                c.goal_cgy,
+                proto.origin.display(),
+                ids.join(", ")
+            );
+        }
+    }
     let model = BeamModel::load(machine)?;
     let curve = DensityCurve::load(calibration)?;
     let t = Instant::now();
