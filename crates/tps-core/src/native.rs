@@ -234,15 +234,21 @@ impl<'a> NativeTps<'a> {
         &self.patient
     }
 
+    /// The dose-grid voxels that are matrix rows.
+    fn row_mask(&self) -> Vec<bool> {
+        let mut inside = vec![false; self.dose_grid.len()];
+        for &r in &self.matrix.rows {
+            inside[r as usize] = true;
+        }
+        inside
+    }
+
     /// Dose the influence matrix leaves out for the current fluence, against the exact dose at
     /// the matrix rows: (mean relative deficit over rows with at least 10 % of the maximum,
     /// worst deficit as a fraction of the maximum); see [`InfluenceMatrix::truncation_error`].
     pub fn truncation_error(&self) -> (f64, f64) {
         let fields = self.fields_with(&self.x);
-        let mut inside = vec![false; self.dose_grid.len()];
-        for &r in &self.matrix.rows {
-            inside[r as usize] = true;
-        }
+        let inside = self.row_mask();
         let full = self
             .engine
             .dose_on_grid(&fields, &self.dose_grid, Some(&inside));
@@ -309,10 +315,7 @@ impl<'a> NativeTps<'a> {
     /// Exact dose at the matrix rows for weights `x` (every row computed).
     #[cfg(test)]
     fn exact_row_dose(&self, x: &[f64]) -> Vec<f32> {
-        let mut inside = vec![false; self.dose_grid.len()];
-        for &r in &self.matrix.rows {
-            inside[r as usize] = true;
-        }
+        let inside = self.row_mask();
         let full = self
             .engine
             .dose_on_grid(&self.fields_with(x), &self.dose_grid, Some(&inside));
