@@ -151,8 +151,8 @@ enum Command {
         /// Number of full arcs.
         #[arg(long, default_value_t = 2)]
         arcs: usize,
-        /// Static beams per arc.
-        #[arg(long, default_value_t = 36)]
+        /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
+        #[arg(long, default_value_t = 18)]
         beams_per_arc: usize,
         /// Beamlet size at the isocentre, mm.
         #[arg(long, default_value_t = 5.0)]
@@ -185,8 +185,8 @@ enum Command {
         /// Number of full arcs.
         #[arg(long, default_value_t = 2)]
         arcs: usize,
-        /// Static beams per arc.
-        #[arg(long, default_value_t = 36)]
+        /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
+        #[arg(long, default_value_t = 18)]
         beams_per_arc: usize,
         /// Dose grid spacing, mm (2 to 5).
         #[arg(long, default_value_t = 3.0)]

@@ -112,13 +112,71 @@ mod dose {
         g.bench_function("transposed_product", |b| {
             b.iter(|| m.transpose(&yv, &mut gr))
         });
-        // A plain copy of as many bytes as the matrix's values and column indices.
-        let src = vec![1u64; m.nnz()];
-        let mut dst = vec![0u64; m.nnz()];
+        // A plain copy of as many bytes as the matrix's entries (4 bytes each).
+        let src = vec![1u32; m.nnz()];
+        let mut dst = vec![0u32; m.nnz()];
         g.bench_function("copy_same_bytes", |b| b.iter(|| dst.copy_from_slice(&src)));
         g.finish();
     }
 }
 
-criterion_group!(benches, morph::bench, phantom::bench, dose::bench);
+mod native {
+    use super::*;
+    use criterion::BatchSize;
+    use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
+    use tps_core::native::{NativeSettings, NativeTps};
+    use tps_core::protocol::Protocol;
+    use tps_core::tps::{GoalChange, Tps};
+
+    /// The native TPS on a cohort patient with the cervix protocol at default settings (case
+    /// opened outside the timing): a cold optimization from the starting fluence (target: under
+    /// 10 s) and a warm-started re-optimization after one goal change of the size the planner
+    /// makes (target: under 2 s), each with its scatter-correction refresh and report.
+    pub fn bench(c: &mut Criterion) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let p = cohort_spec().generate(7).unwrap();
+        let proto = Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap();
+        let model = BeamModel::load(&root.join("configs/machines/generic-6mv.toml")).unwrap();
+        let curve = DensityCurve::load(&root.join("configs/ct-calibration/default.toml")).unwrap();
+        let fresh = NativeTps::open(p, proto, &model, &curve, NativeSettings::default()).unwrap();
+        let mut g = c.benchmark_group("native");
+        g.sample_size(10);
+        g.bench_function("cold_optimization_patient7", |b| {
+            b.iter_batched(
+                || fresh.clone(),
+                |mut tps| tps.optimize(&[]).unwrap().solver_iterations,
+                BatchSize::PerIteration,
+            )
+        });
+        let mut planned = fresh.clone();
+        drop(fresh);
+        let first = planned.optimize(&[]).unwrap();
+        let bladder = first
+            .objectives
+            .iter()
+            .find(|o| o.id == "bladder-mean")
+            .unwrap();
+        // The rule-based physicist's largest step: 100 cGy below the current mean.
+        let change = [GoalChange {
+            id: bladder.id.clone(),
+            goal_cgy: (bladder.current_cgy - 100.0).round(),
+        }];
+        g.bench_function("warm_reoptimization_patient7", |b| {
+            b.iter_batched(
+                || planned.clone(),
+                |mut tps| tps.optimize(&change).unwrap().solver_iterations,
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    morph::bench,
+    phantom::bench,
+    dose::bench,
+    native::bench
+);
 criterion_main!(benches);

@@ -3,14 +3,17 @@
 //!
 //! Each optimization minimizes the weighted constraint target values of `A x + c`, where `A` is
 //! the truncated influence matrix and `c` a per-row correction that adds the scatter `A` leaves
-//! out; after the solve `c` is refreshed from the exact dose of the new fluence at the matrix
-//! rows, so the report (and the next optimization) sees the full dose.
+//! out. `c` is first computed when the case opens, for the starting fluence; after every solve
+//! it is refreshed from the exact dose of the new fluence, so the report (and the next
+//! optimization) sees the full dose. The exact dose is computed on the rows of an every-second-
+//! voxel lattice whose rays are traced once at opening, and interpolated to the other rows.
 
 use std::time::Instant;
 
 use crate::dose::calibration::DensityCurve;
 use crate::dose::engine::DoseEngine;
 use crate::dose::geometry::FluenceMap;
+use crate::dose::grid_dose::PreparedPoints;
 use crate::dose::matrix::{InfluenceMatrix, MatrixSettings};
 use crate::dose::model::BeamModel;
 use crate::dose::plan::{self, BeamSetup};
@@ -20,7 +23,7 @@ use crate::grid::Grid;
 use crate::mu::sliding_window_mu;
 use crate::objectives::{Objective, ObjectiveKind, range_status};
 use crate::optimize::fmo::{
-    BoundObjective, FluenceObjective, bind, neighbour_pairs, structure_rows,
+    BoundObjective, FluenceObjective, bind, neighbour_pairs, split_correction, structure_rows,
 };
 use crate::optimize::lbfgs::{Settings, minimize};
 use crate::patient::Patient;
@@ -37,13 +40,22 @@ pub struct NativeSettings {
     pub dose_grid_mm: f64,
     /// Influence-matrix truncation.
     pub matrix: MatrixSettings,
-    /// Solver settings.
+    /// Solver settings (the first optimization of a case runs up to `solver.max_iterations`).
     pub solver: Settings,
+    /// Iteration cap of a re-optimization, which continues from the previous plan: a bounded
+    /// number of iterations per optimization, as in a clinical TPS, keeps every planning
+    /// iteration short; the planning loop supplies the remaining ones.
+    pub warm_max_iterations: usize,
     /// Smoothing weight on neighbouring beamlets, per MU^2 (scale-dependent: tuned for
-    /// course doses of tens of Gy and 5 mm beamlets).
+    /// course doses of tens of Gy and 5 mm beamlets; the default 1e-8 keeps a cervix plan near
+    /// 750 MU per fraction).
     pub smoothing: f64,
     /// Every how many voxels along each axis the body is sampled for the matrix rows.
     pub body_stride: usize,
+    /// Structures with at least twice this many dose-grid voxels are thinned to a regular
+    /// sub-lattice keeping about this many (see [`rows::sample_structure`]); `None` keeps every
+    /// voxel.
+    pub structure_sample: Option<usize>,
 }
 
 impl Default for NativeSettings {
@@ -57,13 +69,17 @@ impl Default for NativeSettings {
                 rel_tolerance: 1e-4,
                 ..Default::default()
             },
-            smoothing: 0.0,
+            warm_max_iterations: 40,
+            smoothing: 1e-8,
             body_stride: 3,
+            structure_sample: Some(16_000),
         }
     }
 }
 
-/// The native TPS with an open case. The dose engine borrows `model`.
+/// The native TPS with an open case. The dose engine borrows `model`. A clone is an independent
+/// copy of the case and its current plan (the matrix included).
+#[derive(Clone)]
 pub struct NativeTps<'a> {
     patient: Patient,
     protocol: Protocol,
@@ -77,7 +93,13 @@ pub struct NativeTps<'a> {
     matrix: InfluenceMatrix,
     pairs: Vec<(u32, u32)>,
     x: Vec<f64>,
+    /// Per-row scale and offset of the scatter correction (see [`split_correction`]).
+    row_scale: Vec<f32>,
     correction: Vec<f32>,
+    /// Positions among the matrix rows where the correction is computed exactly, and their
+    /// rays.
+    correction_rows: Vec<usize>,
+    correction_points: PreparedPoints,
     coverage_rows: Vec<u32>,
     iteration: u32,
     settings: NativeSettings,
@@ -122,8 +144,8 @@ pub fn case_geometry(
         patient,
         &dose_grid,
         &names,
-        &protocol.body,
-        settings.body_stride,
+        (&protocol.body, settings.body_stride),
+        settings.structure_sample,
         &origin,
     )?;
     Ok(CaseGeometry {
@@ -181,15 +203,38 @@ impl<'a> NativeTps<'a> {
         let target_mask = &patient
             .require(&target, &origin, "prescription.target")?
             .mask;
-        let coverage_rows = structure_rows(target_mask, &matrix).ok_or_else(|| {
-            Error::invalid(
-                &origin,
-                "prescription.target",
-                &target,
-                "the influence matrix has no row for some target voxels",
-            )
-        })?;
-        let bound = bind(&protocol.objectives, &patient, &matrix, &origin)?;
+        let coverage_rows = structure_rows(target_mask, &matrix, settings.structure_sample)
+            .ok_or_else(|| {
+                Error::invalid(
+                    &origin,
+                    "prescription.target",
+                    &target,
+                    "the influence matrix has no row for some target voxels",
+                )
+            })?;
+        let correction_rows: Vec<usize> = matrix
+            .rows
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| dose_grid.ijk(**r as usize).iter().all(|v| v % 2 == 0))
+            .map(|(k, _)| k)
+            .collect();
+        let points: Vec<_> = correction_rows
+            .iter()
+            .map(|&k| {
+                let [i, j, l] = dose_grid.ijk(matrix.rows[k] as usize);
+                dose_grid.position_mm(i, j, l)
+            })
+            .collect();
+        let beams: Vec<_> = fields.iter().map(|f| f.beam.clone()).collect();
+        let correction_points = engine.prepare_points(&beams, &points);
+        let bound = bind(
+            &protocol.objectives,
+            &patient,
+            &matrix,
+            settings.structure_sample,
+            &origin,
+        )?;
         let mut tps = Self {
             objectives: protocol.objectives.clone(),
             bound,
@@ -200,7 +245,10 @@ impl<'a> NativeTps<'a> {
             dose_grid,
             pairs,
             x: Vec::new(),
+            row_scale: vec![1.0; matrix.n_rows()],
             correction: vec![0.0; matrix.n_rows()],
+            correction_rows,
+            correction_points,
             coverage_rows,
             iteration: 0,
             settings,
@@ -226,6 +274,7 @@ impl<'a> NativeTps<'a> {
             ));
         }
         tps.x = vec![tps.protocol.prescription.dose_cgy / mean; tps.matrix.n_cols()];
+        tps.refresh_correction();
         Ok(tps)
     }
 
@@ -278,25 +327,16 @@ impl<'a> NativeTps<'a> {
     /// correction.
     fn correction_for(&self, x: &[f64]) -> Vec<f32> {
         let g = &self.dose_grid;
-        let even = |r: u32| g.ijk(r as usize).iter().all(|v| v % 2 == 0);
-        let mut inside = vec![false; g.len()];
-        for &r in &self.matrix.rows {
-            if even(r) {
-                inside[r as usize] = true;
-            }
-        }
         let exact = self
             .engine
-            .dose_on_grid(&self.fields_with(x), g, Some(&inside));
+            .dose_at_prepared(&self.fields_with(x), &self.correction_points);
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let mut ax = vec![0.0f32; self.matrix.n_rows()];
         self.matrix.forward(&x32, &mut ax);
         // Correction on the even lattice, NaN where no row was sampled.
         let mut lattice = vec![f32::NAN; g.len()];
-        for (k, &r) in self.matrix.rows.iter().enumerate() {
-            if inside[r as usize] {
-                lattice[r as usize] = exact[r as usize] - ax[k];
-            }
+        for (&k, e) in self.correction_rows.iter().zip(&exact) {
+            lattice[self.matrix.rows[k] as usize] = *e as f32 - ax[k];
         }
         self.matrix
             .rows
@@ -310,6 +350,20 @@ impl<'a> NativeTps<'a> {
                 }
             })
             .collect()
+    }
+
+    /// The correction's per-row scale and offset for weights `x`.
+    fn correction_parts(&self, x: &[f64]) -> (Vec<f32>, Vec<f32>) {
+        let missing = self.correction_for(x);
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut ax = vec![0.0f32; self.matrix.n_rows()];
+        self.matrix.forward(&x32, &mut ax);
+        split_correction(&ax, &missing, MAX_SCATTER_RATIO)
+    }
+
+    /// Recomputes the correction's scale and offset for the current fluence.
+    fn refresh_correction(&mut self) {
+        (self.row_scale, self.correction) = self.correction_parts(&self.x);
     }
 
     /// Exact dose at the matrix rows for weights `x` (every row computed).
@@ -387,6 +441,10 @@ impl<'a> NativeTps<'a> {
     }
 }
 
+/// Largest share of a row's matrix dose that the correction adds in proportion to it (the
+/// truncated kernels miss about 20 % on average, see `docs/physics.md`).
+const MAX_SCATTER_RATIO: f32 = 1.0;
+
 /// Trilinear interpolation of `lattice` (defined at even indices, NaN where missing) at voxel
 /// `ijk` over the corners that are defined; widens to the next ring of even voxels when none of
 /// the cell's corners is, and gives 0 when nothing is near.
@@ -463,51 +521,53 @@ impl Tps for NativeTps<'_> {
             self.settings.smoothing,
         );
         let lower = vec![0.0; self.x.len()];
-        let mut x = self.x.clone();
-        let mut correction = self.correction.clone();
-        // The first optimization of a case has no scatter correction yet: solve, correct, and
-        // solve again, so the first report already reflects the full dose.
-        let passes = if self.iteration == 0 { 2 } else { 1 };
-        let mut solver_iterations = 0;
-        let mut exact = Vec::new();
-        for _ in 0..passes {
-            f.correction = correction.clone();
-            let sol = minimize(&mut f, &x, &lower, &self.settings.solver)?;
-            if sol.x.iter().any(|v| !v.is_finite()) {
-                return Err(Error::invalid(
-                    "optimizer",
-                    "fluence",
-                    "NaN",
-                    "the optimization produced a non-finite fluence; the previous plan is kept",
-                ));
-            }
-            solver_iterations += sol.iterations;
-            x = sol.x;
-            // Refresh the scatter correction from the exact dose of the new fluence.
-            correction = self.correction_for(&x);
-            f.correction = correction.clone();
-            exact = f.dose_of(&x);
+        f.scale = self.row_scale.clone();
+        f.correction = self.correction.clone();
+        let mut solver = self.settings.solver;
+        if self.iteration > 0 {
+            solver.max_iterations = solver.max_iterations.min(self.settings.warm_max_iterations);
         }
-        f.correction = correction.clone();
+        let sol = minimize(&mut f, &self.x, &lower, &solver)?;
+        if sol.x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "optimizer",
+                "fluence",
+                "NaN",
+                "the optimization produced a non-finite fluence; the previous plan is kept",
+            ));
+        }
+        let solver_iterations = sol.iterations;
+        let x = sol.x;
+        // Refresh the scatter correction from the exact dose of the new fluence.
+        (f.scale, f.correction) = self.correction_parts(&x);
+        let exact = f.dose_of(&x);
+        if exact.iter().any(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "optimizer",
+                "dose",
+                "NaN",
+                "the new fluence gives a non-finite dose; the previous plan is kept",
+            ));
+        }
         let total = {
             use crate::optimize::lbfgs::Problem;
             let mut g = vec![0.0; x.len()];
             f.eval(&x, &mut g)
         };
+        (self.row_scale, self.correction) = (f.scale, f.correction);
         self.objectives = next;
         self.x = x;
-        self.correction = correction;
         self.iteration += 1;
         Ok(self.report(&exact, solver_iterations, t.elapsed().as_secs_f64(), total))
     }
 
     fn normalize(&mut self) -> Result<f64> {
-        self.correction = self.correction_for(&self.x);
+        self.refresh_correction();
         let x32: Vec<f32> = self.x.iter().map(|&v| v as f32).collect();
         let mut exact = vec![0.0f32; self.matrix.n_rows()];
         self.matrix.forward(&x32, &mut exact);
-        for (e, c) in exact.iter_mut().zip(&self.correction) {
-            *e += c;
+        for ((e, s), c) in exact.iter_mut().zip(&self.row_scale).zip(&self.correction) {
+            *e = *e * s + c;
         }
         let cov: Vec<f32> = self
             .coverage_rows

@@ -18,7 +18,8 @@ fn model() -> BeamModel {
 
 /// Grid dose within 1 % of the maximum of direct superposition everywhere: the scatter maps are
 /// sampled every 4 mm and at widths 20 % apart, interpolated linearly; scatter varies on a
-/// scale of several centimetres, so the interpolation error stays well below 1 %.
+/// scale of several centimetres, so the interpolation error stays well below 1 %. The same
+/// holds for the prepared-points path (rays traced once, the fluence changed afterwards).
 fn compare(field: FluenceMap, density_hu: impl Fn([f64; 3]) -> i16) {
     let m = model();
     let ct = Grid::new([60, 60, 50], [4.0; 3], [-118.0, -118.0, -98.0]).unwrap();
@@ -50,6 +51,21 @@ fn compare(field: FluenceMap, density_hu: impl Fn([f64; 3]) -> i16) {
         .map(|(g, d)| (*g as f64 - d).abs())
         .fold(0.0, f64::max);
     assert!(worst < 0.01 * max, "worst difference {worst} of max {max}");
+    // Prepared with an open field, evaluated with the real one.
+    let mut open = field.clone();
+    open.weights.iter_mut().for_each(|w| *w = 1.0);
+    let prepared = e.prepare_points(std::slice::from_ref(&open.beam), &pts);
+    assert_eq!(prepared.len(), pts.len());
+    let at_points = e.dose_at_prepared(std::slice::from_ref(&field), &prepared);
+    let worst = at_points
+        .iter()
+        .zip(&direct)
+        .map(|(g, d)| (g - d).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 0.01 * max,
+        "prepared points: worst {worst} of max {max}"
+    );
 }
 
 #[test]
@@ -160,8 +176,11 @@ mod matrix {
             .collect();
         let direct = e.dose_at_points(&fields, &pts);
         let max = direct.iter().cloned().fold(0.0, f64::max);
+        // The matrix stores each entry to 1/65535 of its row's largest entry (error at most
+        // 7.6e-6 of it per entry); the 144 entries of a row, weighted up to 2 MU, round with
+        // mixed signs, so rows agree within 2e-4 of the maximum (measured: under 5e-5).
         for (d, v) in direct.iter().zip(&y) {
-            assert!((d - *v as f64).abs() < 1e-5 * max, "{d} vs {v}");
+            assert!((d - *v as f64).abs() < 2e-4 * max, "{d} vs {v}");
         }
     }
 

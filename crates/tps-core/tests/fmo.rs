@@ -87,7 +87,8 @@ fn setup(
     )
     .unwrap();
     let dg = dose_grid_around(&p.structure("External").unwrap().mask, grid_mm).unwrap();
-    let rows = optimization_rows(p, &dg, &["PTV", "OAR"], "External", stride, "test").unwrap();
+    let rows =
+        optimization_rows(p, &dg, &["PTV", "OAR"], ("External", stride), None, "test").unwrap();
     let e = DoseEngine::new(
         &c.model,
         *p.grid(),
@@ -102,7 +103,7 @@ fn gradient_matches_finite_differences() {
     let c = case();
     let p = &c.patient;
     let (fields, m) = setup(&c, 5, 5.0, 3, MatrixSettings::default());
-    let bound = bind(&objectives(), p, &m, "test").unwrap();
+    let bound = bind(&objectives(), p, &m, None, "test").unwrap();
     let mut f = FluenceObjective::new(&m, bound, neighbour_pairs(&m, &fields), 1e-4);
     let mut rng = SplitMix64::new(1);
     let x: Vec<f64> = (0..m.n_cols()).map(|_| rng.uniform([0.5, 3.0])).collect();
@@ -142,7 +143,7 @@ fn optimization_reaches_the_target_goals_and_spares_the_oar() {
             threshold: 0.0,
         },
     );
-    let bound = bind(&objectives(), p, &m, "test").unwrap();
+    let bound = bind(&objectives(), p, &m, None, "test").unwrap();
     let mut f = FluenceObjective::new(&m, bound, neighbour_pairs(&m, &fields), 0.0);
     let x0 = vec![1.0; m.n_cols()];
     let mut g = vec![0.0; m.n_cols()];

@@ -26,11 +26,12 @@ pub struct BeamSetup {
 }
 
 impl Default for BeamSetup {
-    /// The study's two 360-degree arcs as 2 x 36 beams, 5 mm beamlets, 5 mm margin.
+    /// The study's two 360-degree arcs as 2 x 18 static beams (interleaved: one beam every
+    /// 10 degrees), 5 mm beamlets, 5 mm margin.
     fn default() -> Self {
         Self {
             arcs: 2,
-            beams_per_arc: 36,
+            beams_per_arc: 18,
             bixel_mm: 5.0,
             target_margin_mm: 5.0,
             sad_mm: 1000.0,

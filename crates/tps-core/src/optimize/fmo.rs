@@ -1,11 +1,11 @@
 //! The fluence-map objective: the weighted sum of the plan objectives' constraint target
-//! values of the dose `A x + c` (influence matrix times beamlet weights, plus a per-row
-//! correction for what the matrix leaves out), with an optional smoothing penalty on
+//! values of the dose `s A x + c` (influence matrix times beamlet weights, with a per-row scale
+//! and offset correcting for what the matrix leaves out), with an optional smoothing penalty on
 //! neighbouring beamlets so that monitor units stay realistic.
 
 use crate::dose::geometry::FluenceMap;
 use crate::dose::matrix::InfluenceMatrix;
-use crate::dose::plan::resample_mask;
+use crate::dose::rows::sample_structure;
 use crate::error::{Error, Result};
 use crate::objectives::{Objective, ObjectiveKind, constraint_value};
 use crate::patient::Patient;
@@ -28,10 +28,15 @@ pub struct BoundObjective {
     pub rows: Vec<u32>,
 }
 
-/// Positions among the matrix rows of every dose-grid voxel of `mask`, or `None` when some
-/// voxel has no row.
-pub fn structure_rows(mask: &Mask, matrix: &InfluenceMatrix) -> Option<Vec<u32>> {
-    let inside = resample_mask(mask, &matrix.dose_grid);
+/// Positions among the matrix rows of the dose-grid voxels that stand for `mask` (see
+/// [`sample_structure`]; `min_voxels` as the rows were built with), or `None` when some voxel has
+/// no row.
+pub fn structure_rows(
+    mask: &Mask,
+    matrix: &InfluenceMatrix,
+    min_voxels: Option<usize>,
+) -> Option<Vec<u32>> {
+    let inside = sample_structure(mask, &matrix.dose_grid, min_voxels);
     inside
         .iter()
         .enumerate()
@@ -46,12 +51,13 @@ pub fn structure_rows(mask: &Mask, matrix: &InfluenceMatrix) -> Option<Vec<u32>>
         .collect()
 }
 
-/// Binds objectives to the matrix rows of their structures; a voxel of a structure missing
-/// from the rows is an error (the rows must include every objective structure).
+/// Binds objectives to the matrix rows of their structures (sampled with `min_voxels`, as the
+/// rows were built); a voxel of a structure's sample missing from the rows is an error.
 pub fn bind(
     objectives: &[Objective],
     patient: &Patient,
     matrix: &InfluenceMatrix,
+    min_voxels: Option<usize>,
     origin: &str,
 ) -> Result<Vec<BoundObjective>> {
     objectives
@@ -60,7 +66,7 @@ pub fn bind(
         .map(|(n, o)| {
             let field = format!("objectives[{n}].structure");
             let s = patient.require(&o.structure, origin, &field)?;
-            let rows = structure_rows(&s.mask, matrix).ok_or_else(|| {
+            let rows = structure_rows(&s.mask, matrix, min_voxels).ok_or_else(|| {
                 Error::invalid(
                     origin,
                     &field,
@@ -110,12 +116,34 @@ pub fn neighbour_pairs(matrix: &InfluenceMatrix, fields: &[FluenceMap]) -> Vec<(
     pairs
 }
 
+/// Splits a per-row dose deficit `missing` (exact dose minus `ax`, the matrix's dose) into a
+/// factor on the matrix dose and a remainder: `scale = 1 + missing / ax`, capped at
+/// `1 + max_ratio`, and the offset that makes `scale ax + offset` the exact dose. Where the
+/// missing dose is a share of the local dose (scatter the truncated kernel leaves out), it then
+/// follows the fluence as the optimizer changes it; only what exceeds the cap (rows the matrix
+/// barely reaches) stays a fixed offset.
+pub fn split_correction(ax: &[f32], missing: &[f32], max_ratio: f32) -> (Vec<f32>, Vec<f32>) {
+    ax.iter()
+        .zip(missing)
+        .map(|(&a, &m)| {
+            let ratio = if a > 0.0 {
+                (m / a).clamp(0.0, max_ratio)
+            } else {
+                0.0
+            };
+            (1.0 + ratio, m - ratio * a)
+        })
+        .unzip()
+}
+
 /// The objective function over beamlet weights (MU).
 pub struct FluenceObjective<'a> {
     matrix: &'a InfluenceMatrix,
     /// Objectives with their current goals.
     pub objectives: Vec<BoundObjective>,
-    /// Per-row dose added to `A x` (cGy), e.g. scatter the matrix leaves out.
+    /// Per-row factor on `A x` (1 when the matrix is taken as it is).
+    pub scale: Vec<f32>,
+    /// Per-row dose added to the scaled `A x` (cGy).
     pub correction: Vec<f32>,
     /// Weight of the smoothing penalty `sum (x_i - x_j)^2` over neighbour pairs.
     pub smoothing: f64,
@@ -139,6 +167,7 @@ impl<'a> FluenceObjective<'a> {
         Self {
             matrix,
             objectives,
+            scale: vec![1.0; matrix.n_rows()],
             correction: vec![0.0; matrix.n_rows()],
             smoothing,
             pairs,
@@ -180,8 +209,8 @@ impl<'a> FluenceObjective<'a> {
         }
         let mut d = vec![0.0f32; self.matrix.n_rows()];
         self.matrix.forward(&self.x32, &mut d);
-        for (v, c) in d.iter_mut().zip(&self.correction) {
-            *v += c;
+        for ((v, s), c) in d.iter_mut().zip(&self.scale).zip(&self.correction) {
+            *v = *v * s + c;
         }
         d
     }
@@ -193,8 +222,8 @@ impl Problem for FluenceObjective<'_> {
             *a = *b as f32;
         }
         self.matrix.forward(&self.x32, &mut self.dose);
-        for (v, c) in self.dose.iter_mut().zip(&self.correction) {
-            *v += c;
+        for ((v, s), c) in self.dose.iter_mut().zip(&self.scale).zip(&self.correction) {
+            *v = *v * s + c;
         }
         self.row_grad.iter_mut().for_each(|v| *v = 0.0);
         let mut f = 0.0;
@@ -216,6 +245,9 @@ impl Problem for FluenceObjective<'_> {
             for (&r, g) in o.rows.iter().zip(&self.scratch_grad) {
                 self.row_grad[r as usize] += (o.weight * g) as f32;
             }
+        }
+        for (g, s) in self.row_grad.iter_mut().zip(&self.scale) {
+            *g *= s;
         }
         self.matrix.transpose(&self.row_grad, &mut self.col_grad);
         for (g, c) in grad.iter_mut().zip(&self.col_grad) {
