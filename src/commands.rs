@@ -199,6 +199,32 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Plan every test patient of a cohort once with the protocol's initial goals (no
+    /// adjustments), evaluate the protocol's metrics and tabulate them beside a published
+    /// reference column. Resumes where an earlier run stopped.
+    Calibrate {
+        /// Cohort definition.
+        #[arg(long)]
+        cohort: PathBuf,
+        /// Protocol with prescription, objectives, rings and metrics.
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Machine (beam model) file.
+        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
+        machine: PathBuf,
+        /// CT-to-density calibration file.
+        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
+        calibration: PathBuf,
+        /// Reference values (mean and std per metric).
+        #[arg(long, default_value = "configs/reference/wei2025-table3-manual.toml")]
+        reference: PathBuf,
+        /// Patients, e.g. `6-35` or `7,9`; default: the cohort's test patients.
+        #[arg(long)]
+        patients: Option<String>,
+        /// Output directory (metrics.csv, calibration.md).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect {
         /// Patient directory (holds patient.toml).
@@ -343,6 +369,23 @@ pub fn run(cli: Cli) -> Result<()> {
                 out.as_deref(),
             )
         }
+        Command::Calibrate {
+            cohort,
+            protocol,
+            machine,
+            calibration,
+            reference,
+            patients,
+            out,
+        } => crate::calibrate::run(&crate::calibrate::CalibrateArgs {
+            cohort,
+            protocol,
+            machine,
+            calibration,
+            reference,
+            patients,
+            out,
+        }),
         Command::SyntheticDose {
             patient,
             protocol,

@@ -1,6 +1,8 @@
 //! `autoplan`: the command-line entry point.
 
+#[macro_use]
 mod commands;
+mod calibrate;
 mod logging;
 
 use clap::Parser;

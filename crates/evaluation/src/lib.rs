@@ -10,6 +10,7 @@ pub mod error;
 pub mod evaluator;
 pub mod figures;
 pub mod metric;
+pub mod reference;
 pub mod stats;
 pub mod tables;
 

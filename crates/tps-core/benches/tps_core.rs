@@ -72,7 +72,7 @@ mod dose {
     use tps_core::native::{NativeSettings, case_geometry};
     use tps_core::protocol::Protocol;
 
-    /// The influence matrix of a cohort patient at default settings (72 beams, 5 mm beamlets,
+    /// The influence matrix of a cohort patient at default settings (36 beams, 5 mm beamlets,
     /// 3 mm dose grid; target: under 30 s and 3 GB), and its products against a plain copy of
     /// as many bytes as the matrix holds (target: each product at 50 % or more of the copy's
     /// bandwidth).
@@ -88,7 +88,7 @@ mod dose {
         let e = DoseEngine::new(&model, *p.grid(), curve.densities(p.ct_hu()));
         let mut g = c.benchmark_group("dose");
         g.sample_size(10);
-        g.bench_function("influence_matrix_patient7_72beams_3mm", |b| {
+        g.bench_function("influence_matrix_patient7_36beams_3mm", |b| {
             b.iter(|| {
                 InfluenceMatrix::compute(&e, &fields, &dg, r.clone(), MatrixSettings::default())
                     .unwrap()

@@ -226,7 +226,7 @@ impl<'a> NativeTps<'a> {
                 dose_grid.position_mm(i, j, l)
             })
             .collect();
-        let beams: Vec<_> = fields.iter().map(|f| f.beam.clone()).collect();
+        let beams: Vec<_> = fields.iter().map(|f| f.beam).collect();
         let correction_points = engine.prepare_points(&beams, &points);
         let bound = bind(
             &protocol.objectives,

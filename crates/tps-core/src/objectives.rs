@@ -268,7 +268,8 @@ pub fn constraint_value(
 }
 
 /// Where a constraint target value stands against its ideal range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RangeStatus {
     /// Below the range: the objective is not limiting; its goal can be tightened.
     Below,

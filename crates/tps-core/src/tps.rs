@@ -1,12 +1,14 @@
 //! The `Tps` trait: what the planning loop needs from any treatment planning system, native or
 //! remote, and the reports it exchanges.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Result;
 use crate::objectives::{Objective, RangeStatus};
 use crate::structure::Role;
 
 /// A new dose goal for one objective.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GoalChange {
     /// Objective id.
     pub id: String,
@@ -15,7 +17,7 @@ pub struct GoalChange {
 }
 
 /// One objective after an optimization, as the advisor reads it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectiveReport {
     /// Objective id.
     pub id: String,
@@ -40,7 +42,7 @@ pub struct ObjectiveReport {
 }
 
 /// What a TPS reports after one optimization.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IterationReport {
     /// 1 for the first optimization of a case.
     pub iteration: u32,
@@ -72,7 +74,7 @@ impl IterationReport {
 }
 
 /// Delivery summary of the current plan.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanSummary {
     /// Sliding-window MU of each beam, over the whole course.
     pub beam_mu: Vec<f64>,

@@ -280,7 +280,7 @@ impl InfluenceMatrix {
             .zip(&self.quanta[a..b])
             .filter_map(move |(&d, &q)| {
                 col += d as u32;
-                (q != 0).then(|| (col, q as f32 * scale))
+                (q != 0).then_some((col, q as f32 * scale))
             })
     }
 
@@ -402,7 +402,7 @@ mod tests {
             .zip(&quanta)
             .filter_map(|(&d, &q)| {
                 col += d as u32;
-                (q != 0).then(|| (col, q as f32 * scale))
+                (q != 0).then_some((col, q as f32 * scale))
             })
             .collect();
         let kept: Vec<&(u32, f32)> = entries.iter().filter(|e| e.1 > 0.0).collect();

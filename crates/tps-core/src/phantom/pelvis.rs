@@ -618,11 +618,13 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     let cervix_bottom = [du[0], 12.0 * s + du[1], -20.0 * s + du[2]];
     let cervix = Tube::uniform(vec![cervix_bottom, cervix_top], 14.0 * s).mask(&grid);
     // Bladder: its neck sits behind the upper symphysis; filling raises the dome.
-    let r_b = (3.0 * p.bladder_cc * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
+    // The ellipsoid holds 25 cc more than the drawn volume: the corpus resting on the dome and
+    // the cervix behind the base take about that much out of it.
+    let r_b = (3.0 * (p.bladder_cc + 25.0) * 1000.0 / (4.0 * std::f64::consts::PI)).cbrt();
     let db = p.bladder_shift_mm;
     let b_semi = [1.2 * r_b, 0.8 * r_b, 1.04 * r_b];
     let bladder_e = Ellipsoid::aligned(
-        [db[0], -42.0 * s + db[1], -16.0 * s + b_semi[2] + db[2]],
+        [db[0], -32.0 * s + db[1], -16.0 * s + b_semi[2] + db[2]],
         b_semi,
     );
     // Uterus: an anteverted corpus resting on the bladder dome. A fuller bladder lifts it
@@ -630,13 +632,11 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     let ul = p.uterus_length_mm;
     let uterus_semi = [0.36 * ul, 0.26 * ul, 0.5 * ul];
     let reach = 0.8 * uterus_semi[2];
+    // The corpus may indent the dome (the bladder is cut around it below) but not sink into
+    // the bladder's core.
     let grown_bladder = Ellipsoid::aligned(
         bladder_e.centre,
-        [
-            b_semi[0],
-            b_semi[1] + 0.8 * uterus_semi[1],
-            b_semi[2] + 0.8 * uterus_semi[1],
-        ],
+        [b_semi[0], 0.8 * b_semi[1], 0.8 * b_semi[2]],
     );
     let corpus_clear = |tilt: f64| {
         let axis = [0.0, -tilt.sin(), tilt.cos()];
@@ -696,7 +696,7 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         .iter()
         .map(|&zs| {
             let z = zs * s;
-            [rx, sacrum_front(z) - 6.0 - rr, z]
+            [rx, sacrum_front(z) - 20.0 - rr, z]
         })
         .collect();
     let mut pts = vec![[rx, 36.0 * s, -70.0 * s]];
