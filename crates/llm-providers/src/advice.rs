@@ -1,0 +1,175 @@
+//! What an advisor reads and what it answers.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tps_core::tps::{GoalChange, IterationReport};
+
+use crate::error::Result;
+
+/// How a model answers: new goals in cGy, or per-objective actions that deterministic code turns
+/// into goals (for small models that get arithmetic wrong).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputMode {
+    /// `{"rationale": ..., "adjustments": [{"id": ..., "goal_cgy": ...}]}`.
+    Goals,
+    /// `{"rationale": ..., "actions": [{"id": ..., "action": "tighten", "step": "large"}]}`.
+    Actions,
+}
+
+/// What to do with one objective's goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Lower the goal (the objective is below its ideal range: it has room to spare).
+    Tighten,
+    /// Raise the goal (the objective is above its ideal range: it is violated too much).
+    Relax,
+    /// Leave it.
+    Keep,
+}
+
+/// Size of a goal step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepClass {
+    /// 20 cGy: close to the ideal range.
+    Small,
+    /// 50 cGy.
+    Medium,
+    /// 100 cGy: far from the ideal range.
+    Large,
+}
+
+impl StepClass {
+    /// The step in cGy.
+    pub fn cgy(self) -> f64 {
+        match self {
+            StepClass::Small => 20.0,
+            StepClass::Medium => 50.0,
+            StepClass::Large => 100.0,
+        }
+    }
+}
+
+/// One objective's action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveAction {
+    /// Objective id.
+    pub id: String,
+    /// Direction.
+    pub action: Direction,
+    /// Step size (ignored for `keep`).
+    pub step: StepClass,
+}
+
+/// One earlier iteration: its report and what was changed after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The report the advice was based on.
+    pub report: IterationReport,
+    /// The goal changes applied.
+    pub changes: Vec<GoalChange>,
+    /// The advisor's reason.
+    pub rationale: String,
+}
+
+/// A worked example for few-shot prompting: a report, the changes an expert made, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FewShotExample {
+    /// Where it comes from (patient and iteration).
+    pub source: String,
+    /// The report.
+    pub report: IterationReport,
+    /// The changes made.
+    pub changes: Vec<GoalChange>,
+    /// Why.
+    pub rationale: String,
+}
+
+/// Everything an advisor is given for one decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdvisorContext {
+    /// Treatment site (from the protocol).
+    pub site: String,
+    /// Prescription target structure.
+    pub target: String,
+    /// Prescription dose, cGy.
+    pub prescription_cgy: f64,
+    /// Prescribed volume, % (coverage is reported as the dose to this volume).
+    pub prescription_volume_percent: f64,
+    /// Window of the coverage during planning, as multiples of the prescription.
+    pub coverage_window: [f64; 2],
+    /// Largest number of optimizations of the plan.
+    pub max_iterations: u32,
+    /// The latest report.
+    pub current: IterationReport,
+    /// Earlier iterations, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Few-shot examples.
+    pub examples: Vec<FewShotExample>,
+}
+
+/// Record of one call to a model, for transcripts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Provider name.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// System prompt.
+    pub system: String,
+    /// Messages sent, as (role, text).
+    pub messages: Vec<(String, String)>,
+    /// Raw reply text (empty when the call failed).
+    pub reply: String,
+    /// Wall time of the call including retries, s.
+    pub latency_s: f64,
+    /// Prompt tokens, when the API reports them.
+    pub tokens_in: Option<u64>,
+    /// Reply tokens, when the API reports them.
+    pub tokens_out: Option<u64>,
+    /// HTTP attempts made.
+    pub attempts: u32,
+    /// Why the call or its reply failed, if it did.
+    pub error: Option<String>,
+}
+
+/// An advisor's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Advice {
+    /// New goals (objectives not named keep theirs).
+    pub goals: Vec<GoalChange>,
+    /// The actions the goals came from, in actions mode (or the rule's own actions).
+    pub actions: Vec<ObjectiveAction>,
+    /// The advisor's reason.
+    pub rationale: String,
+    /// Every model call made for this advice (none for the rule-based physicist).
+    pub calls: Vec<CallRecord>,
+}
+
+/// What a backend can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Output constrained by a JSON schema (otherwise JSON mode or prompt-only).
+    pub json_schema: bool,
+    /// Needs the network.
+    pub network: bool,
+    /// Same answer for the same context.
+    pub deterministic: bool,
+    /// The output mode in use.
+    pub mode: OutputMode,
+}
+
+/// A virtual physicist: reads the plan's state, proposes new goals.
+#[async_trait]
+pub trait LlmAdvisor: Send + Sync {
+    /// Short name for logs and transcripts (provider and model).
+    fn name(&self) -> String;
+
+    /// What this advisor can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Proposes an adjustment for `context`.
+    async fn advise(&self, context: &AdvisorContext) -> Result<Advice>;
+}

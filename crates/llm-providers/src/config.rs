@@ -1,0 +1,274 @@
+//! Provider files (`configs/providers/*.toml`) and the factory that turns one into an advisor.
+//!
+//! ```toml
+//! kind = "openai-compatible"      # rule-based | openai-compatible | gemini | ollama
+//! model = "qwen-max"
+//! endpoint = "https://dashscope.aliyuncs.com/compatible-mode/v1"
+//! api-key-env = "DASHSCOPE_API_KEY"   # the variable's name, never the key
+//! temperature = 0.2
+//! timeout-s = 120
+//! retries = 3
+//! output-mode = "goals"           # goals | actions
+//! response-format = "json-schema" # openai-compatible only: json-schema | json-object
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::advice::{LlmAdvisor, OutputMode};
+use crate::chat::{CallPolicy, ChatAdvisor};
+use crate::error::{AdvisorError, Result};
+use crate::gemini::GeminiBackend;
+use crate::ollama::OllamaBackend;
+use crate::openai::{OpenAiBackend, ResponseFormat};
+use crate::rule_based::RuleBasedAdvisor;
+
+/// Backend kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// [`RuleBasedAdvisor`].
+    RuleBased,
+    /// [`OpenAiBackend`].
+    OpenaiCompatible,
+    /// [`GeminiBackend`].
+    Gemini,
+    /// [`OllamaBackend`].
+    Ollama,
+}
+
+const KINDS: &str = "rule-based, openai-compatible, gemini, ollama";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Wire {
+    kind: String,
+    model: Option<String>,
+    endpoint: Option<String>,
+    api_key_env: Option<String>,
+    temperature: Option<f64>,
+    timeout_s: Option<f64>,
+    retries: Option<u32>,
+    backoff_s: Option<f64>,
+    output_mode: Option<OutputMode>,
+    response_format: Option<String>,
+}
+
+/// A checked provider file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    /// Where it was read from.
+    pub origin: PathBuf,
+    /// Backend kind.
+    pub kind: Kind,
+    /// Model name (empty for the rule-based physicist).
+    pub model: String,
+    /// Base URL.
+    pub endpoint: Option<reqwest::Url>,
+    /// Name of the environment variable with the API key.
+    pub api_key_env: Option<String>,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Timeouts and retries.
+    pub policy: CallPolicy,
+    /// Output mode.
+    pub output_mode: OutputMode,
+    /// OpenAI-compatible response format.
+    pub response_format: ResponseFormat,
+}
+
+impl ProviderConfig {
+    /// Reads and checks a provider file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| AdvisorError::Config {
+            origin: path.display().to_string(),
+            field: "(file)".into(),
+            value: String::new(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks provider TOML that came from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let origin = path.display().to_string();
+        let bad = |field: &str, value: String, reason: &str| AdvisorError::Config {
+            origin: origin.clone(),
+            field: field.into(),
+            value,
+            reason: reason.into(),
+        };
+        let w: Wire = toml::from_str(text).map_err(|e| {
+            bad(
+                "(toml)",
+                String::new(),
+                e.to_string().replace('\n', " ").trim(),
+            )
+        })?;
+        let kind = match w.kind.as_str() {
+            "rule-based" => Kind::RuleBased,
+            "openai-compatible" => Kind::OpenaiCompatible,
+            "gemini" => Kind::Gemini,
+            "ollama" => Kind::Ollama,
+            other => {
+                return Err(bad(
+                    "kind",
+                    format!("{other:?}"),
+                    &format!("unknown provider kind (known: {KINDS})"),
+                ));
+            }
+        };
+        let needs_model = kind != Kind::RuleBased;
+        let model = w.model.unwrap_or_default();
+        if needs_model && model.trim().is_empty() {
+            return Err(bad("model", "(missing)".into(), "name the model"));
+        }
+        let endpoint = match (&w.endpoint, kind) {
+            (_, Kind::RuleBased) => None,
+            (None, Kind::Gemini) => Some("https://generativelanguage.googleapis.com".to_string()),
+            (None, Kind::Ollama) => Some("http://127.0.0.1:11434".to_string()),
+            (None, _) => {
+                return Err(bad(
+                    "endpoint",
+                    "(missing)".into(),
+                    "give the base URL, e.g. https://api.openai.com/v1",
+                ));
+            }
+            (Some(e), _) => Some(e.clone()),
+        }
+        .map(|e| {
+            reqwest::Url::parse(&e)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| bad("endpoint", format!("{e:?}"), "not an http(s) URL"))
+        })
+        .transpose()?;
+        let temperature = w.temperature.unwrap_or(0.2);
+        if !(temperature.is_finite() && (0.0..=2.0).contains(&temperature)) {
+            return Err(bad(
+                "temperature",
+                temperature.to_string(),
+                "must be between 0 and 2",
+            ));
+        }
+        let timeout_s = w.timeout_s.unwrap_or(120.0);
+        if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 3600.0) {
+            return Err(bad(
+                "timeout-s",
+                timeout_s.to_string(),
+                "must be positive seconds (at most 3600)",
+            ));
+        }
+        let retries = w.retries.unwrap_or(3);
+        if retries > 10 {
+            return Err(bad("retries", retries.to_string(), "at most 10"));
+        }
+        let backoff_s = w.backoff_s.unwrap_or(0.5);
+        if !(backoff_s.is_finite() && (0.0..=60.0).contains(&backoff_s)) {
+            return Err(bad(
+                "backoff-s",
+                backoff_s.to_string(),
+                "must be 0 to 60 seconds",
+            ));
+        }
+        let response_format = match w.response_format.as_deref() {
+            None | Some("json-schema") => ResponseFormat::JsonSchema,
+            Some("json-object") => ResponseFormat::JsonObject,
+            Some(other) => {
+                return Err(bad(
+                    "response-format",
+                    format!("{other:?}"),
+                    "json-schema or json-object",
+                ));
+            }
+        };
+        if let Some(var) = &w.api_key_env {
+            if var.trim().is_empty() || var.contains(char::is_whitespace) {
+                return Err(bad(
+                    "api-key-env",
+                    format!("{var:?}"),
+                    "the name of an environment variable (not the key)",
+                ));
+            }
+        }
+        Ok(Self {
+            origin: path.to_path_buf(),
+            kind,
+            model,
+            endpoint,
+            api_key_env: w.api_key_env,
+            temperature,
+            policy: CallPolicy {
+                timeout: Duration::from_secs_f64(timeout_s),
+                retries,
+                backoff: Duration::from_secs_f64(backoff_s),
+                max_backoff: Duration::from_secs(30),
+            },
+            output_mode: w.output_mode.unwrap_or(OutputMode::Goals),
+            response_format,
+        })
+    }
+
+    /// The API key from the named environment variable.
+    fn api_key(&self) -> Result<Option<String>> {
+        match &self.api_key_env {
+            None => Ok(None),
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.trim().is_empty() => Ok(Some(k)),
+                _ => Err(AdvisorError::MissingKey {
+                    origin: self.origin.display().to_string(),
+                    var: var.clone(),
+                }),
+            },
+        }
+    }
+}
+
+/// The advisor a provider file describes. Fails on a missing API key variable; an unreachable
+/// endpoint shows at the first call.
+pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
+    if config.kind == Kind::RuleBased {
+        return Ok(Box::new(RuleBasedAdvisor));
+    }
+    let key = config.api_key()?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(config.policy.timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| AdvisorError::Config {
+            origin: config.origin.display().to_string(),
+            field: "(http client)".into(),
+            value: String::new(),
+            reason: e.to_string(),
+        })?;
+    let endpoint = config.endpoint.as_ref().expect("checked at parse");
+    let (policy, mode, t) = (config.policy, config.output_mode, config.temperature);
+    Ok(match config.kind {
+        Kind::OpenaiCompatible => Box::new(ChatAdvisor::new(
+            OpenAiBackend::new(
+                client,
+                endpoint.as_str(),
+                &config.model,
+                key,
+                config.response_format,
+            ),
+            policy,
+            mode,
+            t,
+        )),
+        Kind::Gemini => Box::new(ChatAdvisor::new(
+            GeminiBackend::new(client, endpoint.as_str(), &config.model, key),
+            policy,
+            mode,
+            t,
+        )),
+        Kind::Ollama => Box::new(ChatAdvisor::new(
+            OllamaBackend::new(client, endpoint, &config.model),
+            policy,
+            mode,
+            t,
+        )),
+        Kind::RuleBased => unreachable!("handled above"),
+    })
+}

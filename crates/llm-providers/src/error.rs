@@ -1,0 +1,85 @@
+//! Errors of advisors and their backends.
+
+/// Why an advisor gave no adjustment.
+#[derive(Debug, thiserror::Error)]
+pub enum AdvisorError {
+    /// A provider file or setting that cannot be used.
+    #[error("{origin}: {field} = {value}: {reason}")]
+    Config {
+        /// File (or logical source).
+        origin: String,
+        /// Field.
+        field: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The environment variable that should hold the API key is unset or empty.
+    #[error(
+        "{origin}: api-key-env names {var}, which is not set: export {var}=<your key> (the key is \
+         never stored in the provider file)"
+    )]
+    MissingKey {
+        /// Provider file.
+        origin: String,
+        /// Variable name.
+        var: String,
+    },
+    /// The endpoint answered with an HTTP error that retrying cannot fix (400, 401, 403, 404),
+    /// or a retryable one after the last retry.
+    #[error("{provider} at {endpoint}: HTTP {status}: {message}")]
+    Http {
+        /// Provider name.
+        provider: String,
+        /// Endpoint called.
+        endpoint: String,
+        /// Status code.
+        status: u16,
+        /// The API's error message (or body).
+        message: String,
+    },
+    /// No connection could be made (after the retries).
+    #[error("{provider} at {endpoint}: unreachable: {message}")]
+    Unreachable {
+        /// Provider name.
+        provider: String,
+        /// Endpoint called.
+        endpoint: String,
+        /// The transport's message.
+        message: String,
+    },
+    /// No reply within the timeout (after the retries).
+    #[error("{provider} at {endpoint}: no reply within {seconds} s")]
+    Timeout {
+        /// Provider name.
+        provider: String,
+        /// Endpoint called.
+        endpoint: String,
+        /// Timeout per attempt, s.
+        seconds: f64,
+    },
+    /// The model's reply could not be used even after a repair request; the raw text is kept.
+    #[error("{provider}: the reply is not a usable adjustment ({reason}); raw reply: {raw:?}")]
+    BadReply {
+        /// Provider name.
+        provider: String,
+        /// What is wrong with it.
+        reason: String,
+        /// The reply as received.
+        raw: String,
+    },
+    /// The endpoint's answer did not have the API's shape.
+    #[error("{provider} at {endpoint}: unexpected response: {message}")]
+    Protocol {
+        /// Provider name.
+        provider: String,
+        /// Endpoint called.
+        endpoint: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, AdvisorError>;

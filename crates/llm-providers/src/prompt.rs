@@ -1,0 +1,217 @@
+//! Prompts and the output schema, built from the advisor context (protocol, report, history):
+//! nothing here is specific to a treatment site.
+
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+use tps_core::tps::{GoalChange, IterationReport};
+
+use crate::advice::{AdvisorContext, OutputMode};
+
+/// The system prompt: the role, what the numbers mean and the adjustment strategy.
+pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
+    let answer = match mode {
+        OutputMode::Goals => {
+            "Answer with one JSON object only: {\"rationale\": \"<one or two sentences>\", \
+             \"adjustments\": [{\"id\": \"<objective id>\", \"goal_cgy\": <new goal>}]}. List \
+             only the objectives whose goal changes."
+        }
+        OutputMode::Actions => {
+            "Answer with one JSON object only: {\"rationale\": \"<one or two sentences>\", \
+             \"actions\": [{\"id\": \"<objective id>\", \"action\": \"tighten\" | \"relax\" | \
+             \"keep\", \"step\": \"small\" | \"medium\" | \"large\"}]}. Steps are 20, 50 and 100 \
+             cGy; the software computes the new goals."
+        }
+    };
+    format!(
+        "You are an experienced medical physicist planning {site} radiotherapy (VMAT). After \
+         each optimization you read the dosimetric results and adjust the dose goals of the plan \
+         objectives; the optimizer then runs again, up to {max} times.\n\
+         \n\
+         Each objective has a dose goal in cGy and a constraint target value: 0 when the \
+         objective is met, growing with the square of the relative excess over the goal (a mean \
+         dose 5 % above its goal gives about 2.5e-3). An objective is acceptable when its value \
+         lies inside its ideal range.\n\
+         \n\
+         Strategy: adjust only organ-at-risk (OAR) objectives; never change weights. Below its \
+         range an objective has room to spare: tighten it (lower the goal; when the goal is \
+         above the current dose, set it below the current dose). Above its range it is violated \
+         too much: relax it (raise the goal). Inside its range: keep it. Use large steps \
+         (100 cGy) far from the range and smaller ones (50, then 20 cGy) as the value nears it. \
+         The target's coverage ({target} D{vol}) must stay between {lo:.2} and {hi:.2} times the \
+         prescription of {rx:.0} cGy. The plan is finished when every OAR value is inside its \
+         range.\n\
+         \n\
+         {answer}",
+        site = ctx.site,
+        max = ctx.max_iterations,
+        target = ctx.target,
+        vol = ctx.prescription_volume_percent,
+        lo = ctx.coverage_window[0],
+        hi = ctx.coverage_window[1],
+        rx = ctx.prescription_cgy,
+    )
+}
+
+/// The report as a compact table.
+pub fn report_table(r: &IterationReport) -> String {
+    let mut s = String::from(
+        "| id | structure | role | type | goal cGy | current cGy | value | ideal range | status |\n",
+    );
+    s += "|---|---|---|---|---|---|---|---|---|\n";
+    for o in &r.objectives {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.2e} | {:.0e}..{:.0e} | {} |",
+            o.id,
+            o.structure,
+            format!("{:?}", o.role).to_lowercase(),
+            o.kind,
+            o.goal_cgy,
+            o.current_cgy,
+            o.value,
+            o.ideal_range[0],
+            o.ideal_range[1],
+            match o.status {
+                tps_core::objectives::RangeStatus::Below => "below",
+                tps_core::objectives::RangeStatus::Inside => "inside",
+                tps_core::objectives::RangeStatus::Above => "above",
+            }
+        );
+    }
+    s
+}
+
+fn changes_text(changes: &[GoalChange]) -> String {
+    if changes.is_empty() {
+        return "no change".into();
+    }
+    changes
+        .iter()
+        .map(|c| format!("{} -> {:.0} cGy", c.id, c.goal_cgy))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The user prompt: examples, history (with how each value moved), and the current iteration.
+pub fn user_prompt(ctx: &AdvisorContext) -> String {
+    let mut s = String::new();
+    for (n, e) in ctx.examples.iter().enumerate() {
+        let _ = write!(
+            s,
+            "Example {} ({}), iteration {}: coverage {:.0} cGy\n{}Changes made: {}. Reason: {}\n\n",
+            n + 1,
+            e.source,
+            e.report.iteration,
+            e.report.coverage_cgy,
+            report_table(&e.report),
+            changes_text(&e.changes),
+            e.rationale
+        );
+    }
+    if !ctx.history.is_empty() {
+        s += "Earlier iterations of this plan (value before -> after the change):\n";
+        for (n, h) in ctx.history.iter().enumerate() {
+            let next = ctx
+                .history
+                .get(n + 1)
+                .map_or(&ctx.current, |later| &later.report);
+            let moved: Vec<String> = h
+                .changes
+                .iter()
+                .filter_map(|c| {
+                    let before = h.report.objectives.iter().find(|o| o.id == c.id)?;
+                    let after = next.objectives.iter().find(|o| o.id == c.id)?;
+                    Some(format!(
+                        "{}: goal {:.0} -> {:.0}, dose {:.0} -> {:.0} cGy, value {:.2e} -> {:.2e}",
+                        c.id,
+                        before.goal_cgy,
+                        c.goal_cgy,
+                        before.current_cgy,
+                        after.current_cgy,
+                        before.value,
+                        after.value
+                    ))
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "- iteration {}: {}{}",
+                h.report.iteration,
+                if moved.is_empty() {
+                    "no change".to_string()
+                } else {
+                    moved.join("; ")
+                },
+                if h.rationale.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (reason given: {})", h.rationale)
+                }
+            );
+        }
+        s += "\n";
+    }
+    let r = &ctx.current;
+    let ratio = r.coverage_cgy / ctx.prescription_cgy;
+    let _ = write!(
+        s,
+        "Current iteration {} of at most {}: {} D{} = {:.0} cGy ({:.3} x prescription; window \
+         {:.2}-{:.2}).\n{}\nPropose the adjustment for the next optimization.",
+        r.iteration,
+        ctx.max_iterations,
+        ctx.target,
+        ctx.prescription_volume_percent,
+        r.coverage_cgy,
+        ratio,
+        ctx.coverage_window[0],
+        ctx.coverage_window[1],
+        report_table(r)
+    );
+    s
+}
+
+/// JSON schema of the answer for `mode`, with the report's objective ids as an enum (strict:
+/// every property required, no others).
+pub fn answer_schema(ctx: &AdvisorContext, mode: OutputMode) -> Value {
+    let ids: Vec<&str> = ctx
+        .current
+        .objectives
+        .iter()
+        .map(|o| o.id.as_str())
+        .collect();
+    let item = match mode {
+        OutputMode::Goals => json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "enum": ids},
+                "goal_cgy": {"type": "number"}
+            },
+            "required": ["id", "goal_cgy"],
+            "additionalProperties": false
+        }),
+        OutputMode::Actions => json!({
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "enum": ids},
+                "action": {"type": "string", "enum": ["tighten", "relax", "keep"]},
+                "step": {"type": "string", "enum": ["small", "medium", "large"]}
+            },
+            "required": ["id", "action", "step"],
+            "additionalProperties": false
+        }),
+    };
+    let list = match mode {
+        OutputMode::Goals => "adjustments",
+        OutputMode::Actions => "actions",
+    };
+    json!({
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string"},
+            list: {"type": "array", "items": item}
+        },
+        "required": ["rationale", list],
+        "additionalProperties": false
+    })
+}

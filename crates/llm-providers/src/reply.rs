@@ -1,0 +1,190 @@
+//! Reading a model's reply: the JSON object (also inside a code fence or after prose), its
+//! fields, and checks against the report (known ids, finite positive goals, no duplicates).
+//! Anything wrong is a message the repair request quotes back to the model.
+
+use serde_json::Value;
+use tps_core::tps::GoalChange;
+
+use crate::advice::{AdvisorContext, ObjectiveAction, OutputMode};
+use crate::steps::actions_to_goals;
+
+/// A usable reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    /// New goals.
+    pub goals: Vec<GoalChange>,
+    /// The actions (actions mode).
+    pub actions: Vec<ObjectiveAction>,
+    /// The model's reason.
+    pub rationale: String,
+}
+
+/// The JSON object in `text`: the whole text, a fenced block, or the span from the first `{`
+/// to the last `}`.
+fn json_span(text: &str) -> &str {
+    let t = text.trim();
+    if t.starts_with('{') {
+        return t;
+    }
+    match (t.find('{'), t.rfind('}')) {
+        (Some(a), Some(b)) if b > a => &t[a..=b],
+        _ => t,
+    }
+}
+
+/// Parses and checks `text` against `ctx` for `mode`.
+pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parsed, String> {
+    let v: Value = serde_json::from_str(json_span(text))
+        .map_err(|e| format!("the reply is not valid JSON ({e})"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| "the reply is not a JSON object".to_string())?;
+    let rationale = obj
+        .get("rationale")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "field \"rationale\" (a string) is missing".to_string())?
+        .to_string();
+    let known = |id: &str| ctx.current.objectives.iter().any(|o| o.id == id);
+    let ids: Vec<&str> = ctx
+        .current
+        .objectives
+        .iter()
+        .map(|o| o.id.as_str())
+        .collect();
+    let mut seen = Vec::new();
+    let mut check_id = |id: &str| -> Result<(), String> {
+        if !known(id) {
+            return Err(format!(
+                "objective id {id:?} does not exist (ids: {})",
+                ids.join(", ")
+            ));
+        }
+        if seen.iter().any(|s: &String| s == id) {
+            return Err(format!("objective id {id:?} is listed twice"));
+        }
+        seen.push(id.to_string());
+        Ok(())
+    };
+    match mode {
+        OutputMode::Goals => {
+            let list = obj
+                .get("adjustments")
+                .and_then(Value::as_array)
+                .ok_or_else(|| "field \"adjustments\" (an array) is missing".to_string())?;
+            let mut goals = Vec::with_capacity(list.len());
+            for (n, item) in list.iter().enumerate() {
+                let id = item
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("adjustments[{n}].id (a string) is missing"))?;
+                check_id(id)?;
+                let goal = item.get("goal_cgy").ok_or_else(|| {
+                    format!("adjustments[{n}].goal_cgy (a number in cGy) is missing")
+                })?;
+                let goal_cgy = goal
+                    .as_f64()
+                    .ok_or_else(|| format!("adjustments[{n}].goal_cgy = {goal} is not a number"))?;
+                if !(goal_cgy.is_finite() && goal_cgy > 0.0) {
+                    return Err(format!(
+                        "adjustments[{n}].goal_cgy = {goal_cgy} for {id}: goals are positive doses in cGy"
+                    ));
+                }
+                goals.push(GoalChange {
+                    id: id.to_string(),
+                    goal_cgy,
+                });
+            }
+            Ok(Parsed {
+                goals,
+                actions: Vec::new(),
+                rationale,
+            })
+        }
+        OutputMode::Actions => {
+            let list = obj
+                .get("actions")
+                .and_then(Value::as_array)
+                .ok_or_else(|| "field \"actions\" (an array) is missing".to_string())?;
+            let mut actions = Vec::with_capacity(list.len());
+            for (n, item) in list.iter().enumerate() {
+                let a: ObjectiveAction = serde_json::from_value(item.clone())
+                    .map_err(|e| format!("actions[{n}] = {item}: {e}"))?;
+                check_id(&a.id)?;
+                actions.push(a);
+            }
+            let goals = actions_to_goals(&ctx.current, &actions)?;
+            Ok(Parsed {
+                goals,
+                actions,
+                rationale,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::tests::oar;
+    use tps_core::tps::IterationReport;
+
+    fn ctx() -> AdvisorContext {
+        AdvisorContext {
+            site: "cervix".into(),
+            target: "PTV".into(),
+            prescription_cgy: 3600.0,
+            prescription_volume_percent: 95.0,
+            coverage_window: [1.0, 1.02],
+            max_iterations: 20,
+            current: IterationReport {
+                iteration: 1,
+                objectives: vec![oar("bladder-mean", 3000.0, 2500.0, 0.0)],
+                coverage_cgy: 3600.0,
+                prescription_cgy: 3600.0,
+                total_objective: 0.0,
+                solver_iterations: 1,
+                wall_s: 0.0,
+            },
+            history: Vec::new(),
+            examples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn finds_the_object_in_fences_and_prose() {
+        let body =
+            r#"{"rationale": "r", "adjustments": [{"id": "bladder-mean", "goal_cgy": 2400}]}"#;
+        for text in [
+            body.to_string(),
+            format!("```json\n{body}\n```"),
+            format!("Here is my adjustment: {body} Hope this helps."),
+        ] {
+            let p = parse(&text, &ctx(), OutputMode::Goals).unwrap();
+            assert_eq!(p.goals[0].goal_cgy, 2400.0);
+        }
+    }
+
+    #[test]
+    fn refuses_duplicates_and_bad_actions() {
+        let dup = r#"{"rationale": "r", "adjustments": [{"id": "bladder-mean", "goal_cgy": 2400}, {"id": "bladder-mean", "goal_cgy": 2300}]}"#;
+        assert!(
+            parse(dup, &ctx(), OutputMode::Goals)
+                .unwrap_err()
+                .contains("twice")
+        );
+        let bad = r#"{"rationale": "r", "actions": [{"id": "bladder-mean", "action": "halve", "step": "large"}]}"#;
+        assert!(
+            parse(bad, &ctx(), OutputMode::Actions)
+                .unwrap_err()
+                .contains("actions[0]")
+        );
+        let ok = r#"{"rationale": "r", "actions": [{"id": "bladder-mean", "action": "tighten", "step": "medium"}]}"#;
+        let p = parse(ok, &ctx(), OutputMode::Actions).unwrap();
+        assert_eq!(p.goals[0].goal_cgy, 2450.0);
+        assert!(
+            parse("[]", &ctx(), OutputMode::Goals)
+                .unwrap_err()
+                .contains("object")
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! The rule-based physicist: the study's adjustment strategy as deterministic rules.
+
+use async_trait::async_trait;
+
+use crate::advice::{Advice, AdvisorContext, Capabilities, Direction, LlmAdvisor, OutputMode};
+use crate::error::Result;
+use crate::steps::{actions_to_goals, rule_action};
+
+/// Adjusts every OAR objective outside its ideal range by the adaptive step of
+/// [`crate::steps`]; needs no model and no network, and gives the same advice for the same
+/// report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleBasedAdvisor;
+
+impl RuleBasedAdvisor {
+    /// The advice for `context`, computed synchronously.
+    pub fn decide(&self, context: &AdvisorContext) -> Advice {
+        let report = &context.current;
+        let actions: Vec<_> = report.objectives.iter().map(rule_action).collect();
+        let goals = actions_to_goals(report, &actions).expect("actions come from the report");
+        let mut reasons = Vec::new();
+        for (a, o) in actions.iter().zip(&report.objectives) {
+            if a.action == Direction::Keep {
+                continue;
+            }
+            let new = goals
+                .iter()
+                .find(|g| g.id == a.id)
+                .map_or(o.goal_cgy, |g| g.goal_cgy);
+            reasons.push(format!(
+                "{}: value {:.2e} {} {:.0e}..{:.0e}, {} {:.0} -> {:.0} cGy ({} step)",
+                o.id,
+                o.value,
+                if a.action == Direction::Tighten {
+                    "below"
+                } else {
+                    "above"
+                },
+                o.ideal_range[0],
+                o.ideal_range[1],
+                if a.action == Direction::Tighten {
+                    "tighten"
+                } else {
+                    "relax"
+                },
+                o.goal_cgy,
+                new,
+                format!("{:?}", a.step).to_lowercase()
+            ));
+        }
+        let rationale = if reasons.is_empty() {
+            "every OAR objective is inside its ideal range: no change".to_string()
+        } else {
+            reasons.join("; ")
+        };
+        Advice {
+            goals,
+            actions: actions
+                .into_iter()
+                .filter(|a| a.action != Direction::Keep)
+                .collect(),
+            rationale,
+            calls: Vec::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl LlmAdvisor for RuleBasedAdvisor {
+    fn name(&self) -> String {
+        "rule-based".into()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            json_schema: false,
+            network: false,
+            deterministic: true,
+            mode: OutputMode::Goals,
+        }
+    }
+
+    async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
+        Ok(self.decide(context))
+    }
+}

@@ -1,0 +1,126 @@
+//! Provider files: the shipped ones parse, bad ones are refused with file, field and value,
+//! and missing keys or unreachable endpoints give clear errors.
+
+mod common;
+
+use std::path::Path;
+
+use llm_providers::advice::OutputMode;
+use llm_providers::config::{Kind, ProviderConfig, build};
+use llm_providers::error::AdvisorError;
+
+fn parse(text: &str) -> Result<ProviderConfig, AdvisorError> {
+    ProviderConfig::parse(text, Path::new("p.toml"))
+}
+
+#[test]
+fn shipped_provider_files_parse() {
+    let dir = common::root().join("configs/providers");
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let c = ProviderConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        kinds.push(c.kind);
+    }
+    for k in [
+        Kind::RuleBased,
+        Kind::OpenaiCompatible,
+        Kind::Gemini,
+        Kind::Ollama,
+    ] {
+        assert!(kinds.contains(&k), "{k:?} has no provider file");
+    }
+}
+
+#[test]
+fn swapping_providers_is_one_line() {
+    let base = "model = \"llama3.2\"\nendpoint = \"http://127.0.0.1:11434\"\n";
+    let a = parse(&format!("kind = \"ollama\"\n{base}")).unwrap();
+    let b = parse(&format!("kind = \"openai-compatible\"\n{base}")).unwrap();
+    assert_eq!((a.kind, b.kind), (Kind::Ollama, Kind::OpenaiCompatible));
+    assert_eq!(a.output_mode, OutputMode::Goals);
+}
+
+#[test]
+fn bad_files_name_the_field_and_value() {
+    for (text, field, value) in [
+        ("kind = \"claude-desktop\"\n", "kind", "claude-desktop"),
+        ("kind = \"ollama\"\n", "model", "(missing)"),
+        (
+            "kind = \"openai-compatible\"\nmodel = \"m\"\n",
+            "endpoint",
+            "(missing)",
+        ),
+        (
+            "kind = \"ollama\"\nmodel = \"m\"\ntimeout-s = -5\n",
+            "timeout-s",
+            "-5",
+        ),
+        (
+            "kind = \"ollama\"\nmodel = \"m\"\ntemperature = 7.0\n",
+            "temperature",
+            "7",
+        ),
+        (
+            "kind = \"ollama\"\nmodel = \"m\"\nendpoint = \"ftp://x\"\n",
+            "endpoint",
+            "ftp://x",
+        ),
+        (
+            "kind = \"gemini\"\nmodel = \"m\"\napi-key-env = \"sk-123 456\"\n",
+            "api-key-env",
+            "sk-123 456",
+        ),
+        (
+            "kind = \"ollama\"\nmodel = \"m\"\nresponse-format = \"xml\"\n",
+            "response-format",
+            "xml",
+        ),
+    ] {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(
+            e.contains("p.toml") && e.contains(field) && e.contains(value),
+            "{text:?}: {e}"
+        );
+    }
+    let e = parse("kind = \"ollama\"\nmodel = \"m\"\nmodle = \"x\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("p.toml") && e.contains("modle"), "{e}");
+    let e = parse("kind = \"ollama\"\nmodel = \n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("p.toml"), "{e}");
+}
+
+#[test]
+fn an_unset_key_variable_is_named() {
+    let c = parse(
+        "kind = \"openai-compatible\"\nmodel = \"m\"\nendpoint = \"https://api.openai.com/v1\"\napi-key-env = \"AUTOPLAN_TEST_UNSET_KEY\"\n",
+    )
+    .unwrap();
+    let e = build(&c).err().unwrap();
+    assert!(matches!(e, AdvisorError::MissingKey { .. }));
+    assert!(e.to_string().contains("AUTOPLAN_TEST_UNSET_KEY"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_reported_after_retries() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = parse(&format!(
+        "kind = \"ollama\"\nmodel = \"llama3.2\"\nendpoint = \"http://127.0.0.1:{port}\"\nretries = 1\nbackoff-s = 0.01\ntimeout-s = 2\n"
+    ))
+    .unwrap();
+    let e = build(&c)
+        .unwrap()
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdvisorError::Unreachable { .. }), "{e}");
+    assert!(e.to_string().contains(&port.to_string()), "{e}");
+}

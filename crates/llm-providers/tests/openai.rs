@@ -1,0 +1,310 @@
+//! The OpenAI-compatible backend against a local server speaking the chat-completions API:
+//! the exact request body, real response and error bodies, rate limits, slow and malformed
+//! replies.
+
+mod common;
+
+use std::time::Duration;
+
+use llm_providers::advice::{LlmAdvisor, OutputMode};
+use llm_providers::chat::ChatAdvisor;
+use llm_providers::error::AdvisorError;
+use llm_providers::openai::{OpenAiBackend, ResponseFormat};
+use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn advisor(
+    server: &MockServer,
+    format: ResponseFormat,
+    retries: u32,
+) -> ChatAdvisor<OpenAiBackend> {
+    ChatAdvisor::new(
+        OpenAiBackend::new(
+            reqwest::Client::new(),
+            &format!("{}/v1", server.uri()),
+            "qwen-max",
+            Some("sk-test".into()),
+            format,
+        ),
+        common::policy(retries),
+        OutputMode::Goals,
+        0.2,
+    )
+}
+
+/// A chat.completion object as the API returns it.
+fn completion(content: &str) -> Value {
+    json!({
+        "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+        "object": "chat.completion",
+        "created": 1741569952,
+        "model": "qwen-max-2025-01-25",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
+            "logprobs": null,
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": 1117,
+            "completion_tokens": 46,
+            "total_tokens": 1163,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+        },
+        "service_tier": "default",
+        "system_fingerprint": "fp_06737a9306"
+    })
+}
+
+#[tokio::test]
+async fn sends_the_exact_request_and_reads_the_reply() {
+    let server = MockServer::start().await;
+    let ctx = common::context();
+    let expected = json!({
+        "model": "qwen-max",
+        "messages": [
+            {"role": "system", "content": system_prompt(&ctx, OutputMode::Goals)},
+            {"role": "user", "content": user_prompt(&ctx)}
+        ],
+        "temperature": 0.2,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "adjustment", "strict": true,
+                "schema": answer_schema(&ctx, OutputMode::Goals)}
+        }
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", "Bearer sk-test"))
+        .and(header("content-type", "application/json"))
+        .and(body_json(&expected))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = advisor(&server, ResponseFormat::JsonSchema, 0);
+    let advice = a.advise(&ctx).await.unwrap();
+    assert_eq!(advice.goals.len(), 2);
+    assert_eq!(advice.goals[0].id, "bladder-mean");
+    assert_eq!(advice.goals[0].goal_cgy, 2369.0);
+    assert!(advice.rationale.contains("Bladder"));
+    let call = &advice.calls[0];
+    assert_eq!((call.tokens_in, call.tokens_out), (Some(1117), Some(46)));
+    assert_eq!(call.model, "qwen-max-2025-01-25");
+    assert_eq!(call.attempts, 1);
+    assert!(a.capabilities().json_schema);
+}
+
+#[tokio::test]
+async fn json_mode_asks_for_a_json_object() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains(
+            "\"response_format\":{\"type\":\"json_object\"}",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = advisor(&server, ResponseFormat::JsonObject, 0);
+    a.advise(&common::context()).await.unwrap();
+    assert!(!a.capabilities().json_schema);
+}
+
+#[tokio::test]
+async fn rate_limit_is_retried_after_retry_after() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "0")
+                .set_body_json(json!({"error": {
+                    "message": "Rate limit reached for qwen-max in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+                    "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
+        .mount(&server)
+        .await;
+    let advice = advisor(&server, ResponseFormat::JsonSchema, 2)
+        .advise(&common::context())
+        .await
+        .unwrap();
+    assert_eq!(advice.calls[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"error": {
+            "message": "The server is overloaded or not ready yet.", "type": "server_error",
+            "param": null, "code": null}})))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let e = advisor(&server, ResponseFormat::JsonSchema, 2)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    match e {
+        AdvisorError::Http {
+            status, message, ..
+        } => {
+            assert_eq!(status, 503);
+            assert!(message.contains("overloaded"));
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_key_is_not_retried_and_names_the_endpoint() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {
+            "message": "Incorrect API key provided: sk-test. You can find your API key at https://platform.openai.com/account/api-keys.",
+            "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = advisor(&server, ResponseFormat::JsonSchema, 3)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("HTTP 401") && text.contains("Incorrect API key"),
+        "{text}"
+    );
+    assert!(text.contains(&server.uri()), "{text}");
+}
+
+#[tokio::test]
+async fn a_slow_reply_times_out() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(completion(common::GOOD_ANSWER))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .mount(&server)
+        .await;
+    let e = advisor(&server, ResponseFormat::JsonSchema, 1)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdvisorError::Timeout { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn a_truncated_reply_gets_one_repair_request() {
+    let server = MockServer::start().await;
+    let truncated = "{\"rationale\": \"tighten the bladder\", \"adjustments\": [{\"id\": \"bladder-mean\", \"goal_c";
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(truncated)))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    // The repair request quotes the parse error and carries the model's own reply.
+    Mock::given(method("POST"))
+        .and(body_string_contains(
+            "Your reply could not be used: the reply is not valid JSON",
+        ))
+        .and(body_string_contains("goal_c"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let advice = advisor(&server, ResponseFormat::JsonSchema, 0)
+        .advise(&common::context())
+        .await
+        .unwrap();
+    assert_eq!(advice.calls.len(), 2);
+    assert!(
+        advice.calls[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    assert_eq!(advice.goals.len(), 2);
+}
+
+#[tokio::test]
+async fn prose_twice_is_a_typed_error_keeping_the_raw_text() {
+    let server = MockServer::start().await;
+    let prose = "I would lower the bladder goal a little and raise the rectum goal.";
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(prose)))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let e = advisor(&server, ResponseFormat::JsonSchema, 0)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    match e {
+        AdvisorError::BadReply { raw, reason, .. } => {
+            assert_eq!(raw, prose);
+            assert!(reason.contains("not valid JSON"));
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn unknown_ids_and_bad_goals_are_refused() {
+    for (answer, expect) in [
+        (
+            "{\"rationale\": \"x\", \"adjustments\": [{\"id\": \"kidney-mean\", \"goal_cgy\": 1500}]}",
+            "does not exist",
+        ),
+        (
+            "{\"rationale\": \"x\", \"adjustments\": [{\"id\": \"bladder-mean\", \"goal_cgy\": -200}]}",
+            "positive doses",
+        ),
+        (
+            "{\"rationale\": \"x\", \"adjustments\": [{\"id\": \"bladder-mean\", \"goal_cgy\": \"NaN\"}]}",
+            "is not a number",
+        ),
+        ("{\"adjustments\": []}", "rationale"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(completion(answer)))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let e = advisor(&server, ResponseFormat::JsonSchema, 0)
+            .advise(&common::context())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(expect), "{answer}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_the_api_shape_is_a_protocol_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"id\": \"chatcmpl-1\", \"choi"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = advisor(&server, ResponseFormat::JsonSchema, 3)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdvisorError::Protocol { .. }), "{e}");
+}
