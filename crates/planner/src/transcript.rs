@@ -1,0 +1,118 @@
+//! Transcripts: one JSON line per event of a plan (start, every report, every advice with its
+//! model calls and the guard's decisions, the end), written and flushed as it happens, so a
+//! crash loses nothing already done and any plan can be audited and replayed.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use llm_providers::advice::Advice;
+use serde::{Deserialize, Serialize};
+use tps_core::tps::{GoalChange, IterationReport, PlanSummary};
+
+use crate::guard::{GuardSettings, Verdict};
+
+/// One line of a transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The plan starts.
+    Start {
+        /// Patient id.
+        patient: String,
+        /// Protocol file.
+        protocol: String,
+        /// Advisor name.
+        advisor: String,
+        /// Guard settings.
+        guard: GuardSettings,
+        /// Iteration cap.
+        max_iterations: u32,
+    },
+    /// A report after an optimization.
+    Report {
+        /// The report.
+        report: IterationReport,
+        /// Time in the TPS, s.
+        tps_s: f64,
+    },
+    /// Advice after a report, the guard's verdict and what was applied.
+    Advice {
+        /// Iteration the advice is based on.
+        iteration: u32,
+        /// The advice as returned (with its model calls); `None` when the advisor failed.
+        advice: Option<Advice>,
+        /// The advisor's error, if it failed.
+        error: Option<String>,
+        /// The guard's verdict.
+        verdict: Verdict,
+        /// Time in the advisor, s.
+        advisor_s: f64,
+    },
+    /// The plan ends.
+    End {
+        /// Why.
+        reason: String,
+        /// Optimizations run.
+        iterations: u32,
+        /// Normalization factor applied at the end.
+        normalization: f64,
+        /// MU of the final plan.
+        plan: PlanSummary,
+    },
+}
+
+impl Event {
+    /// The changes an advice event applied.
+    pub fn applied(&self) -> Option<&[GoalChange]> {
+        match self {
+            Event::Advice { verdict, .. } => Some(&verdict.applied),
+            _ => None,
+        }
+    }
+}
+
+/// Writes a transcript line by line.
+pub struct TranscriptWriter {
+    path: PathBuf,
+    file: File,
+}
+
+impl TranscriptWriter {
+    /// Creates (or truncates) `path`.
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: File::create(path)?,
+        })
+    }
+
+    /// The file written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event and flushes it to disk.
+    pub fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        let line = serde_json::to_string(event).map_err(std::io::Error::other)?;
+        writeln!(self.file, "{line}")?;
+        self.file.flush()
+    }
+}
+
+/// Reads a transcript; a malformed line is an error naming the file and line.
+pub fn read(path: &Path) -> Result<Vec<Event>, String> {
+    let f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut events = Vec::new();
+    for (n, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| format!("{}: line {}: {e}", path.display(), n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        events.push(
+            serde_json::from_str(&line)
+                .map_err(|e| format!("{}: line {}: {e}", path.display(), n + 1))?,
+        );
+    }
+    Ok(events)
+}
