@@ -225,6 +225,47 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Plan a patient with the virtual-physicist loop: optimize, report, ask the advisor,
+    /// guard its answer, re-optimize, until the protocol's criteria hold; then normalize and
+    /// write the dose, the transcript, the metric table and pictures.
+    Plan {
+        /// Cohort definition (with --patient).
+        #[arg(long)]
+        cohort: Option<PathBuf>,
+        /// Patient number in the cohort.
+        #[arg(long)]
+        patient: Option<usize>,
+        /// A saved patient directory instead of a cohort patient.
+        #[arg(long, conflicts_with_all = ["cohort", "patient"])]
+        patient_dir: Option<PathBuf>,
+        /// Protocol with prescription, objectives, rings, planning limits and metrics.
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Provider file choosing the advisor (default: the rule-based physicist).
+        #[arg(long)]
+        provider: Option<PathBuf>,
+        /// Machine (beam model) file.
+        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
+        machine: PathBuf,
+        /// CT-to-density calibration file.
+        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
+        calibration: PathBuf,
+        /// What the guard does with a bad change: fallback (to the rule), reject, clamp.
+        #[arg(long, default_value = "fallback")]
+        guard: String,
+        /// Number of full arcs.
+        #[arg(long, default_value_t = 2)]
+        arcs: usize,
+        /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
+        #[arg(long, default_value_t = 18)]
+        beams_per_arc: usize,
+        /// Dose grid spacing, mm (2 to 5).
+        #[arg(long, default_value_t = 3.0)]
+        grid_mm: f64,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect {
         /// Patient directory (holds patient.toml).
@@ -369,6 +410,39 @@ pub fn run(cli: Cli) -> Result<()> {
                 out.as_deref(),
             )
         }
+        Command::Plan {
+            cohort,
+            patient,
+            patient_dir,
+            protocol,
+            provider,
+            machine,
+            calibration,
+            guard,
+            arcs,
+            beams_per_arc,
+            grid_mm,
+            out,
+        } => crate::plan_cmd::run(&crate::plan_cmd::PlanArgs {
+            cohort,
+            patient,
+            patient_dir,
+            protocol,
+            provider,
+            machine,
+            calibration,
+            guard,
+            settings: tps_core::native::NativeSettings {
+                setup: tps_core::dose::plan::BeamSetup {
+                    arcs,
+                    beams_per_arc,
+                    ..Default::default()
+                },
+                dose_grid_mm: grid_mm,
+                ..Default::default()
+            },
+            out,
+        }),
         Command::Calibrate {
             cohort,
             protocol,
@@ -443,9 +517,69 @@ fn finish_patient(p: &Patient, png: Option<&Path>, save: Option<&Path>, stem: &s
     Ok(())
 }
 
+/// Metric values as an aligned text table.
+pub(crate) fn metrics_text(values: &[evaluation::MetricValue]) -> String {
+    let mut s = format!("{:<24} {:>12}  {}\n", "metric", "value", "unit");
+    for v in values {
+        let text = v.value.map_or("n/a".to_string(), |x| format!("{x:.4}"));
+        s += &format!(
+            "{:<24} {:>12}  {}\n",
+            v.metric.to_string(),
+            text,
+            v.unit.label()
+        );
+    }
+    s
+}
+
+/// Metric values as CSV (`metric,value,unit`).
+pub(crate) fn metrics_csv(values: &[evaluation::MetricValue]) -> String {
+    let mut w = String::from("metric,value,unit\n");
+    for v in values {
+        let text = v.value.map_or("n/a".to_string(), |x| format!("{x:.4}"));
+        w += &format!("{},{text},{}\n", v.metric, v.unit.label());
+    }
+    w
+}
+
+/// DVH figure (`dvh.png`, `dvh.svg` in `dir`) of every structure `ev`'s metrics name.
+pub(crate) fn write_dvh(
+    p: &Patient,
+    dose: &[f32],
+    ev: &evaluation::ProtocolEvaluator,
+    label: &str,
+    dir: &Path,
+) -> Result<Vec<PathBuf>> {
+    let mut names: Vec<String> = Vec::new();
+    for m in ev.metrics() {
+        if let evaluation::Metric::Structure { name, .. } = m {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    let dvhs = names
+        .iter()
+        .map(|n| {
+            let s = p.require(n, "DVH", "metrics")?;
+            Ok(evaluation::dvh::Dvh::new(n, dose, &s.mask)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let fig = evaluation::figures::DvhComparison {
+        title: format!("DVH, {}", p.id),
+        plans: (label.to_string(), None),
+        curves: dvhs.iter().map(|d| (d, None)).collect(),
+    };
+    Ok(evaluation::figures::save(
+        &fig,
+        &dir.join("dvh"),
+        (1000, 700),
+    )?)
+}
+
 /// Isodose lines (fractions of `rx_cgy`) with the target's outline on the three planes through
 /// the target, written as `<stem>-<plane>.png` into `dir`.
-fn isodose_pngs(
+pub(crate) fn isodose_pngs(
     p: &Patient,
     dose: &[f32],
     rx_cgy: f64,
@@ -673,24 +807,10 @@ fn run_eval(
         mu_per_fraction: mu,
     })?;
     out!("{} with {} ({})", p.id, dose_path.display(), proto.site);
-    out!("{:<24} {:>12}  {}", "metric", "value", "unit");
-    let mut rows = Vec::new();
-    for v in &values {
-        let text = v.value.map_or("n/a".to_string(), |x| format!("{x:.4}"));
-        out!(
-            "{:<24} {:>12}  {}",
-            v.metric.to_string(),
-            text,
-            v.unit.label()
-        );
-        rows.push((v.metric.to_string(), text, v.unit.label()));
-    }
+    outn!("{}", metrics_text(&values));
     if let Some(path) = csv_path {
-        let mut w = String::from("metric,value,unit\n");
-        for (m, v, u) in &rows {
-            w += &format!("{m},{v},{u}\n");
-        }
-        std::fs::write(path, w).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, metrics_csv(&values))
+            .with_context(|| format!("writing {}", path.display()))?;
         out!("wrote {}", path.display());
     }
     if let Some(dir) = png {
@@ -706,36 +826,10 @@ fn run_eval(
         for f in files {
             out!("wrote {}", f.display());
         }
-        // DVH of every structure the metrics name.
-        let mut names: Vec<String> = Vec::new();
-        for m in ev.metrics() {
-            if let evaluation::Metric::Structure { name, .. } = m {
-                if !names.contains(name) {
-                    names.push(name.clone());
-                }
-            }
-        }
-        let dvhs = names
-            .iter()
-            .map(|n| {
-                evaluation::dvh::Dvh::new(
-                    n,
-                    &dose,
-                    &p.structure(n).expect("checked by evaluate").mask,
-                )
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let fig = evaluation::figures::DvhComparison {
-            title: format!("DVH, {}", p.id),
-            plans: (
-                dose_path
-                    .file_name()
-                    .map_or("dose".into(), |f| f.to_string_lossy().into_owned()),
-                None,
-            ),
-            curves: dvhs.iter().map(|d| (d, None)).collect(),
-        };
-        for f in evaluation::figures::save(&fig, &dir.join("dvh"), (1000, 700))? {
+        let label = dose_path
+            .file_name()
+            .map_or("dose".into(), |f| f.to_string_lossy().into_owned());
+        for f in write_dvh(&p, &dose, &ev, &label, dir)? {
             out!("wrote {}", f.display());
         }
     }
@@ -942,7 +1036,7 @@ fn run_optimize(
 }
 
 /// The iteration report as a Markdown table.
-fn report_table(r: &tps_core::IterationReport) -> String {
+pub(crate) fn report_table(r: &tps_core::IterationReport) -> String {
     let mut s = format!(
         "iteration {}: PTV D95 {:.0} cGy (Rx {:.0}), objective {:.4e}, {} solver iterations, {:.1} s\n\n",
         r.iteration,

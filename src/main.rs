@@ -4,6 +4,7 @@
 mod commands;
 mod calibrate;
 mod logging;
+mod plan_cmd;
 
 use clap::Parser;
 

@@ -407,3 +407,101 @@ fn optimize_reports_objectives_normalizes_and_writes_the_dose() {
         "{s}"
     );
 }
+
+#[test]
+fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    // The cervix protocol as a file with a 3-iteration cap keeps the test short.
+    let cervix = std::fs::read_to_string(root().join("configs/protocols/cervix.toml")).unwrap();
+    let protocol = tmp.path().join("cervix-3.toml");
+    std::fs::write(
+        &protocol,
+        cervix.replace("max-iterations = 20", "max-iterations = 3"),
+    )
+    .unwrap();
+    let out = tmp.path().join("plan");
+    let o = autoplan(&[
+        "plan",
+        "--patient-dir",
+        patient.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--arcs",
+        "1",
+        "--beams-per-arc",
+        "7",
+        "--grid-mm",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(s.contains("advisor rule-based"), "{s}");
+    for n in 1..=3 {
+        assert!(s.contains(&format!("iteration  {n}/3: PTV D95")), "{s}");
+    }
+    for f in [
+        "transcript.jsonl",
+        "report.md",
+        "metrics.csv",
+        "dose.nrrd",
+        "dvh.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing: {s}");
+    }
+    let transcript = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
+    let events: Vec<&str> = transcript
+        .lines()
+        .map(|l| {
+            l.split("\"event\":\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(events.first(), Some(&"start"));
+    assert_eq!(events.last(), Some(&"end"));
+    assert!(events.iter().filter(|e| **e == "report").count() >= 1);
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(
+        metrics.contains("Bladder D50,") && metrics.contains("MU,"),
+        "{metrics}"
+    );
+
+    // Bad input: a protocol without [planning], an unknown provider kind.
+    let bare = tmp.path().join("bare.toml");
+    let cut = cervix.split("[planning]").collect::<Vec<_>>();
+    let rest = cut[1].split_once("[[objectives]]").unwrap().1;
+    std::fs::write(&bare, format!("{}[[objectives]]{rest}", cut[0])).unwrap();
+    let provider = tmp.path().join("p.toml");
+    std::fs::write(&provider, "kind = \"telepathy\"\n").unwrap();
+    for (proto, prov, expect) in [
+        (bare.to_str().unwrap(), None, "[planning] is missing"),
+        (
+            protocol.to_str().unwrap(),
+            Some(provider.to_str().unwrap()),
+            "unknown provider kind",
+        ),
+    ] {
+        let mut args = vec![
+            "plan",
+            "--patient-dir",
+            patient.to_str().unwrap(),
+            "--protocol",
+            proto,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if let Some(p) = prov {
+            args.extend(["--provider", p]);
+        }
+        let o = autoplan(&args);
+        assert!(!o.status.success());
+        assert!(text(&o).contains(expect), "{}", text(&o));
+    }
+}

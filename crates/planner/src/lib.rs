@@ -122,6 +122,22 @@ fn planning_of(protocol: &Protocol) -> Result<(u32, [f64; 2]), PlanError> {
     Ok((p.max_iterations, p.coverage_window))
 }
 
+/// Normalizes the plan when its coverage has left `window` (multiples of the prescription), as
+/// the study kept PTV D95 within 1.00-1.02 x Rx during planning; returns the report of the plan
+/// as it now is and the factor applied, if any.
+fn keep_in_window(
+    tps: &mut dyn Tps,
+    report: IterationReport,
+    window: [f64; 2],
+) -> Result<(IterationReport, Option<f64>), PlanError> {
+    let ratio = report.coverage_cgy / report.prescription_cgy;
+    if ratio >= window[0] && ratio <= window[1] {
+        return Ok((report, None));
+    }
+    let factor = tps.normalize()?;
+    Ok((tps.report()?, Some(factor)))
+}
+
 /// Plans `tps`'s open case with `advisor`, calling `progress` after every optimization.
 pub fn plan(
     tps: &mut dyn Tps,
@@ -145,6 +161,7 @@ pub fn plan(
             advisor: advisor.name(),
             guard: settings.guard,
             max_iterations,
+            coverage_window,
         },
     )?;
     let (mut tps_s, mut advisor_s) = (0.0, 0.0);
@@ -153,7 +170,8 @@ pub fn plan(
     let mut history: Vec<HistoryEntry> = Vec::new();
     let mut reports = Vec::new();
     let t = Instant::now();
-    let mut report = tps.optimize(&[])?;
+    let first = tps.optimize(&[])?;
+    let (mut report, mut normalization) = keep_in_window(tps, first, coverage_window)?;
     let mut last_tps = t.elapsed().as_secs_f64();
     let mut last_advisor = 0.0;
     tps_s += last_tps;
@@ -162,6 +180,7 @@ pub fn plan(
             &mut transcript,
             &Event::Report {
                 report: report.clone(),
+                normalization,
                 tps_s: last_tps,
             },
         )?;
@@ -244,7 +263,8 @@ pub fn plan(
             rationale,
         });
         let t = Instant::now();
-        report = tps.optimize(&verdict.applied)?;
+        let next = tps.optimize(&verdict.applied)?;
+        (report, normalization) = keep_in_window(tps, next, coverage_window)?;
         last_tps = t.elapsed().as_secs_f64();
         tps_s += last_tps;
     };
@@ -275,21 +295,33 @@ pub fn plan(
 }
 
 /// Re-runs a transcript's applied changes against `tps` (a freshly opened case of the same
-/// patient and protocol) without an advisor; returns the reports and the normalization factor.
+/// patient and protocol) without an advisor, normalizing where the transcript did; returns the
+/// reports and the final normalization factor.
 pub fn replay(
     tps: &mut dyn Tps,
     events: &[Event],
 ) -> Result<(Vec<IterationReport>, f64), PlanError> {
-    let mut reports = vec![tps.optimize(&[])?];
-    for e in events {
-        if let Some(applied) = e.applied() {
-            reports.push(tps.optimize(applied)?);
-        }
-    }
     if !events.iter().any(|e| matches!(e, Event::End { .. })) {
         return Err(PlanError::Transcript(
             "the transcript has no end event: the plan did not finish".into(),
         ));
+    }
+    let mut reports = Vec::new();
+    let mut pending: Vec<tps_core::tps::GoalChange> = Vec::new();
+    for e in events {
+        match e {
+            Event::Report { normalization, .. } => {
+                let mut r = tps.optimize(&pending)?;
+                if normalization.is_some() {
+                    tps.normalize()?;
+                    r = tps.report()?;
+                }
+                reports.push(r);
+                pending.clear();
+            }
+            Event::Advice { verdict, .. } => pending = verdict.applied.clone(),
+            _ => {}
+        }
     }
     let factor = tps.normalize()?;
     Ok((reports, factor))

@@ -28,11 +28,15 @@ pub enum Event {
         guard: GuardSettings,
         /// Iteration cap.
         max_iterations: u32,
+        /// Coverage window during planning, x prescription.
+        coverage_window: [f64; 2],
     },
     /// A report after an optimization.
     Report {
-        /// The report.
+        /// The report (after the normalization, if there was one).
         report: IterationReport,
+        /// The factor that brought the coverage back into its window, when it had left it.
+        normalization: Option<f64>,
         /// Time in the TPS, s.
         tps_s: f64,
     },

@@ -102,6 +102,8 @@ pub struct NativeTps<'a> {
     correction_points: PreparedPoints,
     coverage_rows: Vec<u32>,
     iteration: u32,
+    /// Solver iterations and wall time of the last optimization.
+    last_run: (usize, f64),
     settings: NativeSettings,
 }
 
@@ -251,6 +253,7 @@ impl<'a> NativeTps<'a> {
             correction_points,
             coverage_rows,
             iteration: 0,
+            last_run: (0, 0.0),
             settings,
             matrix,
             protocol,
@@ -376,7 +379,7 @@ impl<'a> NativeTps<'a> {
         self.matrix.rows.iter().map(|&r| full[r as usize]).collect()
     }
 
-    fn report(
+    fn report_for(
         &self,
         dose: &[f32],
         solver_iterations: usize,
@@ -558,7 +561,8 @@ impl Tps for NativeTps<'_> {
         self.objectives = next;
         self.x = x;
         self.iteration += 1;
-        Ok(self.report(&exact, solver_iterations, t.elapsed().as_secs_f64(), total))
+        self.last_run = (solver_iterations, t.elapsed().as_secs_f64());
+        Ok(self.report_for(&exact, solver_iterations, self.last_run.1, total))
     }
 
     fn normalize(&mut self) -> Result<f64> {
@@ -587,6 +591,28 @@ impl Tps for NativeTps<'_> {
         self.x.iter_mut().for_each(|v| *v *= factor);
         self.correction.iter_mut().for_each(|v| *v *= factor as f32);
         Ok(factor)
+    }
+
+    fn report(&self) -> Result<IterationReport> {
+        let mut bound = self.bound.clone();
+        for (b, o) in bound.iter_mut().zip(&self.objectives) {
+            b.goal_cgy = o.goal_cgy;
+        }
+        let mut f = FluenceObjective::new(
+            &self.matrix,
+            bound,
+            self.pairs.clone(),
+            self.settings.smoothing,
+        );
+        f.scale = self.row_scale.clone();
+        f.correction = self.correction.clone();
+        let dose = f.dose_of(&self.x);
+        let total = {
+            use crate::optimize::lbfgs::Problem;
+            let mut g = vec![0.0; self.x.len()];
+            f.eval(&self.x, &mut g)
+        };
+        Ok(self.report_for(&dose, self.last_run.0, self.last_run.1, total))
     }
 
     fn dose(&self) -> Result<Vec<f32>> {

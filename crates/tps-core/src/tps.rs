@@ -64,7 +64,8 @@ impl IterationReport {
     /// The study's termination criterion: coverage at least the prescription and every OAR
     /// objective's value inside its ideal range.
     pub fn criteria_met(&self) -> bool {
-        self.coverage_cgy >= self.prescription_cgy
+        // A plan normalized to the prescription meets it up to rounding.
+        self.coverage_cgy >= self.prescription_cgy * (1.0 - 1e-6)
             && self
                 .objectives
                 .iter()
@@ -94,6 +95,9 @@ pub trait Tps {
     /// Scales the plan so the prescription target receives the prescription at the prescribed
     /// volume; returns the factor applied.
     fn normalize(&mut self) -> Result<f64>;
+    /// The report of the current plan (e.g. after [`Tps::normalize`]), with the iteration
+    /// number, solver iterations and time of the last optimization.
+    fn report(&self) -> Result<IterationReport>;
     /// Dose of the current plan on the patient's CT grid, cGy.
     fn dose(&self) -> Result<Vec<f32>>;
     /// MU of the current plan.

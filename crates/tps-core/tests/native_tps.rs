@@ -148,6 +148,14 @@ fn optimize_report_adjust_normalize_and_deliver() {
     // Normalization makes D95 the prescription exactly.
     let factor = tps.normalize().unwrap();
     assert!(factor > 0.5 && factor < 2.0);
+    // The report of the normalized plan sees the prescription at D95 and meets it.
+    let after = tps.report().unwrap();
+    assert!(
+        (after.coverage_cgy - 200.0).abs() < 1e-3 * 200.0,
+        "{}",
+        after.coverage_cgy
+    );
+    assert_eq!(after.iteration, tps.report().unwrap().iteration);
     let dose = tps.dose().unwrap();
     assert_eq!(dose.len(), tps.patient().grid().len());
     let ptv = &tps.patient().structure("PTV").unwrap().mask;
