@@ -97,8 +97,14 @@ pub fn report(iteration: u32) -> IterationReport {
     }
 }
 
-/// The context after two optimizations.
+/// The context after two optimizations: the rectum goal was tightened after the first.
 pub fn context() -> AdvisorContext {
+    let mut first = report(1);
+    let rectum = &mut first.objectives[2];
+    rectum.goal_cgy = 3000.0;
+    rectum.current_cgy = 2950.0;
+    rectum.value = 0.0;
+    rectum.status = range_status(0.0, rectum.ideal_range);
     AdvisorContext {
         site: "cervix".into(),
         target: "PTV".into(),
@@ -108,7 +114,7 @@ pub fn context() -> AdvisorContext {
         max_iterations: 20,
         current: report(2),
         history: vec![HistoryEntry {
-            report: report(1),
+            report: first,
             changes: vec![GoalChange {
                 id: "rectum-mean".into(),
                 goal_cgy: 2900.0,
