@@ -262,7 +262,47 @@ enum Command {
         /// Dose grid spacing, mm (2 to 5).
         #[arg(long, default_value_t = 3.0)]
         grid_mm: f64,
+        /// Few-shot example pool (JSON, from `autoplan examples`) for LLM advisors.
+        #[arg(long)]
+        examples: Option<PathBuf>,
+        /// How many examples each prompt shows.
+        #[arg(long, default_value_t = 3)]
+        n_examples: usize,
+        /// Which examples: fixed (spread over the pool) or nearest (most similar iterations).
+        #[arg(long, default_value = "fixed")]
+        selection: String,
         /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Plan the cohort's training patients with the rule-based physicist and collect every
+    /// goal-changing iteration as a few-shot example pool for LLM advisors.
+    Examples {
+        /// Cohort definition.
+        #[arg(long)]
+        cohort: PathBuf,
+        /// Protocol.
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Patients, e.g. `1-5`; default: the cohort's training patients.
+        #[arg(long)]
+        patients: Option<String>,
+        /// Machine (beam model) file.
+        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
+        machine: PathBuf,
+        /// CT-to-density calibration file.
+        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
+        calibration: PathBuf,
+        /// Number of full arcs.
+        #[arg(long, default_value_t = 2)]
+        arcs: usize,
+        /// Static beams per arc.
+        #[arg(long, default_value_t = 18)]
+        beams_per_arc: usize,
+        /// Dose grid spacing, mm (2 to 5).
+        #[arg(long, default_value_t = 3.0)]
+        grid_mm: f64,
+        /// Pool file to write (JSON); the plans go next to it in `<name>.plans/`.
         #[arg(long)]
         out: PathBuf,
     },
@@ -422,6 +462,9 @@ pub fn run(cli: Cli) -> Result<()> {
             arcs,
             beams_per_arc,
             grid_mm,
+            examples,
+            n_examples,
+            selection,
             out,
         } => crate::plan_cmd::run(&crate::plan_cmd::PlanArgs {
             cohort,
@@ -441,8 +484,48 @@ pub fn run(cli: Cli) -> Result<()> {
                 dose_grid_mm: grid_mm,
                 ..Default::default()
             },
+            examples,
+            n_examples,
+            selection,
             out,
         }),
+        Command::Examples {
+            cohort,
+            protocol,
+            patients,
+            machine,
+            calibration,
+            arcs,
+            beams_per_arc,
+            grid_mm,
+            out,
+        } => crate::plan_cmd::run_examples(
+            &crate::plan_cmd::PlanArgs {
+                cohort: Some(cohort),
+                patient: None,
+                patient_dir: None,
+                protocol,
+                provider: None,
+                machine,
+                calibration,
+                guard: "fallback".into(),
+                settings: tps_core::native::NativeSettings {
+                    setup: tps_core::dose::plan::BeamSetup {
+                        arcs,
+                        beams_per_arc,
+                        ..Default::default()
+                    },
+                    dose_grid_mm: grid_mm,
+                    ..Default::default()
+                },
+                examples: None,
+                n_examples: 0,
+                selection: "fixed".into(),
+                out: out.clone(),
+            },
+            patients.as_deref(),
+            &out,
+        ),
         Command::Calibrate {
             cohort,
             protocol,

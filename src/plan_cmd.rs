@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
 use llm_providers::config::{ProviderConfig, build};
+use planner::examples::Selection;
 use planner::guard::{GuardPolicy, GuardSettings};
 use planner::transcript::TranscriptWriter;
 use planner::{PlannerSettings, plan};
@@ -34,6 +35,9 @@ pub struct PlanArgs {
     pub calibration: PathBuf,
     pub guard: String,
     pub settings: NativeSettings,
+    pub examples: Option<PathBuf>,
+    pub n_examples: usize,
+    pub selection: String,
     pub out: PathBuf,
 }
 
@@ -96,12 +100,23 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     let transcript_path = a.out.join("transcript.jsonl");
     let mut transcript = TranscriptWriter::create(&transcript_path)
         .with_context(|| format!("creating {}", transcript_path.display()))?;
+    let selection = match a.selection.as_str() {
+        "fixed" => Selection::Fixed,
+        "nearest" => Selection::Nearest,
+        other => bail!("--selection {other:?}: fixed or nearest"),
+    };
+    let examples = match &a.examples {
+        Some(path) => planner::examples::load(path).map_err(anyhow::Error::msg)?,
+        None => Vec::new(),
+    };
     let settings = PlannerSettings {
         guard: GuardSettings {
             policy,
             ..Default::default()
         },
-        ..Default::default()
+        examples,
+        n_examples: a.n_examples,
+        selection,
     };
     let outcome = plan(
         &mut tps,
@@ -190,6 +205,52 @@ fn write_outputs(
     )?;
     out!(
         "wrote {}: transcript.jsonl, report.md, metrics.csv, dose.nrrd, dvh.png, isodose-*.png",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `autoplan examples`: plans the given (default: training) patients of a cohort with the
+/// rule-based physicist and collects every goal-changing iteration as a few-shot example.
+pub fn run_examples(template: &PlanArgs, patients: Option<&str>, out_file: &Path) -> Result<()> {
+    let cohort = template
+        .cohort
+        .as_ref()
+        .context("--cohort is required for examples")?;
+    let spec = CohortSpec::load(cohort)?;
+    let ids = match patients {
+        Some(t) => crate::calibrate::parse_ids(t)?,
+        None => spec.training.clone(),
+    };
+    let dir = out_file.with_extension("plans");
+    let mut pool = Vec::new();
+    for id in ids {
+        let out = dir.join(format!("p{id:02}"));
+        let args = PlanArgs {
+            cohort: Some(cohort.clone()),
+            patient: Some(id),
+            patient_dir: None,
+            protocol: template.protocol.clone(),
+            provider: template.provider.clone(),
+            machine: template.machine.clone(),
+            calibration: template.calibration.clone(),
+            guard: template.guard.clone(),
+            settings: template.settings.clone(),
+            examples: None,
+            n_examples: 0,
+            selection: "fixed".into(),
+            out: out.clone(),
+        };
+        run(&args)?;
+        let events =
+            planner::transcript::read(&out.join("transcript.jsonl")).map_err(anyhow::Error::msg)?;
+        pool.extend(planner::examples::from_transcript(&events));
+    }
+    planner::examples::save(out_file, &pool).map_err(anyhow::Error::msg)?;
+    out!(
+        "wrote {} examples to {} (plans in {})",
+        pool.len(),
+        out_file.display(),
         dir.display()
     );
     Ok(())

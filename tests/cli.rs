@@ -473,6 +473,52 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
         "{metrics}"
     );
 
+    // A few-shot pool from one patient's plan, then a plan that uses it.
+    let pool = tmp.path().join("pool.json");
+    let o = autoplan(&[
+        "examples",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patients",
+        "4",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--arcs",
+        "1",
+        "--beams-per-arc",
+        "7",
+        "--grid-mm",
+        "5",
+        "--out",
+        pool.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let pool_text = std::fs::read_to_string(&pool).unwrap();
+    assert!(
+        pool_text.contains("cervix-35/p04, iteration 1"),
+        "{pool_text}"
+    );
+    let o = autoplan(&[
+        "plan",
+        "--patient-dir",
+        patient.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--arcs",
+        "1",
+        "--beams-per-arc",
+        "7",
+        "--grid-mm",
+        "5",
+        "--examples",
+        pool.to_str().unwrap(),
+        "--selection",
+        "nearest",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+
     // Bad input: a protocol without [planning], an unknown provider kind.
     let bare = tmp.path().join("bare.toml");
     let cut = cervix.split("[planning]").collect::<Vec<_>>();

@@ -8,6 +8,7 @@
 //! and the fallback is recorded. Each event goes to the [`transcript`] as it happens, and
 //! [`replay`] re-runs a transcript's applied changes against a TPS without any advisor.
 
+pub mod examples;
 pub mod guard;
 pub mod transcript;
 
@@ -37,8 +38,12 @@ pub enum TerminationReason {
 pub struct PlannerSettings {
     /// The guard.
     pub guard: GuardSettings,
-    /// Few-shot examples given to the advisor.
+    /// Pool of few-shot examples for the advisor.
     pub examples: Vec<FewShotExample>,
+    /// How many examples a prompt shows.
+    pub n_examples: usize,
+    /// Which ones.
+    pub selection: examples::Selection,
 }
 
 /// Shown after each optimization.
@@ -207,7 +212,12 @@ pub fn plan(
             max_iterations,
             current: report.clone(),
             history: history.clone(),
-            examples: settings.examples.clone(),
+            examples: examples::select(
+                &settings.examples,
+                &report,
+                settings.n_examples,
+                settings.selection,
+            ),
         };
         let ta = Instant::now();
         let outcome = runtime.block_on(advisor.advise(&context));

@@ -134,6 +134,30 @@ fn rule_based_plan_meets_the_criteria_and_replays() {
     assert_eq!(lines.len(), outcome.reports.len());
 
     let events = read(&path).unwrap();
+    // Every step that changed a goal is a worked example; the nearest one to a report is that
+    // report's own, a fixed selection spreads over the pool.
+    let pool = planner::examples::from_transcript(&events);
+    assert_eq!(pool.len(), outcome.reports.len() - 1);
+    assert!(pool[0].source.contains("loop/p01, iteration 1"));
+    let near = planner::examples::select(
+        &pool,
+        &outcome.reports[2],
+        1,
+        planner::examples::Selection::Nearest,
+    );
+    assert_eq!(near[0].report, outcome.reports[2]);
+    let fixed = planner::examples::select(&pool, &outcome.reports[0], 2, Default::default());
+    assert_eq!(fixed[0], pool[0]);
+    assert_eq!(fixed[1], pool[pool.len() / 2]);
+    let file = dir.path().join("pool.json");
+    planner::examples::save(&file, &pool).unwrap();
+    assert_eq!(planner::examples::load(&file).unwrap(), pool);
+    std::fs::write(&file, "{\"not\": \"a pool\"}").unwrap();
+    assert!(
+        planner::examples::load(&file)
+            .unwrap_err()
+            .contains("pool.json")
+    );
     assert!(matches!(events.first(), Some(Event::Start { .. })));
     assert!(matches!(events.last(), Some(Event::End { .. })));
     // A fresh case replays the applied changes to the same plan. The products sum in parallel,
