@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
+use llm_providers::advice::LlmAdvisor;
 use llm_providers::config::{ProviderConfig, build};
+use llm_providers::rule_based::RuleBasedAdvisor;
 use planner::examples::Selection;
 use planner::guard::{GuardPolicy, GuardSettings};
 use planner::transcript::TranscriptWriter;
@@ -20,9 +22,6 @@ use tps_core::protocol::Protocol;
 use tps_core::tps::Tps;
 
 use crate::commands::{isodose_pngs, metrics_csv, metrics_text, report_table, write_dvh};
-
-/// The provider used when none is given.
-pub const DEFAULT_PROVIDER: &str = "configs/providers/rule-based.toml";
 
 /// What `autoplan plan` needs.
 pub struct PlanArgs {
@@ -67,12 +66,17 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         "clamp" => GuardPolicy::Clamp,
         other => bail!("--guard {other:?}: fallback, reject or clamp"),
     };
-    let provider_path = a
-        .provider
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PROVIDER));
-    let provider = ProviderConfig::load(&provider_path)?;
-    let advisor = build(&provider)?;
+    // No provider file: the rule-based physicist, which needs no configuration.
+    let (advisor, provider_text): (Box<dyn LlmAdvisor>, String) = match &a.provider {
+        Some(path) => (
+            build(&ProviderConfig::load(path)?)?,
+            path.display().to_string(),
+        ),
+        None => (
+            Box::new(RuleBasedAdvisor),
+            "default, as configs/providers/rule-based.toml".into(),
+        ),
+    };
     let protocol = Protocol::load(&a.protocol)?;
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
     let model = BeamModel::load(&a.machine)?;
@@ -85,7 +89,7 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         "planning {pid} with {} and advisor {} ({})",
         a.protocol.display(),
         advisor.name(),
-        provider_path.display()
+        provider_text
     );
     let mut tps = NativeTps::open(
         patient,
