@@ -277,7 +277,8 @@ impl<'a> NativeTps<'a> {
             ));
         }
         tps.x = vec![tps.protocol.prescription.dose_cgy / mean; tps.matrix.n_cols()];
-        tps.refresh_correction();
+        let c = tps.corrected(&tps.x);
+        (tps.row_scale, tps.correction) = (c.scale, c.offset);
         Ok(tps)
     }
 
@@ -328,14 +329,11 @@ impl<'a> NativeTps<'a> {
     /// sampled neighbours) for the others. What the matrix leaves out is broad scatter, smooth on
     /// the scale of this 2-voxel lattice; a test checks the interpolation against the exact
     /// correction.
-    fn correction_for(&self, x: &[f64]) -> Vec<f32> {
+    fn correction_for(&self, x: &[f64], ax: &[f32]) -> Vec<f32> {
         let g = &self.dose_grid;
         let exact = self
             .engine
             .dose_at_prepared(&self.fields_with(x), &self.correction_points);
-        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-        let mut ax = vec![0.0f32; self.matrix.n_rows()];
-        self.matrix.forward(&x32, &mut ax);
         // Correction on the even lattice, NaN where no row was sampled.
         let mut lattice = vec![f32::NAN; g.len()];
         for (&k, e) in self.correction_rows.iter().zip(&exact) {
@@ -355,18 +353,43 @@ impl<'a> NativeTps<'a> {
             .collect()
     }
 
-    /// The correction's per-row scale and offset for weights `x`.
-    fn correction_parts(&self, x: &[f64]) -> (Vec<f32>, Vec<f32>) {
-        let missing = self.correction_for(x);
+    /// `A x`, the truncated matrix's dose at the rows.
+    fn matrix_dose(&self, x: &[f64]) -> Vec<f32> {
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let mut ax = vec![0.0f32; self.matrix.n_rows()];
         self.matrix.forward(&x32, &mut ax);
-        split_correction(&ax, &missing, MAX_SCATTER_RATIO)
+        ax
     }
 
-    /// Recomputes the correction's scale and offset for the current fluence.
-    fn refresh_correction(&mut self) {
-        (self.row_scale, self.correction) = self.correction_parts(&self.x);
+    /// The correction's per-row scale and offset for weights `x`, and the corrected dose at
+    /// the rows (`scale A x + offset`), from one product with the matrix.
+    fn corrected(&self, x: &[f64]) -> Corrected {
+        let ax = self.matrix_dose(x);
+        let missing = self.correction_for(x, &ax);
+        let (scale, offset) = split_correction(&ax, &missing, MAX_SCATTER_RATIO);
+        let dose = apply_correction(&ax, &scale, &offset);
+        Corrected {
+            scale,
+            offset,
+            dose,
+        }
+    }
+
+    /// The fluence objective with the current goals and correction.
+    fn objective(&self, objectives: &[Objective]) -> FluenceObjective<'_> {
+        let mut bound = self.bound.clone();
+        for (b, o) in bound.iter_mut().zip(objectives) {
+            b.goal_cgy = o.goal_cgy;
+        }
+        let mut f = FluenceObjective::new(
+            &self.matrix,
+            bound,
+            self.pairs.clone(),
+            self.settings.smoothing,
+        );
+        f.scale = self.row_scale.clone();
+        f.correction = self.correction.clone();
+        f
     }
 
     /// Exact dose at the matrix rows for weights `x` (every row computed).
@@ -444,6 +467,22 @@ impl<'a> NativeTps<'a> {
     }
 }
 
+/// A refreshed scatter correction and the dose it gives.
+struct Corrected {
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+    dose: Vec<f32>,
+}
+
+/// `scale ax + offset`, row by row.
+fn apply_correction(ax: &[f32], scale: &[f32], offset: &[f32]) -> Vec<f32> {
+    ax.iter()
+        .zip(scale)
+        .zip(offset)
+        .map(|((a, s), c)| a * s + c)
+        .collect()
+}
+
 /// Largest share of a row's matrix dose that the correction adds in proportion to it (the
 /// truncated kernels miss about 20 % on average, see `docs/physics.md`).
 const MAX_SCATTER_RATIO: f32 = 1.0;
@@ -513,19 +552,8 @@ impl Tps for NativeTps<'_> {
     fn optimize(&mut self, goals: &[GoalChange]) -> Result<IterationReport> {
         let next = self.apply_goals(goals)?;
         let t = Instant::now();
-        let mut bound = self.bound.clone();
-        for (b, o) in bound.iter_mut().zip(&next) {
-            b.goal_cgy = o.goal_cgy;
-        }
-        let mut f = FluenceObjective::new(
-            &self.matrix,
-            bound,
-            self.pairs.clone(),
-            self.settings.smoothing,
-        );
+        let mut f = self.objective(&next);
         let lower = vec![0.0; self.x.len()];
-        f.scale = self.row_scale.clone();
-        f.correction = self.correction.clone();
         let mut solver = self.settings.solver;
         if self.iteration > 0 {
             solver.max_iterations = solver.max_iterations.min(self.settings.warm_max_iterations);
@@ -542,9 +570,8 @@ impl Tps for NativeTps<'_> {
         let solver_iterations = sol.iterations;
         let x = sol.x;
         // Refresh the scatter correction from the exact dose of the new fluence.
-        (f.scale, f.correction) = self.correction_parts(&x);
-        let exact = f.dose_of(&x);
-        if exact.iter().any(|v| !v.is_finite()) {
+        let c = self.corrected(&x);
+        if c.dose.iter().any(|v| !v.is_finite()) {
             return Err(Error::invalid(
                 "optimizer",
                 "dose",
@@ -552,31 +579,22 @@ impl Tps for NativeTps<'_> {
                 "the new fluence gives a non-finite dose; the previous plan is kept",
             ));
         }
-        let total = {
-            use crate::optimize::lbfgs::Problem;
-            let mut g = vec![0.0; x.len()];
-            f.eval(&x, &mut g)
-        };
-        (self.row_scale, self.correction) = (f.scale, f.correction);
+        let total = f.total_of(&x, &c.dose);
+        drop(f);
+        (self.row_scale, self.correction) = (c.scale, c.offset);
         self.objectives = next;
         self.x = x;
         self.iteration += 1;
         self.last_run = (solver_iterations, t.elapsed().as_secs_f64());
-        Ok(self.report_for(&exact, solver_iterations, self.last_run.1, total))
+        Ok(self.report_for(&c.dose, solver_iterations, self.last_run.1, total))
     }
 
     fn normalize(&mut self) -> Result<f64> {
-        self.refresh_correction();
-        let x32: Vec<f32> = self.x.iter().map(|&v| v as f32).collect();
-        let mut exact = vec![0.0f32; self.matrix.n_rows()];
-        self.matrix.forward(&x32, &mut exact);
-        for ((e, s), c) in exact.iter_mut().zip(&self.row_scale).zip(&self.correction) {
-            *e = *e * s + c;
-        }
+        let c = self.corrected(&self.x);
         let cov: Vec<f32> = self
             .coverage_rows
             .iter()
-            .map(|&r| exact[r as usize])
+            .map(|&r| c.dose[r as usize])
             .collect();
         let d = dose_at_volume(&cov, self.protocol.prescription.volume_percent);
         if !(d.is_finite() && d > 0.0) {
@@ -589,29 +607,18 @@ impl Tps for NativeTps<'_> {
         }
         let factor = self.protocol.prescription.dose_cgy / d;
         self.x.iter_mut().for_each(|v| *v *= factor);
-        self.correction.iter_mut().for_each(|v| *v *= factor as f32);
+        self.row_scale = c.scale;
+        self.correction = c.offset.iter().map(|v| v * factor as f32).collect();
         Ok(factor)
     }
 
     fn report(&self) -> Result<IterationReport> {
-        let mut bound = self.bound.clone();
-        for (b, o) in bound.iter_mut().zip(&self.objectives) {
-            b.goal_cgy = o.goal_cgy;
-        }
-        let mut f = FluenceObjective::new(
-            &self.matrix,
-            bound,
-            self.pairs.clone(),
-            self.settings.smoothing,
+        let dose = apply_correction(
+            &self.matrix_dose(&self.x),
+            &self.row_scale,
+            &self.correction,
         );
-        f.scale = self.row_scale.clone();
-        f.correction = self.correction.clone();
-        let dose = f.dose_of(&self.x);
-        let total = {
-            use crate::optimize::lbfgs::Problem;
-            let mut g = vec![0.0; self.x.len()];
-            f.eval(&self.x, &mut g)
-        };
+        let total = self.objective(&self.objectives).total_of(&self.x, &dose);
         Ok(self.report_for(&dose, self.last_run.0, self.last_run.1, total))
     }
 
@@ -684,7 +691,7 @@ mod tests {
         let x32: Vec<f32> = tps.x.iter().map(|&v| v as f32).collect();
         let mut ax = vec![0.0f32; tps.matrix.n_rows()];
         tps.matrix.forward(&x32, &mut ax);
-        let approx = tps.correction_for(&tps.x);
+        let approx = tps.correction_for(&tps.x, &ax);
         let max = exact.iter().cloned().fold(0.0f32, f32::max);
         let worst = exact
             .iter()

@@ -108,7 +108,10 @@ fn gradient_matches_finite_differences() {
     let mut rng = SplitMix64::new(1);
     let x: Vec<f64> = (0..m.n_cols()).map(|_| rng.uniform([0.5, 3.0])).collect();
     let mut g = vec![0.0; x.len()];
-    f.eval(&x, &mut g);
+    let value = f.eval(&x, &mut g);
+    // The value alone, from the row doses, is the same number without the products.
+    let dose = f.dose_of(&x);
+    assert_eq!(f.total_of(&x, &dose), value);
     let mut scratch = vec![0.0; x.len()];
     let mut checked = 0;
     for k in (0..x.len()).step_by(x.len() / 12 + 1) {

@@ -202,6 +202,26 @@ impl<'a> FluenceObjective<'a> {
         out
     }
 
+    /// The objective's value for weights `x` whose row doses are `dose` (as [`Problem::eval`]
+    /// gives, without the gradient and without any matrix product).
+    pub fn total_of(&mut self, x: &[f64], dose: &[f32]) -> f64 {
+        let weights: Vec<f64> = self.objectives.iter().map(|o| o.weight).collect();
+        let mut f: f64 = self
+            .values(dose)
+            .iter()
+            .zip(weights)
+            .filter(|(_, w)| *w != 0.0)
+            .map(|(v, w)| w * v)
+            .sum();
+        if self.smoothing > 0.0 {
+            for &(i, j) in &self.pairs {
+                let d = x[i as usize] - x[j as usize];
+                f += self.smoothing * d * d;
+            }
+        }
+        f
+    }
+
     /// Row doses for weights `x`.
     pub fn dose_of(&mut self, x: &[f64]) -> Vec<f32> {
         for (a, b) in self.x32.iter_mut().zip(x) {
