@@ -14,7 +14,6 @@ use anyhow::{Context, Result, bail};
 use evaluation::reference::{MeasuredMetric, ReferenceTable, comparison_markdown};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
 use tps_core::cohort::CohortSpec;
-use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
 use tps_core::native::{NativeSettings, NativeTps};
 use tps_core::protocol::Protocol;
 use tps_core::tps::Tps;
@@ -23,8 +22,7 @@ use tps_core::tps::Tps;
 pub struct CalibrateArgs {
     pub cohort: PathBuf,
     pub protocol: PathBuf,
-    pub machine: PathBuf,
-    pub calibration: PathBuf,
+    pub machine: crate::commands::MachineArgs,
     pub reference: PathBuf,
     pub patients: Option<String>,
     pub out: PathBuf,
@@ -101,8 +99,7 @@ fn read_done(path: &Path, header: &[String]) -> Result<BTreeMap<usize, Vec<f64>>
 pub fn run(a: &CalibrateArgs) -> Result<()> {
     let spec = CohortSpec::load(&a.cohort)?;
     let protocol = Protocol::load(&a.protocol)?;
-    let model = BeamModel::load(&a.machine)?;
-    let curve = DensityCurve::load(&a.calibration)?;
+    let (model, curve) = a.machine.load()?;
     let reference = ReferenceTable::load(&a.reference)?;
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
     let ids = match &a.patients {

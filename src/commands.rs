@@ -12,6 +12,61 @@ use tps_core::patient::Patient;
 use tps_core::protocol::Protocol;
 use tps_core::{patient_files, render};
 
+/// The treatment machine and the CT calibration, shared by the commands that compute dose.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MachineArgs {
+    /// Machine (beam model) file.
+    #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
+    pub machine: PathBuf,
+    /// CT-to-density calibration file.
+    #[arg(long, default_value = "configs/ct-calibration/default.toml")]
+    pub calibration: PathBuf,
+}
+
+impl MachineArgs {
+    /// Reads the beam model and the density curve.
+    pub fn load(
+        &self,
+    ) -> Result<(
+        tps_core::dose::model::BeamModel,
+        tps_core::dose::calibration::DensityCurve,
+    )> {
+        Ok((
+            tps_core::dose::model::BeamModel::load(&self.machine)?,
+            tps_core::dose::calibration::DensityCurve::load(&self.calibration)?,
+        ))
+    }
+}
+
+/// Beams and dose grid of the native TPS, shared by the commands that optimize.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BeamArgs {
+    /// Number of full arcs.
+    #[arg(long, default_value_t = 2)]
+    pub arcs: usize,
+    /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
+    #[arg(long, default_value_t = 18)]
+    pub beams_per_arc: usize,
+    /// Dose grid spacing, mm (2 to 5).
+    #[arg(long, default_value_t = 3.0)]
+    pub grid_mm: f64,
+}
+
+impl BeamArgs {
+    /// Native TPS settings with these beams and grid, the rest default.
+    pub fn settings(&self) -> tps_core::native::NativeSettings {
+        tps_core::native::NativeSettings {
+            setup: tps_core::dose::plan::BeamSetup {
+                arcs: self.arcs,
+                beams_per_arc: self.beams_per_arc,
+                ..Default::default()
+            },
+            dose_grid_mm: self.grid_mm,
+            ..Default::default()
+        }
+    }
+}
+
 /// Writes a line to stdout; a closed pipe (`autoplan ... | head`) ends the program quietly
 /// instead of panicking.
 macro_rules! out {
@@ -139,12 +194,8 @@ enum Command {
         /// Fluence: `uniform` (every selected beamlet equally weighted).
         #[arg(long, default_value = "uniform")]
         fluence: String,
-        /// Machine (beam model) file.
-        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
-        machine: PathBuf,
-        /// CT-to-density calibration file.
-        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
-        calibration: PathBuf,
+        #[command(flatten)]
+        machine: MachineArgs,
         /// Dose grid spacing, mm (2 to 5).
         #[arg(long, default_value_t = 3.0)]
         grid_mm: f64,
@@ -173,24 +224,13 @@ enum Command {
         /// Protocol with prescription, objectives and rings.
         #[arg(long)]
         protocol: PathBuf,
-        /// Machine (beam model) file.
-        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
-        machine: PathBuf,
-        /// CT-to-density calibration file.
-        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
-        calibration: PathBuf,
+        #[command(flatten)]
+        machine: MachineArgs,
         /// Set a goal before optimizing, `ID=CGY` (repeatable).
         #[arg(long = "goal", value_name = "ID=CGY")]
         goals: Vec<String>,
-        /// Number of full arcs.
-        #[arg(long, default_value_t = 2)]
-        arcs: usize,
-        /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
-        #[arg(long, default_value_t = 18)]
-        beams_per_arc: usize,
-        /// Dose grid spacing, mm (2 to 5).
-        #[arg(long, default_value_t = 3.0)]
-        grid_mm: f64,
+        #[command(flatten)]
+        beams: BeamArgs,
         /// Weight of the smoothing penalty on neighbouring beamlets, per MU^2 (fewer MU when
         /// larger).
         #[arg(long, default_value_t = 1e-8)]
@@ -209,12 +249,8 @@ enum Command {
         /// Protocol with prescription, objectives, rings and metrics.
         #[arg(long)]
         protocol: PathBuf,
-        /// Machine (beam model) file.
-        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
-        machine: PathBuf,
-        /// CT-to-density calibration file.
-        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
-        calibration: PathBuf,
+        #[command(flatten)]
+        machine: MachineArgs,
         /// Reference values (mean and std per metric).
         #[arg(long, default_value = "configs/reference/wei2025-table3-manual.toml")]
         reference: PathBuf,
@@ -244,24 +280,13 @@ enum Command {
         /// Provider file choosing the advisor (default: the rule-based physicist).
         #[arg(long)]
         provider: Option<PathBuf>,
-        /// Machine (beam model) file.
-        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
-        machine: PathBuf,
-        /// CT-to-density calibration file.
-        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
-        calibration: PathBuf,
+        #[command(flatten)]
+        machine: MachineArgs,
         /// What the guard does with a bad change: fallback (to the rule), reject, clamp.
         #[arg(long, default_value = "fallback")]
         guard: String,
-        /// Number of full arcs.
-        #[arg(long, default_value_t = 2)]
-        arcs: usize,
-        /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
-        #[arg(long, default_value_t = 18)]
-        beams_per_arc: usize,
-        /// Dose grid spacing, mm (2 to 5).
-        #[arg(long, default_value_t = 3.0)]
-        grid_mm: f64,
+        #[command(flatten)]
+        beams: BeamArgs,
         /// Few-shot example pool (JSON, from `autoplan examples`) for LLM advisors.
         #[arg(long)]
         examples: Option<PathBuf>,
@@ -287,21 +312,10 @@ enum Command {
         /// Patients, e.g. `1-5`; default: the cohort's training patients.
         #[arg(long)]
         patients: Option<String>,
-        /// Machine (beam model) file.
-        #[arg(long, default_value = "configs/machines/generic-6mv.toml")]
-        machine: PathBuf,
-        /// CT-to-density calibration file.
-        #[arg(long, default_value = "configs/ct-calibration/default.toml")]
-        calibration: PathBuf,
-        /// Number of full arcs.
-        #[arg(long, default_value_t = 2)]
-        arcs: usize,
-        /// Static beams per arc.
-        #[arg(long, default_value_t = 18)]
-        beams_per_arc: usize,
-        /// Dose grid spacing, mm (2 to 5).
-        #[arg(long, default_value_t = 3.0)]
-        grid_mm: f64,
+        #[command(flatten)]
+        machine: MachineArgs,
+        #[command(flatten)]
+        beams: BeamArgs,
         /// Pool file to write (JSON); the plans go next to it in `<name>.plans/`.
         #[arg(long)]
         out: PathBuf,
@@ -385,7 +399,6 @@ pub fn run(cli: Cli) -> Result<()> {
             protocol,
             fluence,
             machine,
-            calibration,
             grid_mm,
             arcs,
             beams_per_arc,
@@ -408,7 +421,6 @@ pub fn run(cli: Cli) -> Result<()> {
                 &patient,
                 &protocol,
                 &machine,
-                &calibration,
                 grid_mm,
                 &setup,
                 out.as_deref(),
@@ -419,11 +431,8 @@ pub fn run(cli: Cli) -> Result<()> {
             patient,
             protocol,
             machine,
-            calibration,
             goals,
-            arcs,
-            beams_per_arc,
-            grid_mm,
+            beams,
             smoothing,
             out,
         } => {
@@ -432,19 +441,12 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             let settings = tps_core::native::NativeSettings {
                 smoothing,
-                setup: tps_core::dose::plan::BeamSetup {
-                    arcs,
-                    beams_per_arc,
-                    ..Default::default()
-                },
-                dose_grid_mm: grid_mm,
-                ..Default::default()
+                ..beams.settings()
             };
             run_optimize(
                 &patient,
                 &protocol,
                 &machine,
-                &calibration,
                 &goals,
                 settings,
                 out.as_deref(),
@@ -457,11 +459,8 @@ pub fn run(cli: Cli) -> Result<()> {
             protocol,
             provider,
             machine,
-            calibration,
             guard,
-            arcs,
-            beams_per_arc,
-            grid_mm,
+            beams,
             examples,
             n_examples,
             selection,
@@ -473,17 +472,8 @@ pub fn run(cli: Cli) -> Result<()> {
             protocol,
             provider,
             machine,
-            calibration,
             guard,
-            settings: tps_core::native::NativeSettings {
-                setup: tps_core::dose::plan::BeamSetup {
-                    arcs,
-                    beams_per_arc,
-                    ..Default::default()
-                },
-                dose_grid_mm: grid_mm,
-                ..Default::default()
-            },
+            settings: beams.settings(),
             examples,
             n_examples,
             selection,
@@ -494,10 +484,7 @@ pub fn run(cli: Cli) -> Result<()> {
             protocol,
             patients,
             machine,
-            calibration,
-            arcs,
-            beams_per_arc,
-            grid_mm,
+            beams,
             out,
         } => crate::plan_cmd::run_examples(
             &crate::plan_cmd::PlanArgs {
@@ -507,17 +494,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 protocol,
                 provider: None,
                 machine,
-                calibration,
                 guard: "fallback".into(),
-                settings: tps_core::native::NativeSettings {
-                    setup: tps_core::dose::plan::BeamSetup {
-                        arcs,
-                        beams_per_arc,
-                        ..Default::default()
-                    },
-                    dose_grid_mm: grid_mm,
-                    ..Default::default()
-                },
+                settings: beams.settings(),
                 examples: None,
                 n_examples: 0,
                 selection: "fixed".into(),
@@ -530,7 +508,6 @@ pub fn run(cli: Cli) -> Result<()> {
             cohort,
             protocol,
             machine,
-            calibration,
             reference,
             patients,
             out,
@@ -538,7 +515,6 @@ pub fn run(cli: Cli) -> Result<()> {
             cohort,
             protocol,
             machine,
-            calibration,
             reference,
             patients,
             out,
@@ -923,18 +899,16 @@ fn run_eval(
 fn run_dose(
     patient: &Path,
     protocol: &Path,
-    machine: &Path,
-    calibration: &Path,
+    machine: &MachineArgs,
     grid_mm: f64,
     setup: &tps_core::dose::plan::BeamSetup,
     out_path: Option<&Path>,
     png: Option<&Path>,
 ) -> Result<()> {
-    use tps_core::dose::{calibration::DensityCurve, engine::DoseEngine, model::BeamModel, plan};
+    use tps_core::dose::{engine::DoseEngine, plan};
     let p = patient_files::load(patient)?;
     let proto = Protocol::load(protocol)?;
-    let model = BeamModel::load(machine)?;
-    let curve = DensityCurve::load(calibration)?;
+    let (model, curve) = machine.load()?;
     let origin = proto.origin.display().to_string();
     let target = p.require(&proto.prescription.target, &origin, "prescription.target")?;
     let body = p.require(&proto.body, &origin, "evaluation.body")?;
@@ -1023,13 +997,11 @@ fn run_dose(
 fn run_optimize(
     patient: &Path,
     protocol: &Path,
-    machine: &Path,
-    calibration: &Path,
+    machine: &MachineArgs,
     goals: &[String],
     settings: tps_core::native::NativeSettings,
     out_dir: Option<&Path>,
 ) -> Result<()> {
-    use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
     use tps_core::native::NativeTps;
     use tps_core::{GoalChange, Tps};
     let changes = goals
@@ -1063,8 +1035,7 @@ fn run_optimize(
             );
         }
     }
-    let model = BeamModel::load(machine)?;
-    let curve = DensityCurve::load(calibration)?;
+    let (model, curve) = machine.load()?;
     let t = Instant::now();
     out!(
         "opening {} with {} (influence matrix, {} beams)...",

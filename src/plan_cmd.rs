@@ -14,7 +14,6 @@ use planner::guard::{GuardPolicy, GuardSettings};
 use planner::transcript::TranscriptWriter;
 use planner::{PlannerSettings, plan};
 use tps_core::cohort::CohortSpec;
-use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
 use tps_core::native::{NativeSettings, NativeTps};
 use tps_core::patient::Patient;
 use tps_core::patient_files;
@@ -24,14 +23,14 @@ use tps_core::tps::Tps;
 use crate::commands::{isodose_pngs, metrics_csv, metrics_text, report_table, write_dvh};
 
 /// What `autoplan plan` needs.
+#[derive(Clone)]
 pub struct PlanArgs {
     pub cohort: Option<PathBuf>,
     pub patient: Option<usize>,
     pub patient_dir: Option<PathBuf>,
     pub protocol: PathBuf,
     pub provider: Option<PathBuf>,
-    pub machine: PathBuf,
-    pub calibration: PathBuf,
+    pub machine: crate::commands::MachineArgs,
     pub guard: String,
     pub settings: NativeSettings,
     pub examples: Option<PathBuf>,
@@ -79,8 +78,7 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     };
     let protocol = Protocol::load(&a.protocol)?;
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
-    let model = BeamModel::load(&a.machine)?;
-    let curve = DensityCurve::load(&a.calibration)?;
+    let (model, curve) = a.machine.load()?;
     let patient = load_patient(a)?;
     let pid = patient.id.clone();
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
@@ -234,16 +232,9 @@ pub fn run_examples(template: &PlanArgs, patients: Option<&str>, out_file: &Path
             cohort: Some(cohort.clone()),
             patient: Some(id),
             patient_dir: None,
-            protocol: template.protocol.clone(),
-            provider: template.provider.clone(),
-            machine: template.machine.clone(),
-            calibration: template.calibration.clone(),
-            guard: template.guard.clone(),
-            settings: template.settings.clone(),
             examples: None,
-            n_examples: 0,
-            selection: "fixed".into(),
             out: out.clone(),
+            ..template.clone()
         };
         run(&args)?;
         let events =

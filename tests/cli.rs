@@ -39,6 +39,13 @@ fn png_size(path: &Path) -> (u32, u32) {
 }
 
 /// Generates cohort patient `id` and saves it into `dir`.
+/// `args` with one 7-beam arc on a 5 mm grid, which keeps a planning test short.
+fn small_beams<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend(["--arcs", "1", "--beams-per-arc", "7", "--grid-mm", "5"]);
+    v
+}
+
 fn save_phantom(id: usize, dir: &Path) {
     let o = autoplan(&[
         "phantom",
@@ -422,21 +429,15 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
     )
     .unwrap();
     let out = tmp.path().join("plan");
-    let o = autoplan(&[
+    let o = autoplan(&small_beams(&[
         "plan",
         "--patient-dir",
         patient.to_str().unwrap(),
         "--protocol",
         protocol.to_str().unwrap(),
-        "--arcs",
-        "1",
-        "--beams-per-arc",
-        "7",
-        "--grid-mm",
-        "5",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ]));
     let s = text(&o);
     assert!(o.status.success(), "{s}");
     assert!(s.contains("advisor rule-based"), "{s}");
@@ -475,7 +476,7 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
 
     // A few-shot pool from one patient's plan, then a plan that uses it.
     let pool = tmp.path().join("pool.json");
-    let o = autoplan(&[
+    let o = autoplan(&small_beams(&[
         "examples",
         "--cohort",
         "configs/cohorts/cervix-35.toml",
@@ -483,40 +484,28 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
         "4",
         "--protocol",
         protocol.to_str().unwrap(),
-        "--arcs",
-        "1",
-        "--beams-per-arc",
-        "7",
-        "--grid-mm",
-        "5",
         "--out",
         pool.to_str().unwrap(),
-    ]);
+    ]));
     assert!(o.status.success(), "{}", text(&o));
     let pool_text = std::fs::read_to_string(&pool).unwrap();
     assert!(
         pool_text.contains("cervix-35/p04, iteration 1"),
         "{pool_text}"
     );
-    let o = autoplan(&[
+    let o = autoplan(&small_beams(&[
         "plan",
         "--patient-dir",
         patient.to_str().unwrap(),
         "--protocol",
         protocol.to_str().unwrap(),
-        "--arcs",
-        "1",
-        "--beams-per-arc",
-        "7",
-        "--grid-mm",
-        "5",
         "--examples",
         pool.to_str().unwrap(),
         "--selection",
         "nearest",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ]));
     assert!(o.status.success(), "{}", text(&o));
 
     // Bad input: a protocol without [planning], an unknown provider kind.
