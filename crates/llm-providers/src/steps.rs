@@ -49,6 +49,16 @@ pub fn rule_action(o: &ObjectiveReport) -> ObjectiveAction {
     }
 }
 
+/// Where a step to `new_goal` is measured from: the goal, or, when a goal above the current
+/// dose is tightened, the current dose (the strategy first brings such a goal below it).
+pub fn step_base(o: &ObjectiveReport, new_goal: f64) -> f64 {
+    if new_goal < o.goal_cgy {
+        o.goal_cgy.min(o.current_cgy)
+    } else {
+        o.goal_cgy
+    }
+}
+
 /// The goal an action gives `o`, or `None` for `keep`. A tightened goal starts from the current
 /// dose when the goal is above it; goals never go below one step.
 pub fn goal_after(o: &ObjectiveReport, a: &ObjectiveAction) -> Option<f64> {
@@ -57,7 +67,7 @@ pub fn goal_after(o: &ObjectiveReport, a: &ObjectiveAction) -> Option<f64> {
         Direction::Keep => None,
         Direction::Relax => Some(o.goal_cgy + step),
         Direction::Tighten => {
-            let base = o.goal_cgy.min(o.current_cgy);
+            let base = step_base(o, o.goal_cgy - step);
             Some((base - step).max(step).round())
         }
     }

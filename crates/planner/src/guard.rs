@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use llm_providers::steps::step_base;
 use serde::{Deserialize, Serialize};
 use tps_core::objectives::RangeStatus;
 use tps_core::structure::Role;
@@ -116,11 +117,7 @@ pub fn check(
         v.push(Violation::NotAnOar);
     }
     let tightening = g < o.goal_cgy;
-    let base = if tightening {
-        o.goal_cgy.min(o.current_cgy)
-    } else {
-        o.goal_cgy
-    };
+    let base = step_base(o, g);
     if (g - base).abs() > settings.max_step_cgy + 1e-9 {
         v.push(Violation::StepTooLarge);
     }
@@ -183,11 +180,7 @@ pub fn judge(
                     .find(|o| o.id == d.proposed.id)
                     .expect("known id");
                 let g = d.proposed.goal_cgy;
-                let base = if g < o.goal_cgy {
-                    o.goal_cgy.min(o.current_cgy)
-                } else {
-                    o.goal_cgy
-                };
+                let base = step_base(o, g);
                 let clamped = g
                     .clamp(base - settings.max_step_cgy, base + settings.max_step_cgy)
                     .min(settings.max_goal_factor * report.prescription_cgy)
