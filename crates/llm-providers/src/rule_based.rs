@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::advice::{Advice, AdvisorContext, Capabilities, Direction, LlmAdvisor, OutputMode};
 use crate::error::Result;
-use crate::steps::{actions_to_goals, rule_action};
+use crate::steps::{actions_to_goals, informed_goal, rule_action};
 
 /// Adjusts every OAR objective outside its ideal range by the adaptive step of
 /// [`crate::steps`]; needs no model and no network, and gives the same advice for the same
@@ -16,8 +16,22 @@ impl RuleBasedAdvisor {
     /// The advice for `context`, computed synchronously.
     pub fn decide(&self, context: &AdvisorContext) -> Advice {
         let report = &context.current;
+        let previous = context.history.last().map(|h| &h.report);
         let actions: Vec<_> = report.objectives.iter().map(rule_action).collect();
-        let goals = actions_to_goals(report, &actions).expect("actions come from the report");
+        let mut goals = actions_to_goals(report, &actions).expect("actions come from the report");
+        // Where the last change's answer is informative, its extrapolation replaces the ladder.
+        let mut informed = Vec::new();
+        for g in &mut goals {
+            let now = report.objectives.iter().find(|o| o.id == g.id);
+            let before = previous.and_then(|r| r.objectives.iter().find(|o| o.id == g.id));
+            let action = actions.iter().find(|a| a.id == g.id);
+            if let (Some(now), Some(before), Some(action)) = (now, before, action)
+                && let Some(goal) = informed_goal(before, now, action)
+            {
+                g.goal_cgy = goal;
+                informed.push(g.id.clone());
+            }
+        }
         let mut reasons = Vec::new();
         for (a, o) in actions.iter().zip(&report.objectives) {
             if a.action == Direction::Keep {
@@ -45,7 +59,11 @@ impl RuleBasedAdvisor {
                 },
                 o.goal_cgy,
                 new,
-                format!("{:?}", a.step).to_lowercase()
+                if informed.contains(&a.id) {
+                    "informed by the last change".to_string()
+                } else {
+                    format!("{:?}", a.step).to_lowercase()
+                }
             ));
         }
         let rationale = if reasons.is_empty() {

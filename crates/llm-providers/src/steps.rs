@@ -8,6 +8,14 @@
 //! as far), 50 cGy within a factor of 10, 20 cGy within a factor of 2. A tightened goal that is
 //! still above the current dose (value 0) is first brought below the current dose, so every
 //! step changes the optimization.
+//!
+//! The rule-based physicist also learns from the last iteration, as the study's models did
+//! ("the models autonomously adapt the adjustment amplitude of dose goals based on feedback"):
+//! once a goal has moved and the value has answered, [`informed_goal`] extrapolates that answer
+//! (log of the value against the goal) to the goal that puts the value at the geometric centre
+//! of its range, within [`MIN_STEP_CGY`]..[`MAX_STEP_CGY`] of the goal. An optimizer that
+//! follows a tightened goal closely (the value hardly rises) then gets larger steps, and one
+//! that answers strongly gets smaller ones.
 
 use tps_core::objectives::RangeStatus;
 use tps_core::structure::Role;
@@ -71,6 +79,56 @@ pub fn goal_after(o: &ObjectiveReport, a: &ObjectiveAction) -> Option<f64> {
             Some((base - step).max(step).round())
         }
     }
+}
+
+/// Smallest step of the strategy, cGy.
+pub const MIN_STEP_CGY: f64 = 20.0;
+
+/// Largest step the strategy takes in one iteration, cGy (the planner's guard allows no more by
+/// default).
+pub const MAX_STEP_CGY: f64 = 200.0;
+
+/// The goal that the value's answer to the last goal change points at, or `None` when that
+/// answer says nothing: the goal did not move, a value is 0 (not limiting, no slope in
+/// log scale), or the value moved the wrong way (it should rise as the goal falls).
+///
+/// `before` is the objective in the previous report, `now` in the current one (after the
+/// change). The log of the value is taken as linear in the goal through the two points, and
+/// the goal where it meets the geometric centre of the ideal range is returned, moved at least
+/// [`MIN_STEP_CGY`] and at most [`MAX_STEP_CGY`] from `now`'s goal in the direction `a` asks
+/// for, rounded to 10 cGy. Only for actions that tighten or relax.
+pub fn informed_goal(
+    before: &ObjectiveReport,
+    now: &ObjectiveReport,
+    a: &ObjectiveAction,
+) -> Option<f64> {
+    let sign = match a.action {
+        Direction::Keep => return None,
+        Direction::Tighten => -1.0,
+        Direction::Relax => 1.0,
+    };
+    let dg = now.goal_cgy - before.goal_cgy;
+    if dg.abs() < 1.0 || before.value <= 0.0 || now.value <= 0.0 {
+        return None;
+    }
+    let slope = (now.value.ln() - before.value.ln()) / dg;
+    if !slope.is_finite() || slope >= 0.0 {
+        return None;
+    }
+    let [low, high] = now.ideal_range;
+    let centre = (low * high).sqrt();
+    let wanted = (centre.ln() - now.value.ln()) / slope;
+    // The answer must point the way the action goes; otherwise keep to the ladder.
+    if wanted * sign <= 0.0 {
+        return None;
+    }
+    let step = (wanted.abs().clamp(MIN_STEP_CGY, MAX_STEP_CGY) / 10.0).round() * 10.0;
+    let base = if sign < 0.0 {
+        step_base(now, now.goal_cgy - step)
+    } else {
+        now.goal_cgy
+    };
+    Some((base + sign * step).max(MIN_STEP_CGY).round())
 }
 
 /// Turns actions into goal changes against `report`; an action naming an objective the report
@@ -144,6 +202,53 @@ pub(crate) mod tests {
         assert_eq!(goal_after(&o, &rule_action(&o)), Some(2280.0));
         let o = oar("b", 2300.0, 2800.0, 0.2);
         assert_eq!(goal_after(&o, &rule_action(&o)), Some(2350.0));
+    }
+
+    #[test]
+    fn informed_steps_follow_the_answer_of_the_last_change() {
+        // A tightening of 100 cGy raised the value from 1e-3 to 2e-3: ln 2 per 100 cGy. The
+        // range's centre (2.24e-2) is ln(11.2) away, 349 cGy more: capped at 200.
+        let before = oar("b", 2600.0, 2700.0, 1e-3);
+        let now = oar("b", 2500.0, 2620.0, 2e-3);
+        let a = rule_action(&now);
+        assert_eq!(a.action, Direction::Tighten);
+        assert_eq!(informed_goal(&before, &now, &a), Some(2300.0));
+        // A strong answer (1e-3 -> 8e-3 for 100 cGy) asks for 49 cGy more: 50.
+        let now = oar("b", 2500.0, 2700.0, 8e-3);
+        assert_eq!(
+            informed_goal(&before, &now, &rule_action(&now)),
+            Some(2450.0)
+        );
+        // Relaxing after overshooting above the range: 0.2 -> 0.1 for +100 cGy; the centre is
+        // ln(0.1 / 0.0224) / (ln 2 / 100) = 216 cGy further: capped at 200.
+        let before = oar("b", 2300.0, 2800.0, 0.2);
+        let now = oar("b", 2400.0, 2850.0, 0.1);
+        let a = rule_action(&now);
+        assert_eq!(a.action, Direction::Relax);
+        assert_eq!(informed_goal(&before, &now, &a), Some(2600.0));
+    }
+
+    #[test]
+    fn uninformative_answers_leave_the_ladder_step() {
+        let now = oar("b", 2500.0, 2620.0, 2e-3);
+        let a = rule_action(&now);
+        // Goal unchanged, a zero value, or a value that fell when the goal was tightened.
+        for before in [
+            oar("b", 2500.0, 2700.0, 1e-3),
+            oar("b", 2600.0, 2700.0, 0.0),
+            oar("b", 2600.0, 2700.0, 4e-3),
+        ] {
+            assert_eq!(informed_goal(&before, &now, &a), None, "{before:?}");
+        }
+        let keep = ObjectiveAction {
+            id: "b".into(),
+            action: Direction::Keep,
+            step: StepClass::Small,
+        };
+        assert_eq!(
+            informed_goal(&oar("b", 2600.0, 2700.0, 1e-3), &now, &keep),
+            None
+        );
     }
 
     #[test]
