@@ -58,8 +58,10 @@ pub fn parse_ids(text: &str) -> Result<Vec<usize>> {
 
 const CSV: &str = "metrics.csv";
 
-/// Rows already in `metrics.csv`: patient id -> values in header order.
-fn read_done(path: &Path, header: &[String]) -> Result<BTreeMap<usize, Vec<f64>>> {
+/// Rows already in a per-patient CSV (`patient,value,...`): patient id -> values in header
+/// order. A file with other columns is an error; a row cut short by a crash is dropped (that
+/// patient is planned again).
+pub(crate) fn read_done(path: &Path, header: &[String]) -> Result<BTreeMap<usize, Vec<f64>>> {
     let mut done = BTreeMap::new();
     if !path.exists() {
         return Ok(done);
@@ -95,6 +97,45 @@ fn read_done(path: &Path, header: &[String]) -> Result<BTreeMap<usize, Vec<f64>>
     Ok(done)
 }
 
+/// The rows already in `path` (see [`read_done`]); a missing file is created with `header`.
+pub(crate) fn open_rows(path: &Path, header: &[String]) -> Result<BTreeMap<usize, Vec<f64>>> {
+    let done = read_done(path, header)?;
+    if !path.exists() {
+        std::fs::write(path, header.join(",") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(done)
+}
+
+/// Appends patient `id`'s row to `path` at once, so that a crash loses no finished patient.
+pub(crate) fn append_row(path: &Path, id: usize, row: &[f64]) -> Result<()> {
+    let line = format!(
+        "p{id:02},{}\n",
+        row.iter()
+            .map(|v| format!("{v:.4}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("appending to {}", path.display()))?;
+    f.write_all(line.as_bytes())
+        .with_context(|| format!("appending to {}", path.display()))
+}
+
+/// Checks that every id is a patient of the cohort (1..=`n`).
+pub(crate) fn check_ids(ids: &[usize], spec: &CohortSpec, cohort: &Path) -> Result<()> {
+    if let Some(&bad) = ids.iter().find(|&&i| i == 0 || i > spec.patients) {
+        bail!(
+            "--patients: patient {bad} is not in {} (1-{})",
+            cohort.display(),
+            spec.patients
+        );
+    }
+    Ok(())
+}
+
 /// Runs the calibration.
 pub fn run(a: &CalibrateArgs) -> Result<()> {
     let spec = CohortSpec::load(&a.cohort)?;
@@ -106,24 +147,14 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
         Some(t) => parse_ids(t)?,
         None => spec.test_ids(),
     };
-    if let Some(&bad) = ids.iter().find(|&&i| i == 0 || i > spec.patients) {
-        bail!(
-            "--patients: patient {bad} is not in {} (1-{})",
-            a.cohort.display(),
-            spec.patients
-        );
-    }
+    check_ids(&ids, &spec, &a.cohort)?;
     let metrics: Vec<_> = evaluator.metrics().cloned().collect();
     let mut header = vec!["patient".to_string()];
     header.extend(metrics.iter().map(|m| m.to_string()));
     header.extend(["solver iterations", "optimize s"].map(String::from));
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let csv_path = a.out.join(CSV);
-    let mut done = read_done(&csv_path, &header)?;
-    if !csv_path.exists() {
-        std::fs::write(&csv_path, header.join(",") + "\n")
-            .with_context(|| format!("writing {}", csv_path.display()))?;
-    }
+    let mut done = open_rows(&csv_path, &header)?;
     let todo: Vec<usize> = ids
         .iter()
         .copied()
@@ -155,29 +186,18 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             .optimize(&[])
             .with_context(|| format!("optimizing {pid}"))?;
         tps.normalize()?;
-        let dose = tps.dose()?;
-        let plan = tps.plan();
+        let mut dose = tps.dose()?;
+        let grid_factor = crate::commands::normalize_on_grid(tps.patient(), &protocol, &mut dose)?;
+        let mu = tps.plan().mu_per_fraction * grid_factor;
         let values = evaluator.evaluate(&PlanDose {
             patient: tps.patient(),
             dose_cgy: &dose,
-            mu_per_fraction: Some(plan.mu_per_fraction),
+            mu_per_fraction: Some(mu),
         })?;
         let mut row: Vec<f64> = values.iter().map(|v| v.value.unwrap_or(f64::NAN)).collect();
         row.push(report.solver_iterations as f64);
         row.push(report.wall_s);
-        let line = format!(
-            "p{id:02},{}\n",
-            row.iter()
-                .map(|v| format!("{v:.4}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&csv_path)
-            .with_context(|| format!("appending to {}", csv_path.display()))?;
-        f.write_all(line.as_bytes())
-            .with_context(|| format!("appending to {}", csv_path.display()))?;
+        append_row(&csv_path, id, &row)?;
         let elapsed = started.elapsed().as_secs_f64();
         out!(
             "[{}/{}] {pid}: opened {opened:.1} s, optimized {:.1} s ({} iterations), total {:.1} s; \
@@ -188,7 +208,7 @@ pub fn run(a: &CalibrateArgs) -> Result<()> {
             report.solver_iterations,
             t.elapsed().as_secs_f64(),
             report.coverage_cgy,
-            plan.mu_per_fraction,
+            mu,
             elapsed / (n + 1) as f64 * (todo.len() - n - 1) as f64
         );
         done.insert(id, row);

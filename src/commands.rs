@@ -296,6 +296,15 @@ enum Command {
         /// Which examples: fixed (spread over the pool) or nearest (most similar iterations).
         #[arg(long, default_value = "fixed")]
         selection: String,
+        /// Plan several cohort patients instead of one (`6-35`, `7,9`, or `test` for the
+        /// cohort's test patients): each into OUT/pNN, a row each in OUT/plans.csv as it ends
+        /// (a rerun resumes), and OUT/study.md with criteria met, iterations, times and the
+        /// metrics beside --reference.
+        #[arg(long, conflicts_with_all = ["patient", "patient_dir"])]
+        patients: Option<String>,
+        /// Reference values (mean and std per metric) for the study's table.
+        #[arg(long, default_value = "configs/reference/wei2025-table3-manual.toml")]
+        reference: PathBuf,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -464,6 +473,8 @@ pub fn run(cli: Cli) -> Result<()> {
             examples,
             n_examples,
             selection,
+            patients,
+            reference,
             out,
         } => crate::plan_cmd::run(&crate::plan_cmd::PlanArgs {
             cohort,
@@ -477,6 +488,8 @@ pub fn run(cli: Cli) -> Result<()> {
             examples,
             n_examples,
             selection,
+            patients,
+            reference,
             out,
         }),
         Command::Examples {
@@ -499,6 +512,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 examples: None,
                 n_examples: 0,
                 selection: "fixed".into(),
+                patients: None,
+                reference: PathBuf::new(),
                 out: out.clone(),
             },
             patients.as_deref(),
@@ -599,6 +614,30 @@ pub(crate) fn metrics_csv(values: &[evaluation::MetricValue]) -> String {
         w += &format!("{},{text},{}\n", v.metric, v.unit.label());
     }
     w
+}
+
+/// Rescales a plan's dose on the patient grid so that the prescription target's
+/// D<volume-percent>, measured there as the evaluation measures it, equals the prescription;
+/// returns the factor (MU scale by it too).
+///
+/// The TPS normalizes on its dose-grid points inside the target; the evaluation interpolates
+/// the dose to the CT grid, where the target's edge voxels sit partly in the fall-off, so its
+/// D95 comes out 0.5-1 % lower. The study normalized its plans as evaluated ("all plans were
+/// normalized to ensure that 95% of PTV coverage met the prescription dose"), and so do we.
+pub(crate) fn normalize_on_grid(p: &Patient, protocol: &Protocol, dose: &mut [f32]) -> Result<f64> {
+    let pr = &protocol.prescription;
+    let target = p.require(&pr.target, "normalization", "prescription.target")?;
+    let d = evaluation::dvh::Dvh::new(&pr.target, dose, &target.mask)?.d_percent(pr.volume_percent);
+    if !(d.is_finite() && d > 0.0) {
+        bail!(
+            "normalization: {} receives no dose (D{} = {d} cGy)",
+            pr.target,
+            pr.volume_percent
+        );
+    }
+    let f = pr.dose_cgy / d;
+    dose.iter_mut().for_each(|v| *v *= f as f32);
+    Ok(f)
 }
 
 /// DVH figure (`dvh.png`, `dvh.svg` in `dir`) of every structure `ev`'s metrics name.

@@ -1,10 +1,14 @@
 //! `autoplan plan`: the virtual-physicist loop on one patient, with a progress line per
-//! iteration, and the plan's dose, transcript, metric table, report and pictures on disk.
+//! iteration, and the plan's dose, transcript, metric table, report and pictures on disk; or,
+//! with `--patients`, on several patients of a cohort, one directory each, with a row per
+//! patient in `plans.csv` (written as each plan ends, so a rerun resumes) and `study.md`
+//! summarizing termination, iterations, time and metrics beside a reference column.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use evaluation::reference::{MeasuredMetric, ReferenceTable, comparison_markdown};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
 use llm_providers::advice::LlmAdvisor;
 use llm_providers::config::{ProviderConfig, build};
@@ -20,7 +24,9 @@ use tps_core::patient_files;
 use tps_core::protocol::Protocol;
 use tps_core::tps::Tps;
 
-use crate::commands::{isodose_pngs, metrics_csv, metrics_text, report_table, write_dvh};
+use crate::commands::{
+    isodose_pngs, metrics_csv, metrics_text, normalize_on_grid, report_table, write_dvh,
+};
 
 /// What `autoplan plan` needs.
 #[derive(Clone)]
@@ -36,7 +42,26 @@ pub struct PlanArgs {
     pub examples: Option<PathBuf>,
     pub n_examples: usize,
     pub selection: String,
+    /// Several cohort patients (`6-35`, `7,9`, or `test`): a study instead of one plan.
+    pub patients: Option<String>,
+    /// Reference values for the study's comparison table.
+    pub reference: PathBuf,
     pub out: PathBuf,
+}
+
+/// What one plan gave: the loop's outcome in numbers and the protocol's metrics.
+pub struct PlanRecord {
+    pub criteria_met: bool,
+    pub iterations: u32,
+    /// Final normalization: the TPS's times the CT grid's.
+    pub normalization: f64,
+    pub tps_s: f64,
+    pub advisor_s: f64,
+    pub total_s: f64,
+    pub fallbacks: u32,
+    pub advisor_failures: u32,
+    pub violations: u32,
+    pub metrics: Vec<evaluation::MetricValue>,
 }
 
 fn load_patient(a: &PlanArgs) -> Result<Patient> {
@@ -57,8 +82,16 @@ fn load_patient(a: &PlanArgs) -> Result<Patient> {
     }
 }
 
-/// Runs the plan.
+/// Runs `autoplan plan`: one patient, or a study of several with `--patients`.
 pub fn run(a: &PlanArgs) -> Result<()> {
+    match &a.patients {
+        Some(list) => run_study(a, list),
+        None => run_one(a).map(|_| ()),
+    }
+}
+
+/// Plans one patient.
+pub fn run_one(a: &PlanArgs) -> Result<PlanRecord> {
     let policy = match a.guard.as_str() {
         "fallback" => GuardPolicy::Fallback,
         "reject" => GuardPolicy::Reject,
@@ -158,8 +191,181 @@ pub fn run(a: &PlanArgs) -> Result<()> {
             outcome.violations
         );
     }
-    write_outputs(&tps, &protocol, &evaluator, &outcome, &a.out)?;
-    out!("total {:.1} s", t.elapsed().as_secs_f64());
+    let (metrics, grid_factor) = write_outputs(&tps, &protocol, &evaluator, &outcome, &a.out)?;
+    let total_s = t.elapsed().as_secs_f64();
+    out!("total {total_s:.1} s");
+    Ok(PlanRecord {
+        criteria_met: outcome.reason == planner::TerminationReason::CriteriaMet,
+        iterations: last.iteration,
+        normalization: outcome.normalization * grid_factor,
+        tps_s: outcome.tps_s,
+        advisor_s: outcome.advisor_s,
+        total_s,
+        fallbacks: outcome.fallbacks,
+        advisor_failures: outcome.advisor_failures,
+        violations: outcome.violations.values().sum(),
+        metrics,
+    })
+}
+
+/// Columns of `plans.csv` before the protocol's metrics.
+const STUDY_COLUMNS: [&str; 9] = [
+    "criteria met",
+    "iterations",
+    "normalization",
+    "TPS s",
+    "advisor s",
+    "total s",
+    "fallbacks",
+    "advisor failures",
+    "guard violations",
+];
+
+/// Plans several cohort patients (`list`), each into `<out>/pNN`, resuming from `plans.csv`.
+fn run_study(a: &PlanArgs, list: &str) -> Result<()> {
+    let cohort = a
+        .cohort
+        .as_ref()
+        .context("--patients needs --cohort (a study plans cohort patients)")?;
+    if a.patient.is_some() {
+        bail!("give either --patient N or --patients LIST, not both");
+    }
+    let spec = CohortSpec::load(cohort)?;
+    let ids = if list.trim() == "test" {
+        spec.test_ids()
+    } else {
+        crate::calibrate::parse_ids(list)?
+    };
+    crate::calibrate::check_ids(&ids, &spec, cohort)?;
+    let protocol = Protocol::load(&a.protocol)?;
+    let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
+    let reference = ReferenceTable::load(&a.reference)?;
+    let metrics: Vec<_> = evaluator.metrics().cloned().collect();
+    let mut header = vec!["patient".to_string()];
+    header.extend(STUDY_COLUMNS.map(String::from));
+    header.extend(metrics.iter().map(|m| m.to_string()));
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let csv_path = a.out.join("plans.csv");
+    let mut done = crate::calibrate::open_rows(&csv_path, &header)?;
+    let todo: Vec<usize> = ids
+        .iter()
+        .copied()
+        .filter(|i| !done.contains_key(i))
+        .collect();
+    out!(
+        "study of {} patients of {}: {} already in {}, {} to plan",
+        ids.len(),
+        spec.name,
+        ids.len() - todo.len(),
+        csv_path.display(),
+        todo.len()
+    );
+    let started = Instant::now();
+    for (n, &id) in todo.iter().enumerate() {
+        out!("[{}/{}] patient {id}", n + 1, todo.len());
+        let args = PlanArgs {
+            patient: Some(id),
+            patients: None,
+            out: a.out.join(format!("p{id:02}")),
+            ..a.clone()
+        };
+        let r = run_one(&args)?;
+        let mut row = vec![
+            f64::from(u8::from(r.criteria_met)),
+            f64::from(r.iterations),
+            r.normalization,
+            r.tps_s,
+            r.advisor_s,
+            r.total_s,
+            f64::from(r.fallbacks),
+            f64::from(r.advisor_failures),
+            f64::from(r.violations),
+        ];
+        row.extend(r.metrics.iter().map(|v| v.value.unwrap_or(f64::NAN)));
+        crate::calibrate::append_row(&csv_path, id, &row)?;
+        done.insert(id, row);
+        let per = started.elapsed().as_secs_f64() / (n + 1) as f64;
+        out!(
+            "[{}/{}] patient {id}: {} after {} iterations; about {:.0} s left",
+            n + 1,
+            todo.len(),
+            if r.criteria_met {
+                "criteria met"
+            } else {
+                "iteration cap"
+            },
+            r.iterations,
+            per * (todo.len() - n - 1) as f64
+        );
+    }
+    let rows: Vec<&Vec<f64>> = ids.iter().map(|i| &done[i]).collect();
+    let column = |k: usize| -> Vec<f64> { rows.iter().map(|r| r[k]).collect() };
+    let met: Vec<usize> = ids
+        .iter()
+        .zip(&rows)
+        .filter(|(_, r)| r[0] > 0.5)
+        .map(|(&i, _)| i)
+        .collect();
+    let missed: Vec<String> = ids
+        .iter()
+        .filter(|i| !met.contains(i))
+        .map(|i| format!("p{i:02}"))
+        .collect();
+    let stats = |v: &[f64]| -> Result<String> {
+        let (m, sd) = evaluation::stats::mean_std(v)?;
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Ok(format!("{m:.1} ± {sd:.1} (range {lo:.1}-{hi:.1})"))
+    };
+    let advisor = match &a.provider {
+        Some(p) => p.display().to_string(),
+        None => "rule-based physicist".into(),
+    };
+    let mut md = format!(
+        "# Study: {} patients of {} with {}\n\nprotocol {}, advisor {}, guard {}\n\n\
+         - criteria met: {} of {}{}\n\
+         - iterations (optimizations): {}\n\
+         - TPS time per plan: {} s; advisor time per plan: {} s; whole plan with outputs: {} s\n\
+         - guard: {} violations, {} fallbacks, {} advisor failures in all\n\n",
+        ids.len(),
+        spec.name,
+        protocol.site,
+        a.protocol.display(),
+        advisor,
+        a.guard,
+        met.len(),
+        ids.len(),
+        if missed.is_empty() {
+            String::new()
+        } else {
+            format!(" (not met: {})", missed.join(", "))
+        },
+        stats(&column(1))?,
+        stats(&column(3))?,
+        stats(&column(4))?,
+        stats(&column(5))?,
+        column(8).iter().sum::<f64>(),
+        column(6).iter().sum::<f64>(),
+        column(7).iter().sum::<f64>(),
+    );
+    let measured: Vec<MeasuredMetric> = metrics
+        .iter()
+        .enumerate()
+        .map(|(k, m)| MeasuredMetric {
+            metric: m.clone(),
+            unit: m.unit(),
+            values: column(STUDY_COLUMNS.len() + k),
+        })
+        .collect();
+    md += &comparison_markdown(
+        &measured,
+        &reference,
+        &format!("native TPS, {advisor} (n = {})", ids.len()),
+    )?;
+    let md_path = a.out.join("study.md");
+    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    outn!("{md}");
+    out!("wrote {} and {}", csv_path.display(), md_path.display());
     Ok(())
 }
 
@@ -169,29 +375,36 @@ fn write_outputs(
     evaluator: &ProtocolEvaluator,
     outcome: &planner::PlanOutcome,
     dir: &Path,
-) -> Result<()> {
+) -> Result<(Vec<evaluation::MetricValue>, f64)> {
     let write = |name: &str, text: &str| -> Result<()> {
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     };
     let last = outcome.reports.last().expect("at least one report");
+    let mut dose = tps.dose()?;
+    let p = tps.patient();
+    let grid_factor = normalize_on_grid(p, protocol, &mut dose)?;
+    let mu = outcome.plan.mu_per_fraction * grid_factor;
+    out!(
+        "normalized on the CT grid: x{grid_factor:.4} (D{} = prescription as evaluated); {mu:.1} MU per fraction",
+        protocol.prescription.volume_percent
+    );
     write(
         "report.md",
         &format!(
-            "{}\n\nended: {:?}; normalization {:.4}; {:.1} MU per fraction\n",
+            "{}\n\nended: {:?}; normalization {:.4} (TPS) x {:.4} (CT grid); {:.1} MU per fraction\n",
             report_table(last),
             outcome.reason,
             outcome.normalization,
-            outcome.plan.mu_per_fraction
+            grid_factor,
+            mu
         ),
     )?;
-    let dose = tps.dose()?;
-    let p = tps.patient();
     tps_core::nrrd::write_f32(&dir.join("dose.nrrd"), p.grid(), &dose)?;
     let values = evaluator.evaluate(&PlanDose {
         patient: p,
         dose_cgy: &dose,
-        mu_per_fraction: Some(outcome.plan.mu_per_fraction),
+        mu_per_fraction: Some(mu),
     })?;
     outn!("{}", metrics_text(&values));
     write("metrics.csv", &metrics_csv(&values))?;
@@ -209,7 +422,7 @@ fn write_outputs(
         "wrote {}: transcript.jsonl, report.md, metrics.csv, dose.nrrd, dvh.png, isodose-*.png",
         dir.display()
     );
-    Ok(())
+    Ok((values, grid_factor))
 }
 
 /// `autoplan examples`: plans the given (default: training) patients of a cohort with the
@@ -233,10 +446,11 @@ pub fn run_examples(template: &PlanArgs, patients: Option<&str>, out_file: &Path
             patient: Some(id),
             patient_dir: None,
             examples: None,
+            patients: None,
             out: out.clone(),
             ..template.clone()
         };
-        run(&args)?;
+        run_one(&args)?;
         let events =
             planner::transcript::read(&out.join("transcript.jsonl")).map_err(anyhow::Error::msg)?;
         pool.extend(planner::examples::from_transcript(&events));

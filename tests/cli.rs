@@ -540,3 +540,112 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
         assert!(text(&o).contains(expect), "{}", text(&o));
     }
 }
+
+#[test]
+fn plan_with_patients_runs_a_resumable_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cervix = std::fs::read_to_string(root().join("configs/protocols/cervix.toml")).unwrap();
+    let protocol = tmp.path().join("cervix-2.toml");
+    std::fs::write(
+        &protocol,
+        cervix.replace("max-iterations = 20", "max-iterations = 2"),
+    )
+    .unwrap();
+    let out = tmp.path().join("study");
+    let args = small_beams(&[
+        "plan",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patients",
+        "4,5",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let o = autoplan(&args);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(
+        s.contains("study of 2 patients of cervix-35: 0 already"),
+        "{s}"
+    );
+    assert!(s.contains("[2/2] patient 5:"), "{s}");
+    let csv = std::fs::read_to_string(out.join("plans.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[0].starts_with("patient,criteria met,iterations,"),
+        "{csv}"
+    );
+    assert!(lines[0].ends_with(",MU"), "{csv}");
+    assert!(
+        lines[1].starts_with("p04,") && lines[2].starts_with("p05,"),
+        "{csv}"
+    );
+    for l in &lines[1..] {
+        let cells: Vec<&str> = l.split(',').collect();
+        let iterations: f64 = cells[2].parse().unwrap();
+        assert!((1.0..=2.0).contains(&iterations), "{l}");
+    }
+    assert!(out.join("p04/transcript.jsonl").is_file());
+    let md = std::fs::read_to_string(out.join("study.md")).unwrap();
+    assert!(md.contains("- criteria met: "), "{md}");
+    assert!(md.contains("| Bladder D50 Gy |"), "{md}");
+    assert!(md.contains("Wei et al. 2025, Table 3"), "{md}");
+
+    // A rerun plans nothing again; a patient outside the cohort is refused by number.
+    let o = autoplan(&args);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(s.contains("2 already in") && s.contains("0 to plan"), "{s}");
+    assert!(!s.contains("iteration  1/2"), "{s}");
+    let mut bad = args.clone();
+    bad[4] = "4,40";
+    let o = autoplan(&bad);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("patient 40 is not in"), "{}", text(&o));
+}
+
+/// A second site needs a protocol file and a phantom, no planner code: the prostate protocol
+/// plans a patient of the prostate cohort through the same command.
+#[test]
+fn prostate_site_plans_with_its_protocol_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text_of = std::fs::read_to_string(root().join("configs/protocols/prostate.toml")).unwrap();
+    let protocol = tmp.path().join("prostate-2.toml");
+    std::fs::write(
+        &protocol,
+        text_of.replace("max-iterations = 20", "max-iterations = 2"),
+    )
+    .unwrap();
+    let out = tmp.path().join("plan");
+    let o = autoplan(&small_beams(&[
+        "plan",
+        "--cohort",
+        "configs/cohorts/prostate-12.toml",
+        "--patient",
+        "3",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(s.contains("planning prostate-12/p03"), "{s}");
+    assert!(s.contains("iteration  1/2: PTV D95"), "{s}");
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    for m in ["Rectum V4050cGy,", "Bladder D50,", "CI,", "MU,"] {
+        assert!(metrics.contains(m), "{m}: {metrics}");
+    }
+    // The evaluation's D95 is the prescription after the CT-grid normalization.
+    let d95: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("PTV D95,"))
+        .and_then(|l| l.split(',').nth(1))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((d95 - 6000.0).abs() < 1.0, "PTV D95 {d95}");
+}
