@@ -21,6 +21,9 @@ pub enum Site {
     /// Female pelvis with a cervical-cancer target (uterus, cervix, upper vagina, parametria,
     /// pelvic nodes).
     Cervix,
+    /// The same pelvis with a prostate-cancer target (prostate and proximal seminal
+    /// vesicles) in place of the gynaecological organs.
+    Prostate,
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,12 +51,18 @@ struct AnatomyWire {
     bladder_cc: [f64; 2],
     rectum_radius_mm: [f64; 2],
     rectal_gas_probability: f64,
-    uterus_length_mm: [f64; 2],
-    anteversion_deg: [f64; 2],
+    #[serde(default)]
+    uterus_length_mm: Option<[f64; 2]>,
+    #[serde(default)]
+    anteversion_deg: Option<[f64; 2]>,
     organ_shift_mm: f64,
-    nodal_top_mm: [f64; 2],
-    nodal_margin_mm: f64,
+    #[serde(default)]
+    nodal_top_mm: Option<[f64; 2]>,
+    #[serde(default)]
+    nodal_margin_mm: Option<f64>,
     ptv_margin_mm: f64,
+    #[serde(default)]
+    prostate_cc: Option<[f64; 2]>,
 }
 
 /// Validated anatomical variation of a cohort.
@@ -85,6 +94,9 @@ pub struct AnatomyRanges {
     pub nodal_margin_mm: f64,
     /// CTV-to-PTV margin, mm.
     pub ptv_margin_mm: f64,
+    /// Prostate volume, cc: set for prostate cohorts, whose patients have no uterus or nodal
+    /// target (the gynaecological ranges above then hold fixed placeholders, drawn but unused).
+    pub prostate_cc: Option<[f64; 2]>,
 }
 
 /// Which part of the study a patient belongs to.
@@ -274,18 +286,73 @@ impl CohortSpec {
             0.0,
             1.0,
         )?;
-        check_range(
-            o,
-            "anatomy.uterus-length-mm",
-            a.uterus_length_mm,
-            40.0,
-            120.0,
-        )?;
-        check_range(o, "anatomy.anteversion-deg", a.anteversion_deg, 0.0, 90.0)?;
+        // The gynaecological ranges belong to cervix cohorts, the prostate's to prostate ones.
+        let gyn = [
+            ("anatomy.uterus-length-mm", a.uterus_length_mm.is_some()),
+            ("anatomy.anteversion-deg", a.anteversion_deg.is_some()),
+            ("anatomy.nodal-top-mm", a.nodal_top_mm.is_some()),
+            ("anatomy.nodal-margin-mm", a.nodal_margin_mm.is_some()),
+        ];
+        match w.site {
+            Site::Cervix => {
+                if let Some((field, _)) = gyn.iter().find(|(_, given)| !given) {
+                    return Err(Error::invalid(
+                        o,
+                        *field,
+                        "missing",
+                        "required for site cervix",
+                    ));
+                }
+                if a.prostate_cc.is_some() {
+                    return Err(Error::invalid(
+                        o,
+                        "anatomy.prostate-cc",
+                        "given",
+                        "only for site prostate",
+                    ));
+                }
+            }
+            Site::Prostate => {
+                if let Some((field, _)) = gyn.iter().find(|(_, given)| *given) {
+                    return Err(Error::invalid(
+                        o,
+                        *field,
+                        "given",
+                        "not used by site prostate",
+                    ));
+                }
+                if a.prostate_cc.is_none() {
+                    return Err(Error::invalid(
+                        o,
+                        "anatomy.prostate-cc",
+                        "missing",
+                        "required for site prostate",
+                    ));
+                }
+                if !w.inguinal.is_empty() {
+                    return Err(Error::invalid(
+                        o,
+                        "inguinal",
+                        format!("{:?}", w.inguinal),
+                        "a prostate cohort has no nodal target",
+                    ));
+                }
+            }
+        }
+        // Placeholders for prostate cohorts (drawn, not used).
+        let uterus_length_mm = a.uterus_length_mm.unwrap_or([70.0, 70.0]);
+        let anteversion_deg = a.anteversion_deg.unwrap_or([45.0, 45.0]);
+        let nodal_top_mm = a.nodal_top_mm.unwrap_or([160.0, 160.0]);
+        let nodal_margin_mm = a.nodal_margin_mm.unwrap_or(7.0);
+        check_range(o, "anatomy.uterus-length-mm", uterus_length_mm, 40.0, 120.0)?;
+        check_range(o, "anatomy.anteversion-deg", anteversion_deg, 0.0, 90.0)?;
         check_value(o, "anatomy.organ-shift-mm", a.organ_shift_mm, 0.0, 20.0)?;
-        check_range(o, "anatomy.nodal-top-mm", a.nodal_top_mm, 100.0, 200.0)?;
-        check_value(o, "anatomy.nodal-margin-mm", a.nodal_margin_mm, 0.0, 20.0)?;
+        check_range(o, "anatomy.nodal-top-mm", nodal_top_mm, 100.0, 200.0)?;
+        check_value(o, "anatomy.nodal-margin-mm", nodal_margin_mm, 0.0, 20.0)?;
         check_value(o, "anatomy.ptv-margin-mm", a.ptv_margin_mm, 0.0, 20.0)?;
+        if let Some(r) = a.prostate_cc {
+            check_range(o, "anatomy.prostate-cc", r, 10.0, 150.0)?;
+        }
         // The body must hold the bony pelvis plus its fat at the iliac crests, where the body
         // is narrowest relative to the bones (93% of its hip width, crests at 124 mm x scale).
         if 0.93 * a.body_half_width_mm[0] - a.subcutaneous_fat_mm[1] < 115.0 * a.pelvis_scale[1] {
@@ -313,12 +380,13 @@ impl CohortSpec {
                 bladder_cc: a.bladder_cc,
                 rectum_radius_mm: a.rectum_radius_mm,
                 rectal_gas_probability: a.rectal_gas_probability,
-                uterus_length_mm: a.uterus_length_mm,
-                anteversion_deg: a.anteversion_deg,
+                uterus_length_mm,
+                anteversion_deg,
                 organ_shift_mm: a.organ_shift_mm,
-                nodal_top_mm: a.nodal_top_mm,
-                nodal_margin_mm: a.nodal_margin_mm,
+                nodal_top_mm,
+                nodal_margin_mm,
                 ptv_margin_mm: a.ptv_margin_mm,
+                prostate_cc: a.prostate_cc,
             },
         })
     }
@@ -376,7 +444,9 @@ impl CohortSpec {
     pub fn generate(&self, id: usize) -> Result<Patient> {
         let params = self.params(id)?;
         match self.site {
-            Site::Cervix => pelvis::generate(&self.patient_name(id), &params, self.voxel_mm),
+            Site::Cervix | Site::Prostate => {
+                pelvis::generate(&self.patient_name(id), &params, self.voxel_mm)
+            }
         }
     }
 }
@@ -468,6 +538,56 @@ ptv-margin-mm = 7.0
                 "{to}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn site_fields_belong_to_their_site() {
+        // A cervix cohort needs the gynaecological ranges and takes no prostate volume.
+        let e = parse(&SMALL.replace("uterus-length-mm = [65.0, 85.0]\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("anatomy.uterus-length-mm") && e.contains("required for site cervix"),
+            "{e}"
+        );
+        let e = parse(&SMALL.replace(
+            "ptv-margin-mm = 7.0",
+            "ptv-margin-mm = 7.0\nprostate-cc = [30.0, 50.0]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("anatomy.prostate-cc"), "{e}");
+        // A prostate cohort is the reverse, and has no inguinal patients.
+        let prostate = SMALL
+            .replace("site = \"cervix\"", "site = \"prostate\"")
+            .replace("inguinal = [3]\n", "")
+            .replace("uterus-length-mm = [65.0, 85.0]\n", "")
+            .replace("anteversion-deg = [40.0, 70.0]\n", "")
+            .replace("nodal-top-mm = [150.0, 175.0]\n", "")
+            .replace("nodal-margin-mm = 7.0\n", "")
+            + "prostate-cc = [30.0, 50.0]\n";
+        let c = parse(&prostate).unwrap();
+        assert_eq!(c.site, Site::Prostate);
+        let cc = c.params(2).unwrap().prostate_cc.unwrap();
+        assert!((30.0..=50.0).contains(&cc), "{cc}");
+        for (from, to, field) in [
+            ("prostate-cc = [30.0, 50.0]\n", "", "anatomy.prostate-cc"),
+            (
+                "ptv-margin-mm",
+                "nodal-margin-mm = 7.0\nptv-margin-mm",
+                "anatomy.nodal-margin-mm",
+            ),
+            (
+                "training = [1]",
+                "training = [1]\ninguinal = [3]",
+                "inguinal",
+            ),
+        ] {
+            let e = parse(&prostate.replace(from, to)).unwrap_err().to_string();
+            assert!(e.contains(field), "{to}: {e}");
+        }
+        // Cervix patients draw what they drew before the prostate site existed.
+        assert_eq!(parse(SMALL).unwrap().params(2).unwrap().prostate_cc, None);
     }
 
     #[test]

@@ -225,3 +225,50 @@ fn inguinal_variant_extends_the_ptv_to_the_groin() {
         "groin PTV: inguinal p{ing:02} {a:.1} cc, regular p{regular:02} {b:.1} cc"
     );
 }
+
+/// The prostate site: the same pelvis with a prostate and seminal vesicles as the target,
+/// under the bladder and against the rectum, and none of the gynaecological target.
+#[test]
+fn prostate_cohort_patients_have_a_prostate_target() {
+    let path: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cohorts/prostate-12.toml");
+    let c = CohortSpec::load(&path).unwrap();
+    for id in [1, 6, 12] {
+        let p = c.generate(id).unwrap();
+        let drawn = c.params(id).unwrap().prostate_cc.unwrap();
+        // CTV: the gland (cut by rectum and bladder) plus two vesicles of about 5 cc each.
+        let ctv = volume(&p, "CTV");
+        assert!(
+            ctv > 0.8 * drawn && ctv < drawn + 15.0,
+            "p{id}: CTV {ctv:.0} cc, prostate {drawn:.0} cc"
+        );
+        // A 7 mm margin about doubles a 30-60 cc target.
+        let ptv = volume(&p, "PTV");
+        assert!(
+            (1.6 * ctv..3.2 * ctv).contains(&ptv),
+            "p{id}: PTV {ptv:.0} cc"
+        );
+        // No nodes: the target stays within 45 mm of the midline and below the iliac crests.
+        let target = &p.structure("PTV").unwrap().mask;
+        let wide = Mask::from_fn(*p.grid(), |x, _, z| x.abs() > 45.0 || z > 80.0);
+        assert_eq!(target.intersection(&wide).unwrap().count(), 0, "p{id}");
+        // Under the bladder, in front of the rectum.
+        let [_, ty, tz] = centroid(&p, "CTV");
+        let [_, by, bz] = centroid(&p, "Bladder");
+        let [_, ry, _] = centroid(&p, "Rectum");
+        assert!(tz < bz, "p{id}: CTV z {tz:.0}, bladder z {bz:.0}");
+        assert!(
+            ty < ry && ty > by,
+            "p{id}: y bladder {by:.0} < CTV {ty:.0} < rectum {ry:.0}"
+        );
+        // The PTV reaches both organs, as prostate PTVs do.
+        for organ in ["Bladder", "Rectum"] {
+            let m = &p.structure(organ).unwrap().mask;
+            let shared = m.intersection(target).unwrap().count();
+            assert!(shared > 0, "p{id}: PTV misses the {organ}");
+        }
+        // Soft tissue where the gland is.
+        let hu = mean_hu(&p, &p.structure("CTV").unwrap().mask);
+        assert!((20.0..60.0).contains(&hu), "p{id}: CTV {hu:.0} HU");
+    }
+}

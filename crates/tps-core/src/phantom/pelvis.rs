@@ -70,6 +70,9 @@ pub struct PelvisParams {
     pub femur_asymmetry: f64,
     /// Whether the nodal CTV extends to the inguinal nodes.
     pub inguinal: bool,
+    /// Prostate volume, cc, for a prostate-cancer target in place of the gynaecological one
+    /// (no uterus, cervix, vagina, parametria or nodes; see [`generate`]).
+    pub prostate_cc: Option<f64>,
 }
 
 impl PelvisParams {
@@ -103,6 +106,8 @@ impl PelvisParams {
             nodal_top_mm: rng.uniform(r.nodal_top_mm),
             femur_asymmetry: rng.uniform([-0.04, 0.04]),
             inguinal,
+            // Drawn last, so that cervix cohorts draw exactly what they drew before.
+            prostate_cc: r.prostate_cc.map(|range| rng.uniform(range)),
         }
     }
 }
@@ -123,6 +128,7 @@ enum Tissue {
     Uterus,
     Cervix,
     Vagina,
+    Prostate,
     Rectum,
     RectalGas,
     Marrow,
@@ -148,6 +154,7 @@ impl Tissue {
             Tissue::Uterus => (50.0, 10.0),
             Tissue::Cervix => (42.0, 10.0),
             Tissue::Vagina => (38.0, 10.0),
+            Tissue::Prostate => (40.0, 10.0),
             Tissue::Rectum => (30.0, 15.0),
             Tissue::RectalGas => (-950.0, 30.0),
             Tissue::Marrow => (p.marrow_hu, 30.0),
@@ -722,8 +729,48 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     )
     .mask(&grid);
 
+    // Prostate site: no gynaecological organs; a prostate under the bladder neck, against
+    // the front of the rectum, with the proximal seminal vesicles above and behind it.
+    let (uterus, cervix, vagina, upper_vagina, prostate) = match p.prostate_cc {
+        None => (uterus, cervix, vagina, upper_vagina, Mask::empty(grid)),
+        Some(cc) => {
+            // Semi-axes in the proportions left-right : anterior-posterior : cranio-caudal =
+            // 1.35 : 1 : 1.15 (a prostate of 40 cc measures about 49 x 37 x 42 mm).
+            let b = (3.0 * cc * 1000.0 / (4.0 * std::f64::consts::PI * 1.35 * 1.15)).cbrt();
+            let semi = [1.35 * b, b, 1.15 * b];
+            // The rectum's front wall (its centre line and radius interpolated between the
+            // tube's points) at the bladder's base; the rectum indents the prostate by 3 mm.
+            let knots_y: Vec<(f64, f64)> = pts.iter().map(|q| (q[2], q[1])).collect();
+            let radii = [0.55 * rr, 0.85 * rr, rr, rr, rr, 0.9 * rr];
+            let knots_r: Vec<(f64, f64)> = pts.iter().zip(radii).map(|(q, r)| (q[2], r)).collect();
+            let base = bladder_e.centre[2] - b_semi[2];
+            let front = interp(&knots_y, base) - interp(&knots_r, base);
+            let yc = front - semi[1] + 3.0;
+            // Under the bladder: the bladder's lower surface above the gland's centre, which
+            // the gland's base indents by 40% of its height.
+            let t = ((yc - bladder_e.centre[1]) / b_semi[1]).clamp(-1.0, 1.0);
+            let floor = bladder_e.centre[2] - b_semi[2] * (1.0 - t * t).sqrt();
+            let zc = floor - 0.6 * semi[2];
+            let gland = Ellipsoid::aligned([rx, yc, zc], semi);
+            let mut m = rasterize(&grid, gland.bounds(), |q| gland.contains(q));
+            for side in [-1.0, 1.0] {
+                let sv = Ellipsoid::aligned(
+                    [
+                        rx + side * 0.55 * semi[0],
+                        yc + 0.6 * semi[1],
+                        zc + semi[2] + 4.0,
+                    ],
+                    [12.0, 6.0, 9.0],
+                );
+                m = m.union(&rasterize(&grid, sv.bounds(), |q| sv.contains(q)))?;
+            }
+            let e = Mask::empty(grid);
+            (e.clone(), e.clone(), e.clone(), e, m)
+        }
+    };
+
     let mut bladder = rasterize(&grid, bladder_e.bounds(), |q| bladder_e.contains(q));
-    for other in [&uterus, &cervix, &vagina, &pelvic_bones, &rectum] {
+    for other in [&uterus, &cervix, &vagina, &prostate, &pelvic_bones, &rectum] {
         bladder.subtract_in_place(other)?;
     }
     bladder = bladder.intersection(&inner)?;
@@ -738,6 +785,9 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         rasterize(&grid, param_e.bounds(), |q| param_e.contains(q)).intersection(&cavity)?;
     for other in [&bladder, &rectum, &pelvic_bones, &psoas] {
         parametria.subtract_in_place(other)?;
+    }
+    if p.prostate_cc.is_some() {
+        parametria = Mask::empty(grid);
     }
 
     // ---- Nodal CTV -----------------------------------------------------------------------
@@ -775,22 +825,32 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     }
     nodal = nodal.intersection(&inner)?;
 
-    let mut ctv = union_all(
-        &grid,
-        [
-            uterus.clone(),
-            cervix.clone(),
-            upper_vagina,
-            parametria.clone(),
-            nodal,
-        ],
-    );
+    let mut ctv = if p.prostate_cc.is_some() {
+        // Prostate and proximal seminal vesicles; the nodes are not treated.
+        let mut c = prostate.clone();
+        for other in [&rectum, &bladder, &pelvic_bones] {
+            c.subtract_in_place(other)?;
+        }
+        c
+    } else {
+        union_all(
+            &grid,
+            [
+                uterus.clone(),
+                cervix.clone(),
+                upper_vagina,
+                parametria.clone(),
+                nodal,
+            ],
+        )
+    };
     ctv = ctv.intersection(&external)?;
     let ctv = nonempty(
         ctv,
         id,
         "CTV",
-        "union of uterus, cervix, upper vagina, parametria and nodes",
+        "union of uterus, cervix, upper vagina, parametria and nodes (or of prostate and \
+         seminal vesicles)",
     )?;
     // PTV: CTV plus margin, kept 5 mm inside the skin (the build-up region is not optimized).
     let ptv =
@@ -886,6 +946,7 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     paint(&mut tissue, &uterus, Tissue::Uterus);
     paint(&mut tissue, &vagina, Tissue::Vagina);
     paint(&mut tissue, &cervix, Tissue::Cervix);
+    paint(&mut tissue, &prostate, Tissue::Prostate);
     paint(&mut tissue, &rectum, Tissue::Rectum);
     paint(&mut tissue, &rectal_gas, Tissue::RectalGas);
     paint(&mut tissue, &pelvic_bones, Tissue::Cortex);
@@ -951,7 +1012,7 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     Ok(patient)
 }
 
-const ALL_TISSUES: [Tissue; 17] = [
+const ALL_TISSUES: [Tissue; 18] = [
     Tissue::Air,
     Tissue::Fat,
     Tissue::Muscle,
@@ -964,6 +1025,7 @@ const ALL_TISSUES: [Tissue; 17] = [
     Tissue::Uterus,
     Tissue::Cervix,
     Tissue::Vagina,
+    Tissue::Prostate,
     Tissue::Rectum,
     Tissue::RectalGas,
     Tissue::Marrow,
