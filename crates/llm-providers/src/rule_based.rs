@@ -42,7 +42,7 @@ impl RuleBasedAdvisor {
                 .find(|g| g.id == a.id)
                 .map_or(o.goal_cgy, |g| g.goal_cgy);
             reasons.push(format!(
-                "{}: value {:.2e} {} {:.0e}..{:.0e}, {} {:.0} -> {:.0} cGy ({} step)",
+                "{}: value {:.2e} {} {:.0e}..{:.0e}, {} {:.0} -> {:.0} cGy ({})",
                 o.id,
                 o.value,
                 if a.action == Direction::Tighten {
@@ -60,9 +60,9 @@ impl RuleBasedAdvisor {
                 o.goal_cgy,
                 new,
                 if informed.contains(&a.id) {
-                    "informed by the last change".to_string()
+                    "step from the last change's answer".to_string()
                 } else {
-                    format!("{:?}", a.step).to_lowercase()
+                    format!("{} step", format!("{:?}", a.step).to_lowercase())
                 }
             ));
         }
