@@ -329,6 +329,32 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Measure how sensible an advisor's decisions are: ask it about every report of a
+    /// few-shot example pool (from `autoplan examples`) and compare its move per OAR objective
+    /// (tighten, relax, keep) with the rule-based physicist's; count the guard's verdicts.
+    Agreement {
+        /// Provider file of the advisor to measure.
+        #[arg(long)]
+        provider: PathBuf,
+        /// Example pool (JSON, from `autoplan examples`): the reports to ask about.
+        #[arg(long)]
+        examples: PathBuf,
+        /// Protocol the pool was planned with.
+        #[arg(long)]
+        protocol: PathBuf,
+        /// Few-shot examples per prompt (from other patients than the report's).
+        #[arg(long, default_value_t = 0)]
+        n_examples: usize,
+        /// Which examples: fixed or nearest.
+        #[arg(long, default_value = "nearest")]
+        selection: String,
+        /// Ask about the first N reports only.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// CSV with one row per report and OAR objective.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect {
         /// Patient directory (holds patient.toml).
@@ -519,6 +545,23 @@ pub fn run(cli: Cli) -> Result<()> {
             patients.as_deref(),
             &out,
         ),
+        Command::Agreement {
+            provider,
+            examples,
+            protocol,
+            n_examples,
+            selection,
+            limit,
+            out,
+        } => crate::agreement::run(&crate::agreement::AgreementArgs {
+            provider,
+            examples,
+            protocol,
+            n_examples,
+            selection,
+            limit,
+            out,
+        }),
         Command::Calibrate {
             cohort,
             protocol,

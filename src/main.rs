@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod commands;
+mod agreement;
 mod calibrate;
 mod logging;
 mod plan_cmd;
