@@ -1,7 +1,7 @@
 //! Provider files (`configs/providers/*.toml`) and the factory that turns one into an advisor.
 //!
 //! ```toml
-//! kind = "openai-compatible"      # rule-based | openai-compatible | gemini | ollama
+//! kind = "openai-compatible"      # rule-based | openai-compatible | gemini | ollama | embedded
 //! model = "qwen-max"
 //! endpoint = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 //! api-key-env = "DASHSCOPE_API_KEY"   # the variable's name, never the key
@@ -37,9 +37,12 @@ pub enum Kind {
     Gemini,
     /// [`OllamaBackend`].
     Ollama,
+    /// The offline model run in-process (`model` is the GGUF file, relative paths from the
+    /// working directory); needs the `embedded` feature.
+    Embedded,
 }
 
-const KINDS: &str = "rule-based, openai-compatible, gemini, ollama";
+const KINDS: &str = "rule-based, openai-compatible, gemini, ollama, embedded";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -112,6 +115,7 @@ impl ProviderConfig {
             "openai-compatible" => Kind::OpenaiCompatible,
             "gemini" => Kind::Gemini,
             "ollama" => Kind::Ollama,
+            "embedded" => Kind::Embedded,
             other => {
                 return Err(bad(
                     "kind",
@@ -126,7 +130,7 @@ impl ProviderConfig {
             return Err(bad("model", "(missing)".into(), "name the model"));
         }
         let endpoint = match (&w.endpoint, kind) {
-            (_, Kind::RuleBased) => None,
+            (_, Kind::RuleBased | Kind::Embedded) => None,
             (None, Kind::Gemini) => Some("https://generativelanguage.googleapis.com".to_string()),
             (None, Kind::Ollama) => Some("http://127.0.0.1:11434".to_string()),
             (None, _) => {
@@ -232,6 +236,9 @@ pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
     if config.kind == Kind::RuleBased {
         return Ok(Box::new(RuleBasedAdvisor));
     }
+    if config.kind == Kind::Embedded {
+        return build_embedded(config);
+    }
     let key = config.api_key()?;
     let client = reqwest::Client::builder()
         .connect_timeout(config.policy.timeout.min(Duration::from_secs(10)))
@@ -269,6 +276,34 @@ pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
             mode,
             t,
         )),
-        Kind::RuleBased => unreachable!("handled above"),
+        Kind::RuleBased | Kind::Embedded => unreachable!("handled above"),
+    })
+}
+
+#[cfg(feature = "embedded")]
+fn build_embedded(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
+    if config.output_mode != OutputMode::Actions {
+        return Err(AdvisorError::Config {
+            origin: config.origin.display().to_string(),
+            field: "output-mode".into(),
+            value: "goals".into(),
+            reason: "the embedded model answers in the actions mode only (it writes no numbers)"
+                .into(),
+        });
+    }
+    Ok(Box::new(crate::embedded::EmbeddedAdvisor::load(
+        std::path::Path::new(&config.model),
+    )?))
+}
+
+#[cfg(not(feature = "embedded"))]
+fn build_embedded(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
+    Err(AdvisorError::Config {
+        origin: config.origin.display().to_string(),
+        field: "kind".into(),
+        value: "\"embedded\"".into(),
+        reason: "this build has no embedded model: build with `--features embedded` (cargo \
+                 build --release --features llm-providers/embedded)"
+            .into(),
     })
 }

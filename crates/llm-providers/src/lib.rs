@@ -18,6 +18,8 @@
 pub mod advice;
 pub mod chat;
 pub mod config;
+#[cfg(feature = "embedded")]
+pub mod embedded;
 pub mod error;
 pub mod gemini;
 pub mod ollama;

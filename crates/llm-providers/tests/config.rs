@@ -27,6 +27,7 @@ fn shipped_provider_files_parse() {
         Kind::OpenaiCompatible,
         Kind::Gemini,
         Kind::Ollama,
+        Kind::Embedded,
     ] {
         assert!(kinds.contains(&k), "{k:?} has no provider file");
     }
@@ -39,6 +40,30 @@ fn swapping_providers_is_one_line() {
     let b = parse(&format!("kind = \"openai-compatible\"\n{base}")).unwrap();
     assert_eq!((a.kind, b.kind), (Kind::Ollama, Kind::OpenaiCompatible));
     assert_eq!(a.output_mode, OutputMode::Goals);
+}
+
+/// The embedded kind: without the feature a clear error; with it, the actions mode only and
+/// a missing model file named with the way to get it.
+#[test]
+fn embedded_provider_errors_say_what_to_do() {
+    let c = parse("kind = \"embedded\"\nmodel = \"no/such/model.gguf\"\noutput-mode = \"actions\"\n")
+        .unwrap();
+    assert_eq!(c.kind, Kind::Embedded);
+    assert!(c.endpoint.is_none());
+    let e = build(&c).err().unwrap().to_string();
+    if cfg!(feature = "embedded") {
+        assert!(
+            e.contains("no/such/model.gguf") && e.contains("scripts/fetch-offline-model.sh"),
+            "{e}"
+        );
+        let goals = parse("kind = \"embedded\"\nmodel = \"m.gguf\"\n").unwrap();
+        let e = build(&goals).err().unwrap().to_string();
+        assert!(e.contains("output-mode") && e.contains("actions"), "{e}");
+    } else {
+        assert!(e.contains("--features embedded"), "{e}");
+    }
+    let e = parse("kind = \"embedded\"\n").unwrap_err().to_string();
+    assert!(e.contains("model"), "{e}");
 }
 
 #[test]

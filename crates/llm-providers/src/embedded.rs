@@ -1,0 +1,392 @@
+//! The offline advisor: a small instruct model run in-process on the CPU from a GGUF file
+//! (default: SmolLM2-135M-Instruct, Apache-2.0, fetched by `scripts/fetch-offline-model.sh`),
+//! with no network and no key.
+//!
+//! A model this small gets numbers wrong, so it answers in the actions mode only and never
+//! writes a number: for every OAR objective of the report the decoder asks it to choose among
+//! the schema's allowed values (`tighten` / `relax` / `keep`, then `small` / `medium` / `large`),
+//! scoring each choice by the model's log-probability of its tokens after the prompt and the
+//! answer so far, and keeps the most probable. Ids, punctuation and field names are written by
+//! the decoder, so the answer is valid JSON of the answer schema by construction; the
+//! rationale is generated greedily from tokens that cannot end or break a JSON string. Rust
+//! then turns the actions into goals ([`crate::steps::actions_to_goals`]).
+//!
+//! The model runs with candle (`quantized_llama`); its tokenizer is built from the GGUF
+//! metadata (byte-level BPE with SmolLM2's pre-tokenizer: single digits, then byte-level without
+//! a prefix space). Deterministic: the same context gives the same answer.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use candle_core::quantized::gguf_file;
+use candle_core::{D, Device, Tensor};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use tokenizers::Tokenizer;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
+use tokenizers::pre_tokenizers::sequence::Sequence;
+use tps_core::structure::Role;
+
+use crate::advice::{
+    Advice, AdvisorContext, CallRecord, Capabilities, Direction, LlmAdvisor, OutputMode,
+};
+use crate::error::{AdvisorError, Result};
+use crate::prompt::{system_prompt, user_prompt};
+use crate::reply::parse;
+
+/// Longest rationale the model may write, tokens.
+const RATIONALE_TOKENS: usize = 48;
+
+/// A GGUF chat model with its tokenizer, loaded once.
+pub struct EmbeddedModel {
+    path: PathBuf,
+    weights: ModelWeights,
+    tokenizer: Tokenizer,
+    /// `<|im_start|>` and `<|im_end|>`.
+    im_start: u32,
+    im_end: u32,
+    /// Tokens that may appear inside a JSON string as they are (no quote, backslash or
+    /// control character), and the token that is a lone `"`.
+    string_safe: Vec<bool>,
+    quote: u32,
+    /// Largest number of tokens (prompt and answer) the model takes.
+    context: usize,
+}
+
+fn load_error(path: &Path, reason: impl std::fmt::Display) -> AdvisorError {
+    AdvisorError::Config {
+        origin: path.display().to_string(),
+        field: "model".into(),
+        value: String::new(),
+        reason: format!(
+            "{reason} (get the offline model with scripts/fetch-offline-model.sh)"
+        ),
+    }
+}
+
+impl EmbeddedModel {
+    /// Loads a llama-architecture GGUF chat model with ChatML tokens (`<|im_start|>`,
+    /// `<|im_end|>`); an unreadable or unsuitable file is a `Config` error naming it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| load_error(path, e))?;
+        let content = gguf_file::Content::read(&mut file).map_err(|e| load_error(path, e))?;
+        let md = &content.metadata;
+        let strings = |key: &str| -> Result<Vec<String>> {
+            md.get(key)
+                .ok_or_else(|| load_error(path, format!("no {key} in the GGUF metadata")))?
+                .to_vec()
+                .map_err(|e| load_error(path, e))?
+                .iter()
+                .map(|v| v.to_string().cloned().map_err(|e| load_error(path, e)))
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges: Vec<(String, String)> = strings("tokenizer.ggml.merges")?
+            .into_iter()
+            .map(|m| {
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| load_error(path, format!("merge {m:?} is not a pair")))
+            })
+            .collect::<Result<_>>()?;
+        let vocab: HashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let special = |t: &str| {
+            vocab
+                .get(t)
+                .copied()
+                .ok_or_else(|| load_error(path, format!("the vocabulary has no {t} token")))
+        };
+        let (im_start, im_end) = (special("<|im_start|>")?, special("<|im_end|>")?);
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(|e| load_error(path, e))?;
+        let mut tokenizer = Tokenizer::new(bpe);
+        tokenizer.with_pre_tokenizer(Some(Sequence::new(vec![
+            Digits::new(true).into(),
+            ByteLevel::new(false, true, true).into(),
+        ])));
+        tokenizer.with_decoder(Some(ByteLevel::default()));
+        let context = md
+            .get("llama.context_length")
+            .and_then(|v| v.to_u32().ok())
+            .unwrap_or(2048) as usize;
+        let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+            .map_err(|e| load_error(path, e))?;
+        let mut string_safe = Vec::with_capacity(tokens.len());
+        let mut quote = None;
+        for id in 0..tokens.len() as u32 {
+            let text = tokenizer.decode(&[id], false).unwrap_or_default();
+            if text == "\"" {
+                quote = Some(id);
+            }
+            string_safe.push(
+                !text.is_empty()
+                    && id != im_start
+                    && id != im_end
+                    && !text.contains(['"', '\\'])
+                    && !text.chars().any(char::is_control),
+            );
+        }
+        let quote = quote.ok_or_else(|| load_error(path, "the vocabulary has no \" token"))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            weights,
+            tokenizer,
+            im_start,
+            im_end,
+            string_safe,
+            quote,
+            context,
+        })
+    }
+
+    /// Token ids of `text` (no special tokens).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| load_error(&self.path, e))
+    }
+
+    /// Text of `ids`.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.tokenizer.decode(ids, false).unwrap_or_default()
+    }
+
+    /// The ChatML prompt: system and user turns, then the assistant's turn opened.
+    fn chat(&self, system: &str, user: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        for (role, text) in [("system", system), ("user", user)] {
+            ids.push(self.im_start);
+            ids.extend(self.encode(&format!("{role}\n{text}"))?);
+            ids.push(self.im_end);
+            ids.extend(self.encode("\n")?);
+        }
+        ids.push(self.im_start);
+        ids.extend(self.encode("assistant\n")?);
+        Ok(ids)
+    }
+}
+
+/// A decoding state: the model with its attention cache after `pos` tokens, and the
+/// log-probabilities of the next token.
+#[derive(Clone)]
+struct Session {
+    weights: ModelWeights,
+    pos: usize,
+    next: Vec<f32>,
+}
+
+fn run_error(e: impl std::fmt::Display) -> AdvisorError {
+    AdvisorError::BadReply {
+        provider: "embedded".into(),
+        reason: format!("the model failed to run: {e}"),
+        raw: String::new(),
+    }
+}
+
+impl Session {
+    fn feed(&mut self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let input = Tensor::new(ids, &Device::Cpu)
+            .and_then(|t| t.unsqueeze(0))
+            .map_err(run_error)?;
+        let logits = self
+            .weights
+            .forward(&input, self.pos)
+            .and_then(|l| l.squeeze(0))
+            .and_then(|l| candle_nn_log_softmax(&l))
+            .and_then(|l| l.to_vec1::<f32>())
+            .map_err(run_error)?;
+        self.pos += ids.len();
+        self.next = logits;
+        Ok(())
+    }
+
+    /// Log-probability of `ids` following the current state, and the state after them.
+    fn score(&self, ids: &[u32]) -> Result<(f64, Session)> {
+        let mut s = self.clone();
+        let mut total = 0.0;
+        for &id in ids {
+            total += f64::from(s.next[id as usize]);
+            s.feed(&[id])?;
+        }
+        Ok((total, s))
+    }
+}
+
+/// `log_softmax` over the last dimension.
+fn candle_nn_log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?;
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+/// The offline advisor over an [`EmbeddedModel`].
+pub struct EmbeddedAdvisor {
+    model: EmbeddedModel,
+    name: String,
+}
+
+impl EmbeddedAdvisor {
+    /// The advisor for the model at `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let model = EmbeddedModel::load(path)?;
+        let name = format!(
+            "embedded:{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        Ok(Self { model, name })
+    }
+
+    /// The advice for `context`, computed on this thread.
+    pub fn decide(&self, context: &AdvisorContext) -> Result<Advice> {
+        let t = Instant::now();
+        let m = &self.model;
+        let system = system_prompt(context, OutputMode::Actions);
+        let user = user_prompt(context);
+        let prompt = m.chat(&system, &user)?;
+        // Room for the answer: about 25 tokens per objective and the rationale.
+        let oars: Vec<_> = context
+            .current
+            .objectives
+            .iter()
+            .filter(|o| o.role == Role::Oar)
+            .collect();
+        let budget = prompt.len() + 25 * oars.len() + RATIONALE_TOKENS + 16;
+        if budget > m.context {
+            return Err(AdvisorError::BadReply {
+                provider: self.name.clone(),
+                reason: format!(
+                    "the prompt takes {} tokens; with the answer that exceeds the model's context \
+                     of {} (fewer few-shot examples or a shorter history would fit)",
+                    prompt.len(),
+                    m.context
+                ),
+                raw: String::new(),
+            });
+        }
+        let mut s = Session {
+            weights: m.weights.clone(),
+            pos: 0,
+            next: Vec::new(),
+        };
+        s.feed(&prompt)?;
+        let mut text = String::new();
+        let emit = |s: &mut Session, piece: &str, text: &mut String| -> Result<()> {
+            s.feed(&m.encode(piece)?)?;
+            text.push_str(piece);
+            Ok(())
+        };
+        let choose = |s: &mut Session, options: &[&str], text: &mut String| -> Result<usize> {
+            let mut best: Option<(f64, usize, Session)> = None;
+            for (k, o) in options.iter().enumerate() {
+                let (lp, after) = s.score(&m.encode(o)?)?;
+                if best.as_ref().is_none_or(|(b, _, _)| lp > *b) {
+                    best = Some((lp, k, after));
+                }
+            }
+            let (_, k, after) = best.expect("at least one option");
+            *s = after;
+            text.push_str(options[k]);
+            Ok(k)
+        };
+        emit(&mut s, "{\"actions\": [", &mut text)?;
+        for (n, o) in oars.iter().enumerate() {
+            let sep = if n == 0 { "" } else { ", " };
+            emit(
+                &mut s,
+                &format!("{sep}{{\"id\": \"{}\", \"action\": \"", o.id),
+                &mut text,
+            )?;
+            choose(&mut s, &["tighten", "relax", "keep"], &mut text)?;
+            emit(&mut s, "\", \"step\": \"", &mut text)?;
+            choose(&mut s, &["small", "medium", "large"], &mut text)?;
+            emit(&mut s, "\"}", &mut text)?;
+        }
+        emit(&mut s, "], \"rationale\": \"", &mut text)?;
+        let mut rationale = Vec::new();
+        for _ in 0..RATIONALE_TOKENS {
+            let next = s
+                .next
+                .iter()
+                .enumerate()
+                .filter(|(id, _)| m.string_safe[*id] || *id as u32 == m.quote)
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(id, _)| id as u32)
+                .expect("a vocabulary");
+            if next == m.quote {
+                break;
+            }
+            rationale.push(next);
+            s.feed(&[next])?;
+        }
+        let rationale_text = m.decode(&rationale);
+        text.push_str(&rationale_text);
+        text.push_str("\"}");
+        let latency_s = t.elapsed().as_secs_f64();
+        let record = CallRecord {
+            provider: "embedded".into(),
+            model: self.name.clone(),
+            system: system.clone(),
+            messages: vec![("user".into(), user.clone())],
+            reply: text.clone(),
+            latency_s,
+            tokens_in: Some(prompt.len() as u64),
+            tokens_out: Some((s.pos - prompt.len()) as u64),
+            attempts: 1,
+            error: None,
+        };
+        // The answer is built to the schema; parsing it is the same check every reply gets.
+        let parsed = parse(&text, context, OutputMode::Actions).map_err(|reason| {
+            AdvisorError::BadReply {
+                provider: self.name.clone(),
+                reason,
+                raw: text.clone(),
+            }
+        })?;
+        Ok(Advice {
+            goals: parsed.goals,
+            actions: parsed
+                .actions
+                .into_iter()
+                .filter(|a| a.action != Direction::Keep)
+                .collect(),
+            rationale: parsed.rationale,
+            calls: vec![record],
+        })
+    }
+}
+
+#[async_trait]
+impl LlmAdvisor for EmbeddedAdvisor {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            json_schema: true,
+            network: false,
+            deterministic: true,
+            mode: OutputMode::Actions,
+        }
+    }
+
+    async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
+        self.decide(context)
+    }
+}
