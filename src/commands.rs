@@ -302,9 +302,10 @@ enum Command {
         /// metrics beside --reference.
         #[arg(long, conflicts_with_all = ["patient", "patient_dir"])]
         patients: Option<String>,
-        /// Reference values (mean and std per metric) for the study's table.
-        #[arg(long, default_value = "configs/reference/wei2025-table3-manual.toml")]
-        reference: PathBuf,
+        /// Reference values (mean and std per metric) to set beside the study's metrics, e.g.
+        /// configs/reference/wei2025-table3-manual.toml for the cervix protocol.
+        #[arg(long)]
+        reference: Option<PathBuf>,
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
@@ -539,7 +540,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 n_examples: 0,
                 selection: "fixed".into(),
                 patients: None,
-                reference: PathBuf::new(),
+                reference: None,
                 out: out.clone(),
             },
             patients.as_deref(),

@@ -44,8 +44,8 @@ pub struct PlanArgs {
     pub selection: String,
     /// Several cohort patients (`6-35`, `7,9`, or `test`): a study instead of one plan.
     pub patients: Option<String>,
-    /// Reference values for the study's comparison table.
-    pub reference: PathBuf,
+    /// Reference values for the study's comparison table (none: the measured column alone).
+    pub reference: Option<PathBuf>,
     pub out: PathBuf,
 }
 
@@ -239,7 +239,13 @@ fn run_study(a: &PlanArgs, list: &str) -> Result<()> {
     crate::calibrate::check_ids(&ids, &spec, cohort)?;
     let protocol = Protocol::load(&a.protocol)?;
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
-    let reference = ReferenceTable::load(&a.reference)?;
+    let reference = match &a.reference {
+        Some(path) => ReferenceTable::load(path)?,
+        None => ReferenceTable {
+            source: "no reference (--reference)".into(),
+            entries: Vec::new(),
+        },
+    };
     let metrics: Vec<_> = evaluator.metrics().cloned().collect();
     let mut header = vec!["patient".to_string()];
     header.extend(STUDY_COLUMNS.map(String::from));

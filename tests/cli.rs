@@ -560,6 +560,8 @@ fn plan_with_patients_runs_a_resumable_study() {
         "4,5",
         "--protocol",
         protocol.to_str().unwrap(),
+        "--reference",
+        "configs/reference/wei2025-table3-manual.toml",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -602,6 +604,7 @@ fn plan_with_patients_runs_a_resumable_study() {
     assert!(!s.contains("iteration  1/2"), "{s}");
     let mut bad = args.clone();
     bad[4] = "4,40";
+    assert_eq!(args[3], "--patients");
     let o = autoplan(&bad);
     assert!(!o.status.success());
     assert!(text(&o).contains("patient 40 is not in"), "{}", text(&o));

@@ -33,17 +33,23 @@ async fn conforms(advisor: &dyn LlmAdvisor, ctx: &AdvisorContext) -> Advice {
     assert_eq!(ids.len(), n, "duplicate ids");
     assert!(!advice.goals.is_empty(), "this context needs changes");
     assert!(!advice.rationale.trim().is_empty());
+    // Model calls, remote or in-process, are recorded; the rule-based physicist makes none.
     if caps.network {
         assert!(!advice.calls.is_empty(), "model calls must be recorded");
-        for c in &advice.calls {
-            assert!(!c.reply.is_empty() && c.latency_s >= 0.0 && c.attempts >= 1);
-            assert!(!c.system.is_empty() && !c.messages.is_empty());
-        }
-    } else {
-        assert!(advice.calls.is_empty());
+    }
+    for c in &advice.calls {
+        assert!(!c.reply.is_empty() && c.latency_s >= 0.0 && c.attempts >= 1);
+        assert!(!c.system.is_empty() && !c.messages.is_empty());
     }
     if caps.deterministic {
-        assert_eq!(advisor.advise(ctx).await.unwrap(), advice);
+        // The same answer (a call's latency may differ).
+        let again = advisor.advise(ctx).await.unwrap();
+        assert_eq!(
+            (&again.goals, &again.actions, &again.rationale),
+            (&advice.goals, &advice.actions, &advice.rationale)
+        );
+        let replies = |a: &Advice| a.calls.iter().map(|c| c.reply.clone()).collect::<Vec<_>>();
+        assert_eq!(replies(&again), replies(&advice));
     }
     advice
 }
@@ -63,6 +69,31 @@ async fn rule_based() {
     assert_eq!(goal("bowel-mean"), None, "inside its range");
     assert_eq!(goal("ptv-min"), None, "targets are kept");
     assert_eq!(goal("r2-max"), None, "rings are kept");
+}
+
+/// The offline model, for real on the CPU (feature `embedded`; the model comes from
+/// scripts/fetch-offline-model.sh, which scripts/test.sh runs first).
+#[cfg(feature = "embedded")]
+#[tokio::test]
+async fn embedded() {
+    let model = common::root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.is_file(),
+        "{}: run scripts/fetch-offline-model.sh",
+        model.display()
+    );
+    let advisor = build(&config(&format!(
+        "kind = \"embedded\"\nmodel = {:?}\noutput-mode = \"actions\"\n",
+        model.display().to_string()
+    )))
+    .unwrap();
+    assert!(!advisor.capabilities().network);
+    let advice = conforms(advisor.as_ref(), &common::context()).await;
+    let call = &advice.calls[0];
+    assert!(call.tokens_in.unwrap() > 200, "{call:?}");
+    // The answer is valid JSON of the actions schema by construction.
+    let v: serde_json::Value = serde_json::from_str(&call.reply).unwrap();
+    assert!(v["actions"].is_array() && v["rationale"].is_string(), "{v}");
 }
 
 #[tokio::test]
