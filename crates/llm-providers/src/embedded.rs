@@ -62,9 +62,7 @@ fn load_error(path: &Path, reason: impl std::fmt::Display) -> AdvisorError {
         origin: path.display().to_string(),
         field: "model".into(),
         value: String::new(),
-        reason: format!(
-            "{reason} (get the offline model with scripts/fetch-offline-model.sh)"
-        ),
+        reason: format!("{reason} (get the offline model with scripts/fetch-offline-model.sh)"),
     }
 }
 

@@ -46,8 +46,9 @@ fn swapping_providers_is_one_line() {
 /// a missing model file named with the way to get it.
 #[test]
 fn embedded_provider_errors_say_what_to_do() {
-    let c = parse("kind = \"embedded\"\nmodel = \"no/such/model.gguf\"\noutput-mode = \"actions\"\n")
-        .unwrap();
+    let c =
+        parse("kind = \"embedded\"\nmodel = \"no/such/model.gguf\"\noutput-mode = \"actions\"\n")
+            .unwrap();
     assert_eq!(c.kind, Kind::Embedded);
     assert!(c.endpoint.is_none());
     let e = build(&c).err().unwrap().to_string();
