@@ -94,6 +94,15 @@ async fn embedded() {
     // The answer is valid JSON of the actions schema by construction.
     let v: serde_json::Value = serde_json::from_str(&call.reply).unwrap();
     assert!(v["actions"].is_array() && v["rationale"].is_string(), "{v}");
+
+    // The tokenizer built from the GGUF metadata: exact round trip of a prompt, and SmolLM2's
+    // pre-tokenizer splitting numbers into single digits.
+    let m = llm_providers::embedded::EmbeddedModel::load(&model).unwrap();
+    let text = &call.messages[0].1;
+    assert_eq!(&m.decode(&m.encode(text).unwrap()), text);
+    let digits = m.encode("3000 cGy").unwrap();
+    let pieces: Vec<String> = digits.iter().map(|&t| m.decode(&[t])).collect();
+    assert_eq!(&pieces[..4], ["3", "0", "0", "0"], "{pieces:?}");
 }
 
 #[tokio::test]
