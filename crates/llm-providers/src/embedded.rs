@@ -22,7 +22,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{D, Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::models::quantized_llama::{self, ModelWeights};
 use tokenizers::Tokenizer;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -113,10 +113,13 @@ impl EmbeddedModel {
             ByteLevel::new(false, true, true).into(),
         ])));
         tokenizer.with_decoder(Some(ByteLevel::default()));
+        // candle's llama precomputes its rotary tables for MAX_SEQ_LEN positions, which may be
+        // fewer than the model was trained for.
         let context = md
             .get("llama.context_length")
             .and_then(|v| v.to_u32().ok())
-            .unwrap_or(2048) as usize;
+            .map_or(2048, |n| n as usize)
+            .min(quantized_llama::MAX_SEQ_LEN);
         let weights = dequantized(content, &mut file).map_err(|e| load_error(path, e))?;
         let mut string_safe = Vec::with_capacity(tokens.len());
         let mut quote = None;
@@ -217,9 +220,14 @@ struct Session {
 }
 
 fn run_error(e: impl std::fmt::Display) -> AdvisorError {
+    // candle appends a backtrace to some errors; the first line says what failed.
+    let text = e.to_string();
     AdvisorError::BadReply {
         provider: "embedded".into(),
-        reason: format!("the model failed to run: {e}"),
+        reason: format!(
+            "the model failed to run: {}",
+            text.lines().next().unwrap_or_default()
+        ),
         raw: String::new(),
     }
 }

@@ -95,6 +95,13 @@ async fn embedded() {
     let v: serde_json::Value = serde_json::from_str(&call.reply).unwrap();
     assert!(v["actions"].is_array() && v["rationale"].is_string(), "{v}");
 
+    // A prompt longer than the model's context is a typed error saying so, not a crash.
+    let mut long = common::context();
+    let entry = long.history[0].clone();
+    long.history = vec![entry; 150];
+    let e = advisor.advise(&long).await.unwrap_err().to_string();
+    assert!(e.contains("exceeds the model's context"), "{e}");
+
     // The tokenizer built from the GGUF metadata: exact round trip of a prompt, and SmolLM2's
     // pre-tokenizer splitting numbers into single digits.
     let m = llm_providers::embedded::EmbeddedModel::load(&model).unwrap();
