@@ -26,6 +26,16 @@ pub enum Site {
     Prostate,
 }
 
+impl Site {
+    /// The name a cohort file uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Site::Cervix => "cervix",
+            Site::Prostate => "prostate",
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct CohortWire {
@@ -286,57 +296,52 @@ impl CohortSpec {
             0.0,
             1.0,
         )?;
-        // The gynaecological ranges belong to cervix cohorts, the prostate's to prostate ones.
-        let gyn = [
-            ("anatomy.uterus-length-mm", a.uterus_length_mm.is_some()),
-            ("anatomy.anteversion-deg", a.anteversion_deg.is_some()),
-            ("anatomy.nodal-top-mm", a.nodal_top_mm.is_some()),
-            ("anatomy.nodal-margin-mm", a.nodal_margin_mm.is_some()),
+        // Each site-specific field belongs to one site: required there, refused elsewhere.
+        let site_fields = [
+            (
+                "anatomy.uterus-length-mm",
+                Site::Cervix,
+                a.uterus_length_mm.is_some(),
+            ),
+            (
+                "anatomy.anteversion-deg",
+                Site::Cervix,
+                a.anteversion_deg.is_some(),
+            ),
+            (
+                "anatomy.nodal-top-mm",
+                Site::Cervix,
+                a.nodal_top_mm.is_some(),
+            ),
+            (
+                "anatomy.nodal-margin-mm",
+                Site::Cervix,
+                a.nodal_margin_mm.is_some(),
+            ),
+            (
+                "anatomy.prostate-cc",
+                Site::Prostate,
+                a.prostate_cc.is_some(),
+            ),
+            ("inguinal", Site::Cervix, !w.inguinal.is_empty()),
         ];
-        match w.site {
-            Site::Cervix => {
-                if let Some((field, _)) = gyn.iter().find(|(_, given)| !given) {
-                    return Err(Error::invalid(
-                        o,
-                        *field,
-                        "missing",
-                        "required for site cervix",
-                    ));
-                }
-                if a.prostate_cc.is_some() {
-                    return Err(Error::invalid(
-                        o,
-                        "anatomy.prostate-cc",
-                        "given",
-                        "only for site prostate",
-                    ));
-                }
+        for (field, site, given) in site_fields {
+            let required = field != "inguinal";
+            if site == w.site && required && !given {
+                return Err(Error::invalid(
+                    o,
+                    field,
+                    "missing",
+                    format!("required for site {}", site.name()),
+                ));
             }
-            Site::Prostate => {
-                if let Some((field, _)) = gyn.iter().find(|(_, given)| *given) {
-                    return Err(Error::invalid(
-                        o,
-                        *field,
-                        "given",
-                        "not used by site prostate",
-                    ));
-                }
-                if a.prostate_cc.is_none() {
-                    return Err(Error::invalid(
-                        o,
-                        "anatomy.prostate-cc",
-                        "missing",
-                        "required for site prostate",
-                    ));
-                }
-                if !w.inguinal.is_empty() {
-                    return Err(Error::invalid(
-                        o,
-                        "inguinal",
-                        format!("{:?}", w.inguinal),
-                        "a prostate cohort has no nodal target",
-                    ));
-                }
+            if site != w.site && given {
+                return Err(Error::invalid(
+                    o,
+                    field,
+                    "given",
+                    format!("only for site {}", site.name()),
+                ));
             }
         }
         // Placeholders for prostate cohorts (drawn, not used).
@@ -586,8 +591,30 @@ ptv-margin-mm = 7.0
             let e = parse(&prostate.replace(from, to)).unwrap_err().to_string();
             assert!(e.contains(field), "{to}: {e}");
         }
-        // Cervix patients draw what they drew before the prostate site existed.
-        assert_eq!(parse(SMALL).unwrap().params(2).unwrap().prostate_cc, None);
+        // The prostate volume is drawn after everything else, so a cervix patient's draws are
+        // those it had before the prostate site existed: the same seed gives the same shared
+        // anatomy in both sites, up to the last draw before the prostate's.
+        let cervix = parse(SMALL).unwrap().params(2).unwrap();
+        assert_eq!(cervix.prostate_cc, None);
+        let male = parse(&prostate).unwrap().params(2).unwrap();
+        assert_eq!(
+            (
+                cervix.noise_seed,
+                cervix.body_half_width_mm,
+                cervix.bladder_cc,
+                cervix.rectum_radius_mm,
+                cervix.bladder_shift_mm,
+                cervix.femur_asymmetry
+            ),
+            (
+                male.noise_seed,
+                male.body_half_width_mm,
+                male.bladder_cc,
+                male.rectum_radius_mm,
+                male.bladder_shift_mm,
+                male.femur_asymmetry
+            )
+        );
     }
 
     #[test]
