@@ -254,7 +254,7 @@ enum Command {
         /// Reference values (mean and std per metric).
         #[arg(long, default_value = "configs/reference/wei2025-table3-manual.toml")]
         reference: PathBuf,
-        /// Patients, e.g. `6-35` or `7,9`; default: the cohort's test patients.
+        /// Patients, e.g. `6-35`, `7,9`, `test` or `training`; default: the cohort's test patients.
         #[arg(long)]
         patients: Option<String>,
         /// Output directory (metrics.csv, calibration.md).
@@ -296,10 +296,10 @@ enum Command {
         /// Which examples: fixed (spread over the pool) or nearest (most similar iterations).
         #[arg(long, default_value = "fixed")]
         selection: String,
-        /// Plan several cohort patients instead of one (`6-35`, `7,9`, or `test` for the
-        /// cohort's test patients): each into OUT/pNN, a row each in OUT/plans.csv as it ends
-        /// (a rerun resumes), and OUT/study.md with criteria met, iterations, times and the
-        /// metrics beside --reference.
+        /// Plan several cohort patients instead of one (`6-35`, `7,9`, `test` or `training`):
+        /// each into OUT/pNN, a row each in OUT/plans.csv as it ends (a rerun resumes), and
+        /// OUT/study.md with criteria met, iterations, times and the metrics beside
+        /// --reference.
         #[arg(long, conflicts_with_all = ["patient", "patient_dir"])]
         patients: Option<String>,
         /// Reference values (mean and std per metric) to set beside the study's metrics, e.g.
@@ -319,7 +319,7 @@ enum Command {
         /// Protocol.
         #[arg(long)]
         protocol: PathBuf,
-        /// Patients, e.g. `1-5`; default: the cohort's training patients.
+        /// Patients, e.g. `1-5`, `7,9` or `training`; default: the cohort's training patients.
         #[arg(long)]
         patients: Option<String>,
         #[command(flatten)]

@@ -4,6 +4,7 @@
 mod commands;
 mod agreement;
 mod calibrate;
+mod cohort_run;
 mod logging;
 mod plan_cmd;
 

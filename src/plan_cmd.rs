@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use evaluation::reference::{MeasuredMetric, ReferenceTable, comparison_markdown};
+use evaluation::reference::ReferenceTable;
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
 use llm_providers::advice::LlmAdvisor;
 use llm_providers::config::{ProviderConfig, build};
@@ -24,6 +24,7 @@ use tps_core::patient_files;
 use tps_core::protocol::Protocol;
 use tps_core::tps::Tps;
 
+use crate::cohort_run::{PatientRows, select_ids};
 use crate::commands::{
     isodose_pngs, metrics_csv, metrics_text, normalize_on_grid, report_table, write_dvh,
 };
@@ -231,12 +232,7 @@ fn run_study(a: &PlanArgs, list: &str) -> Result<()> {
         bail!("give either --patient N or --patients LIST, not both");
     }
     let spec = CohortSpec::load(cohort)?;
-    let ids = if list.trim() == "test" {
-        spec.test_ids()
-    } else {
-        crate::calibrate::parse_ids(list)?
-    };
-    crate::calibrate::check_ids(&ids, &spec, cohort)?;
+    let ids = select_ids(Some(list), Vec::new(), &spec, cohort)?;
     let protocol = Protocol::load(&a.protocol)?;
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
     let reference = match &a.reference {
@@ -252,12 +248,8 @@ fn run_study(a: &PlanArgs, list: &str) -> Result<()> {
     header.extend(metrics.iter().map(|m| m.to_string()));
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let csv_path = a.out.join("plans.csv");
-    let mut done = crate::calibrate::open_rows(&csv_path, &header)?;
-    let todo: Vec<usize> = ids
-        .iter()
-        .copied()
-        .filter(|i| !done.contains_key(i))
-        .collect();
+    let mut rows = PatientRows::open(&csv_path, &header)?;
+    let todo = rows.pending(&ids);
     out!(
         "study of {} patients of {}: {} already in {}, {} to plan",
         ids.len(),
@@ -288,8 +280,7 @@ fn run_study(a: &PlanArgs, list: &str) -> Result<()> {
             f64::from(r.violations),
         ];
         row.extend(r.metrics.iter().map(|v| v.value.unwrap_or(f64::NAN)));
-        crate::calibrate::append_row(&csv_path, id, &row)?;
-        done.insert(id, row);
+        rows.append(id, row)?;
         let per = started.elapsed().as_secs_f64() / (n + 1) as f64;
         out!(
             "[{}/{}] patient {id}: {} after {} iterations; about {:.0} s left",
@@ -304,13 +295,11 @@ fn run_study(a: &PlanArgs, list: &str) -> Result<()> {
             per * (todo.len() - n - 1) as f64
         );
     }
-    let rows: Vec<&Vec<f64>> = ids.iter().map(|i| &done[i]).collect();
-    let column = |k: usize| -> Vec<f64> { rows.iter().map(|r| r[k]).collect() };
+    let column = |k: usize| rows.column(&ids, k);
     let met: Vec<usize> = ids
         .iter()
-        .zip(&rows)
-        .filter(|(_, r)| r[0] > 0.5)
-        .map(|(&i, _)| i)
+        .copied()
+        .filter(|i| rows.done[i][0] > 0.5)
         .collect();
     let missed: Vec<String> = ids
         .iter()
@@ -354,24 +343,17 @@ fn run_study(a: &PlanArgs, list: &str) -> Result<()> {
         column(6).iter().sum::<f64>(),
         column(7).iter().sum::<f64>(),
     );
-    let measured: Vec<MeasuredMetric> = metrics
-        .iter()
-        .enumerate()
-        .map(|(k, m)| MeasuredMetric {
-            metric: m.clone(),
-            unit: m.unit(),
-            values: column(STUDY_COLUMNS.len() + k),
-        })
-        .collect();
-    md += &comparison_markdown(
-        &measured,
+    md += &rows.comparison(
+        &ids,
+        &metrics,
+        STUDY_COLUMNS.len(),
         &reference,
         &format!("native TPS, {advisor} (n = {})", ids.len()),
     )?;
     let md_path = a.out.join("study.md");
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     outn!("{md}");
-    out!("wrote {} and {}", csv_path.display(), md_path.display());
+    out!("wrote {} and {}", rows.path().display(), md_path.display());
     Ok(())
 }
 
@@ -439,10 +421,7 @@ pub fn run_examples(template: &PlanArgs, patients: Option<&str>, out_file: &Path
         .as_ref()
         .context("--cohort is required for examples")?;
     let spec = CohortSpec::load(cohort)?;
-    let ids = match patients {
-        Some(t) => crate::calibrate::parse_ids(t)?,
-        None => spec.training.clone(),
-    };
+    let ids = select_ids(patients, spec.training.clone(), &spec, cohort)?;
     let dir = out_file.with_extension("plans");
     let mut pool = Vec::new();
     for id in ids {
