@@ -46,6 +46,27 @@ fn small_beams<'a>(args: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// A copy of `configs/protocols/<site>.toml` in `dir` with the iteration cap lowered to
+/// `iterations`, to keep a planning test short.
+fn capped_protocol(dir: &Path, site: &str, iterations: u32) -> PathBuf {
+    let text =
+        std::fs::read_to_string(root().join(format!("configs/protocols/{site}.toml"))).unwrap();
+    assert!(
+        text.contains("max-iterations = 20"),
+        "{site}: the cap moved"
+    );
+    let path = dir.join(format!("{site}-{iterations}.toml"));
+    std::fs::write(
+        &path,
+        text.replace(
+            "max-iterations = 20",
+            &format!("max-iterations = {iterations}"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
 fn save_phantom(id: usize, dir: &Path) {
     let o = autoplan(&[
         "phantom",
@@ -421,13 +442,8 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
     let patient = tmp.path().join("p04");
     save_phantom(4, &patient);
     // The cervix protocol as a file with a 3-iteration cap keeps the test short.
+    let protocol = capped_protocol(tmp.path(), "cervix", 3);
     let cervix = std::fs::read_to_string(root().join("configs/protocols/cervix.toml")).unwrap();
-    let protocol = tmp.path().join("cervix-3.toml");
-    std::fs::write(
-        &protocol,
-        cervix.replace("max-iterations = 20", "max-iterations = 3"),
-    )
-    .unwrap();
     let out = tmp.path().join("plan");
     let o = autoplan(&small_beams(&[
         "plan",
@@ -544,13 +560,7 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
 #[test]
 fn plan_with_patients_runs_a_resumable_study() {
     let tmp = tempfile::tempdir().unwrap();
-    let cervix = std::fs::read_to_string(root().join("configs/protocols/cervix.toml")).unwrap();
-    let protocol = tmp.path().join("cervix-2.toml");
-    std::fs::write(
-        &protocol,
-        cervix.replace("max-iterations = 20", "max-iterations = 2"),
-    )
-    .unwrap();
+    let protocol = capped_protocol(tmp.path(), "cervix", 2);
     let out = tmp.path().join("study");
     let args = small_beams(&[
         "plan",
@@ -615,13 +625,7 @@ fn plan_with_patients_runs_a_resumable_study() {
 #[test]
 fn prostate_site_plans_with_its_protocol_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let text_of = std::fs::read_to_string(root().join("configs/protocols/prostate.toml")).unwrap();
-    let protocol = tmp.path().join("prostate-2.toml");
-    std::fs::write(
-        &protocol,
-        text_of.replace("max-iterations = 20", "max-iterations = 2"),
-    )
-    .unwrap();
+    let protocol = capped_protocol(tmp.path(), "prostate", 2);
     let out = tmp.path().join("plan");
     let o = autoplan(&small_beams(&[
         "plan",
