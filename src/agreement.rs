@@ -77,10 +77,7 @@ fn patient_of(source: &str) -> &str {
 /// Runs the measurement.
 pub fn run(a: &AgreementArgs) -> Result<()> {
     let protocol = Protocol::load(&a.protocol)?;
-    let planning = protocol
-        .planning
-        .as_ref()
-        .with_context(|| format!("{}: [planning] is missing", a.protocol.display()))?;
+    let planning = planner::planning_of(&protocol)?;
     let advisor: Box<dyn LlmAdvisor> = build(&ProviderConfig::load(&a.provider)?)?;
     let pool = planner::examples::load(&a.examples).map_err(anyhow::Error::msg)?;
     if pool.is_empty() {
@@ -113,17 +110,13 @@ pub fn run(a: &AgreementArgs) -> Result<()> {
             .cloned()
             .collect();
         let report: &IterationReport = &ex.report;
-        let ctx = AdvisorContext {
-            site: protocol.site.clone(),
-            target: protocol.prescription.target.clone(),
-            prescription_cgy: protocol.prescription.dose_cgy,
-            prescription_volume_percent: protocol.prescription.volume_percent,
-            coverage_window: planning.coverage_window,
-            max_iterations: planning.max_iterations,
-            current: report.clone(),
-            history: Vec::new(),
-            examples: planner::examples::select(&others, report, a.n_examples, selection),
-        };
+        let ctx = AdvisorContext::for_protocol(
+            &protocol,
+            planning,
+            report.clone(),
+            Vec::new(),
+            planner::examples::select(&others, report, a.n_examples, selection),
+        );
         let rule = RuleBasedAdvisor.decide(&ctx);
         let t = Instant::now();
         let answer = runtime.block_on(advisor.advise(&ctx));

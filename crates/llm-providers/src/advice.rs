@@ -110,6 +110,29 @@ pub struct AdvisorContext {
     pub examples: Vec<FewShotExample>,
 }
 
+impl AdvisorContext {
+    /// The context for `current` under `protocol`, whose `[planning]` section is `planning`.
+    pub fn for_protocol(
+        protocol: &tps_core::protocol::Protocol,
+        planning: &tps_core::protocol::Planning,
+        current: IterationReport,
+        history: Vec<HistoryEntry>,
+        examples: Vec<FewShotExample>,
+    ) -> Self {
+        Self {
+            site: protocol.site.clone(),
+            target: protocol.prescription.target.clone(),
+            prescription_cgy: protocol.prescription.dose_cgy,
+            prescription_volume_percent: protocol.prescription.volume_percent,
+            coverage_window: planning.coverage_window,
+            max_iterations: planning.max_iterations,
+            current,
+            history,
+            examples,
+        }
+    }
+}
+
 /// Record of one call to a model, for transcripts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {

@@ -116,15 +116,15 @@ fn write(t: &mut Option<&mut TranscriptWriter>, e: &Event) -> Result<(), PlanErr
     Ok(())
 }
 
-/// The protocol's planning settings: iteration cap and coverage window.
-fn planning_of(protocol: &Protocol) -> Result<(u32, [f64; 2]), PlanError> {
-    let p = protocol.planning.as_ref().ok_or_else(|| {
+/// The protocol's planning settings (iteration cap and coverage window), or an error naming
+/// the protocol file when it has none.
+pub fn planning_of(protocol: &Protocol) -> Result<&tps_core::protocol::Planning, PlanError> {
+    protocol.planning.as_ref().ok_or_else(|| {
         PlanError::Protocol(format!(
             "{}: [planning] is missing (max-iterations, coverage-window)",
             protocol.origin.display()
         ))
-    })?;
-    Ok((p.max_iterations, p.coverage_window))
+    })
 }
 
 /// Normalizes the plan when its coverage has left `window` (multiples of the prescription), as
@@ -153,7 +153,8 @@ pub fn plan(
     mut transcript: Option<&mut TranscriptWriter>,
     mut progress: impl FnMut(&Progress<'_>),
 ) -> Result<PlanOutcome, PlanError> {
-    let (max_iterations, coverage_window) = planning_of(protocol)?;
+    let planning = planning_of(protocol)?;
+    let (max_iterations, coverage_window) = (planning.max_iterations, planning.coverage_window);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -203,22 +204,18 @@ pub fn plan(
         if report.iteration >= max_iterations {
             break TerminationReason::MaxIterations;
         }
-        let context = AdvisorContext {
-            site: protocol.site.clone(),
-            target: protocol.prescription.target.clone(),
-            prescription_cgy: protocol.prescription.dose_cgy,
-            prescription_volume_percent: protocol.prescription.volume_percent,
-            coverage_window,
-            max_iterations,
-            current: report.clone(),
-            history: history.clone(),
-            examples: examples::select(
+        let context = AdvisorContext::for_protocol(
+            protocol,
+            planning,
+            report.clone(),
+            history.clone(),
+            examples::select(
                 &settings.examples,
                 &report,
                 settings.n_examples,
                 settings.selection,
             ),
-        };
+        );
         let ta = Instant::now();
         let outcome = runtime.block_on(advisor.advise(&context));
         last_advisor = ta.elapsed().as_secs_f64();
