@@ -6,9 +6,9 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
-use tps_core::cohort::CohortSpec;
-use tps_core::protocol::Protocol;
-use tps_core::synthetic_dose::{ConformalDose, conformal};
+use phantoms::cohort::CohortSpec;
+use phantoms::synthetic_dose::{ConformalDose, conformal};
+use tps_api::protocol::Protocol;
 
 mod evaluator {
     use super::*;
@@ -18,7 +18,7 @@ mod evaluator {
         let spec = CohortSpec::load(&root.join("configs/cohorts/cervix-35.toml")).unwrap();
         let mut patient = spec.generate(7).unwrap();
         let base = Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap();
-        base.build_auxiliary(&mut patient).unwrap();
+        patient_model::recipes::build_auxiliary(&base, &mut patient).unwrap();
         // Every metric kind for every structure (External and rings included), plus CI and HI.
         let mut metrics = Vec::new();
         for s in patient.structures() {
@@ -54,7 +54,7 @@ mod evaluator {
         .unwrap();
         let plan = PlanDose {
             patient: &patient,
-            dose_cgy: &dose,
+            dose: &dose,
             mu_per_fraction: Some(800.0),
         };
         let mut g = c.benchmark_group("evaluator");

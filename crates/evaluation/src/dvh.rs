@@ -16,7 +16,8 @@
 //!   receiving at least that dose; the differential curve gives the volume (cc) per dose bin.
 
 use rayon::prelude::*;
-use tps_core::structure::Mask;
+use tps_api::dose_volume::{hottest_first, sort_hottest_first};
+use tps_api::structure::Mask;
 
 use crate::error::{Error, Result};
 
@@ -55,7 +56,11 @@ impl Dvh {
                 "dose in structure {structure} holds {bad}"
             )));
         }
-        tps_core::dose_volume::sort_hottest_first(&mut desc);
+        if desc.len() > 200_000 {
+            desc.par_sort_unstable_by(hottest_first);
+        } else {
+            sort_hottest_first(&mut desc);
+        }
         let mean = desc.iter().map(|&d| d as f64).sum::<f64>() / desc.len() as f64;
         Ok(Self {
             structure: structure.to_string(),
@@ -72,7 +77,7 @@ impl Dvh {
                 "structure {structure}: no doses, or a dose that is not finite"
             )));
         }
-        tps_core::dose_volume::sort_hottest_first(&mut doses);
+        sort_hottest_first(&mut doses);
         let mean = doses.iter().map(|&d| d as f64).sum::<f64>() / doses.len() as f64;
         Ok(Self {
             structure: structure.to_string(),
@@ -109,7 +114,7 @@ impl Dvh {
 
     /// Dose received by at least `fraction` (0..=1) of the volume, cGy.
     pub fn dose_at_fraction(&self, fraction: f64) -> f64 {
-        tps_core::dose_volume::dose_at_fraction(&self.desc, fraction)
+        tps_api::dose_volume::dose_at_fraction(&self.desc, fraction)
     }
 
     /// `Dx%`: dose received by at least `percent` % of the volume, cGy.

@@ -7,16 +7,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A metric string that does not parse, with where it came from.
-    #[error("{origin}: metric \"{text}\" is not understood: {reason}")]
-    BadMetric {
-        /// File and field the metric came from.
-        origin: String,
-        /// The text as written.
-        text: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// A sample that a statistic cannot use.
     #[error("{what}: {reason}")]
     BadSample {
@@ -28,9 +18,9 @@ pub enum Error {
     /// Dose and structures that do not fit together.
     #[error("{0}")]
     Mismatch(String),
-    /// An error from the patient model (unknown structure, files).
+    /// An error of the patient model or a protocol (unknown structure, bad metric, files).
     #[error(transparent)]
-    Core(#[from] tps_core::Error),
+    Tps(#[from] tps_api::Error),
     /// A table or figure could not be written.
     #[error("{path}: {reason}")]
     Output {

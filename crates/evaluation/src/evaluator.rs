@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use tps_core::Patient;
-use tps_core::protocol::Protocol;
+use tps_api::dose::Dose;
+use tps_api::metric::{DoseMetric, Metric, Unit};
+use tps_api::patient::Patient;
+use tps_api::protocol::Protocol;
 
 use crate::dvh::{Dvh, homogeneity_index, paddick_ci};
 use crate::error::{Error, Result};
-use crate::metric::{DoseMetric, Metric, Unit};
 
 /// A dose to evaluate: the patient (grid and structures), the dose on the patient's grid, and
 /// the plan's monitor units per fraction when known.
@@ -16,8 +17,8 @@ use crate::metric::{DoseMetric, Metric, Unit};
 pub struct PlanDose<'a> {
     /// Patient with its structures.
     pub patient: &'a Patient,
-    /// Dose in cGy on the patient's CT grid, x-fastest.
-    pub dose_cgy: &'a [f32],
+    /// Dose in cGy with its grid, which must be the patient's CT grid.
+    pub dose: &'a Dose,
     /// Monitor units per fraction, if the plan gives them.
     pub mu_per_fraction: Option<f64>,
 }
@@ -51,18 +52,16 @@ pub struct ProtocolEvaluator {
 }
 
 impl ProtocolEvaluator {
-    /// Parses the protocol's metric list; a malformed metric names the file and the field.
+    /// The evaluator of the protocol's metrics (parsed, and checked, when the protocol was
+    /// read).
     pub fn from_protocol(protocol: &Protocol) -> Result<Self> {
         let origin = protocol.origin.display().to_string();
         let metrics = protocol
             .metrics
             .iter()
             .enumerate()
-            .map(|(n, text)| {
-                let field = format!("evaluation.metrics[{n}]");
-                Metric::parse(text, &format!("{origin}: {field}")).map(|m| (m, field))
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .map(|(n, m)| (m.clone(), format!("evaluation.metrics[{n}]")))
+            .collect();
         Ok(Self {
             origin,
             metrics,
@@ -81,14 +80,23 @@ impl ProtocolEvaluator {
 impl Evaluator for ProtocolEvaluator {
     fn evaluate(&self, plan: &PlanDose<'_>) -> Result<Vec<MetricValue>> {
         let p = plan.patient;
-        if plan.dose_cgy.len() != p.grid().len() {
+        let g = plan.dose.grid();
+        if g != p.grid() {
             return Err(Error::Mismatch(format!(
-                "dose has {} voxels, patient {} has {} on its CT grid",
-                plan.dose_cgy.len(),
+                "dose grid {:?} ({} voxels, spacing {:?} mm, origin {:?} mm) is not patient {}'s \
+                 CT grid {:?} ({} voxels, spacing {:?} mm, origin {:?} mm)",
+                g.dims,
+                g.len(),
+                g.spacing_mm,
+                g.origin_mm,
                 p.id,
-                p.grid().len()
+                p.grid().dims,
+                p.grid().len(),
+                p.grid().spacing_mm,
+                p.grid().origin_mm
             )));
         }
+        let dose_cgy = plan.dose.cgy();
         // Every structure a metric needs, with the field that asked first (for messages).
         let mut needed: BTreeMap<String, String> = BTreeMap::new();
         for (m, field) in &self.metrics {
@@ -110,7 +118,7 @@ impl Evaluator for ProtocolEvaluator {
             .collect::<Result<Vec<_>>>()?;
         let dvhs: BTreeMap<String, Dvh> = masks
             .par_iter()
-            .map(|(name, mask)| Ok((name.clone(), Dvh::new(name, plan.dose_cgy, mask)?)))
+            .map(|(name, mask)| Ok((name.clone(), Dvh::new(name, dose_cgy, mask)?)))
             .collect::<Result<_>>()?;
         let mut out = Vec::with_capacity(self.metrics.len());
         for (m, _) in &self.metrics {
@@ -131,7 +139,7 @@ impl Evaluator for ProtocolEvaluator {
                         .require(&self.target, &self.origin, "prescription.target")?
                         .mask;
                     let body = &p.require(&self.body, &self.origin, "evaluation.body")?.mask;
-                    Some(paddick_ci(plan.dose_cgy, target, body, self.reference_cgy)?)
+                    Some(paddick_ci(dose_cgy, target, body, self.reference_cgy)?)
                 }
                 Metric::Hi => Some(homogeneity_index(&dvhs[&self.target])),
                 Metric::Mu => plan.mu_per_fraction,

@@ -9,11 +9,10 @@ pub mod dvh;
 pub mod error;
 pub mod evaluator;
 pub mod figures;
-pub mod metric;
 pub mod reference;
 pub mod stats;
 pub mod tables;
 
 pub use error::{Error, Result};
 pub use evaluator::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
-pub use metric::{DoseMetric, Metric, Unit};
+pub use tps_api::metric::{self, DoseMetric, Metric, Unit};

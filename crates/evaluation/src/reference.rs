@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use tps_core::error::parse_toml;
+use tps_api::error::parse_toml;
+use tps_api::metric::{Metric, Unit};
 
 use crate::error::Result;
-use crate::metric::{Metric, Unit};
 use crate::stats::mean_std;
 
 #[derive(Debug, Deserialize)]
@@ -55,7 +55,7 @@ pub struct ReferenceTable {
 impl ReferenceTable {
     /// Reads a reference file; a malformed entry names the file and the field.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| tps_core::Error::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| tps_api::Error::io(path, e))?;
         Self::parse(&text, path)
     }
 
@@ -69,7 +69,7 @@ impl ReferenceTable {
             let metric = Metric::parse(&e.metric, &format!("{origin}: {}", field("metric")))?;
             for (name, v) in [("mean", e.mean), ("std", e.std)] {
                 if !v.is_finite() || v < 0.0 {
-                    return Err(tps_core::Error::invalid(
+                    return Err(tps_api::Error::invalid(
                         &origin,
                         field(name),
                         v.to_string(),
@@ -79,7 +79,7 @@ impl ReferenceTable {
                 }
             }
             if !["Gy", "MU", ""].contains(&e.unit.as_str()) {
-                return Err(tps_core::Error::invalid(
+                return Err(tps_api::Error::invalid(
                     &origin,
                     field("unit"),
                     &e.unit,
@@ -226,7 +226,7 @@ mod tests {
         let r = ReferenceTable::load(&root.join("configs/reference/wei2025-table3-manual.toml"))
             .unwrap();
         assert_eq!(r.entries.len(), 12);
-        let proto = tps_core::protocol::Protocol::load(&root.join("configs/protocols/cervix.toml"))
+        let proto = tps_api::protocol::Protocol::load(&root.join("configs/protocols/cervix.toml"))
             .unwrap();
         let ev = crate::ProtocolEvaluator::from_protocol(&proto).unwrap();
         for e in &r.entries {

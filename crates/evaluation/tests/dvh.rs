@@ -5,10 +5,12 @@ use std::path::Path;
 use evaluation::dvh::{Dvh, homogeneity_index, paddick_ci};
 use evaluation::{Evaluator, Metric, PlanDose, ProtocolEvaluator};
 use proptest::prelude::*;
-use tps_core::grid::Grid;
-use tps_core::patient::Patient;
-use tps_core::protocol::Protocol;
-use tps_core::structure::{Mask, Role, Structure};
+use patient_model::MaskOps;
+use tps_api::dose::Dose;
+use tps_api::grid::Grid;
+use tps_api::patient::Patient;
+use tps_api::protocol::Protocol;
+use tps_api::structure::{Mask, Role, Structure};
 
 fn dose_from(grid: &Grid, f: impl Fn(f64, f64, f64) -> f64) -> Vec<f32> {
     (0..grid.len())
@@ -168,10 +170,11 @@ fn protocol_evaluator_reports_the_protocols_metrics() {
         "\"PTV: D95\", \"Bladder: Dmean\", \"CI\", \"HI\", \"MU\"",
     ))
     .unwrap();
+    let dose = Dose::new(*p.grid(), dose).unwrap();
     let values = ev
         .evaluate(&PlanDose {
             patient: &p,
-            dose_cgy: &dose,
+            dose: &dose,
             mu_per_fraction: Some(812.5),
         })
         .unwrap();
@@ -191,7 +194,11 @@ fn protocol_evaluator_reports_the_protocols_metrics() {
 
 #[test]
 fn protocol_evaluator_refuses_bad_metrics_and_structures() {
-    let e = ProtocolEvaluator::from_protocol(&protocol("\"PTV: D95\", \"Bladder: D1O0\""))
+    // A malformed metric is refused when the protocol is read.
+    let text = "[site]\nname = \"t\"\n[prescription]\ntarget = \"PTV\"\ndose-cgy = 3600.0\n\
+                fractions = 20\nvolume-percent = 95.0\n[evaluation]\n\
+                metrics = [\"PTV: D95\", \"Bladder: D1O0\"]\n";
+    let e = Protocol::parse(text, Path::new("proto.toml"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -201,10 +208,11 @@ fn protocol_evaluator_refuses_bad_metrics_and_structures() {
     let p = tiny_patient();
     let dose = vec![0.0f32; p.grid().len()];
     let ev = ProtocolEvaluator::from_protocol(&protocol("\"Rectum: D50\"")).unwrap();
+    let zero = Dose::new(*p.grid(), dose.clone()).unwrap();
     let e = ev
         .evaluate(&PlanDose {
             patient: &p,
-            dose_cgy: &dose,
+            dose: &zero,
             mu_per_fraction: None,
         })
         .unwrap_err()
@@ -213,10 +221,14 @@ fn protocol_evaluator_refuses_bad_metrics_and_structures() {
         e.contains("proto.toml") && e.contains("evaluation.metrics[0]") && e.contains("Rectum"),
         "{e}"
     );
+    // A dose on another grid (one slice short).
+    let g = p.grid();
+    let short = Grid::new([g.dims[0], g.dims[1], g.dims[2] - 1], g.spacing_mm, g.origin_mm).unwrap();
+    let other = Dose::new(short, dose[..short.len()].to_vec()).unwrap();
     let e = ev
         .evaluate(&PlanDose {
             patient: &p,
-            dose_cgy: &dose[1..],
+            dose: &other,
             mu_per_fraction: None,
         })
         .unwrap_err()
@@ -233,10 +245,11 @@ fn protocol_evaluator_refuses_bad_metrics_and_structures() {
         .unwrap();
     nan[inside] = f32::NAN;
     let ev = ProtocolEvaluator::from_protocol(&protocol("\"PTV: D95\"")).unwrap();
+    let nan = Dose::new(*p.grid(), nan).unwrap();
     let e = ev
         .evaluate(&PlanDose {
             patient: &p,
-            dose_cgy: &nan,
+            dose: &nan,
             mu_per_fraction: None,
         })
         .unwrap_err()

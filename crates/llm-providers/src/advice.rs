@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tps_core::tps::{GoalChange, IterationReport};
+use tps_api::report::{GoalChange, IterationReport};
 
 use crate::error::Result;
 
@@ -113,8 +113,8 @@ pub struct AdvisorContext {
 impl AdvisorContext {
     /// The context for `current` under `protocol`, whose `[planning]` section is `planning`.
     pub fn for_protocol(
-        protocol: &tps_core::protocol::Protocol,
-        planning: &tps_core::protocol::Planning,
+        protocol: &tps_api::protocol::Protocol,
+        planning: &tps_api::protocol::Planning,
         current: IterationReport,
         history: Vec<HistoryEntry>,
         examples: Vec<FewShotExample>,
@@ -193,6 +193,30 @@ pub trait LlmAdvisor: Send + Sync {
     /// What this advisor can do.
     fn capabilities(&self) -> Capabilities;
 
+    /// The endpoint it calls, for messages (none for an in-process advisor).
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
+
     /// Proposes an adjustment for `context`.
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice>;
+}
+
+#[async_trait]
+impl<A: LlmAdvisor + ?Sized> LlmAdvisor for Box<A> {
+    fn name(&self) -> String {
+        (**self).name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        (**self).endpoint()
+    }
+
+    async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
+        (**self).advise(context).await
+    }
 }

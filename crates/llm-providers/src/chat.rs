@@ -1,5 +1,6 @@
-//! Chat backends and the advisor over them: prompt, call with timeout and retries, parse, one
-//! repair request, and a record of every call.
+//! Chat backends and the advisor over them: prompt, call, parse, one repair request, and a
+//! record of every call. Timeouts, retries with backoff and rate limits wrap the advisor as
+//! layers ([`crate::layers`]); the provider factory applies them from the provider file.
 
 use std::time::{Duration, Instant};
 
@@ -76,16 +77,6 @@ pub enum CallError {
     Decode(String),
 }
 
-impl CallError {
-    fn retryable(&self) -> bool {
-        match self {
-            CallError::Http { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            CallError::Connect(_) | CallError::Timeout => true,
-            CallError::Decode(_) => false,
-        }
-    }
-}
-
 /// One chat API.
 #[async_trait]
 pub trait ChatBackend: Send + Sync {
@@ -101,44 +92,19 @@ pub trait ChatBackend: Send + Sync {
     async fn chat(&self, request: &ChatRequest) -> std::result::Result<ChatReply, CallError>;
 }
 
-/// Timeouts and retries of model calls.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CallPolicy {
-    /// Per attempt.
-    pub timeout: Duration,
-    /// Retries after the first attempt (on 408/429/5xx, connection errors and timeouts).
-    pub retries: u32,
-    /// First backoff; doubled each retry, with jitter of up to half of it.
-    pub backoff: Duration,
-    /// Longest wait between attempts (a longer `Retry-After` is cut to it).
-    pub max_backoff: Duration,
-}
-
-impl Default for CallPolicy {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(60),
-            retries: 3,
-            backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
-}
-
-/// An advisor that asks a chat model.
+/// An advisor that asks a chat model: one attempt per request (wrap it in
+/// [`crate::layers`] for a timeout and retries).
 pub struct ChatAdvisor<B> {
     backend: B,
-    policy: CallPolicy,
     mode: OutputMode,
     temperature: f64,
 }
 
 impl<B: ChatBackend> ChatAdvisor<B> {
     /// An advisor over `backend`.
-    pub fn new(backend: B, policy: CallPolicy, mode: OutputMode, temperature: f64) -> Self {
+    pub fn new(backend: B, mode: OutputMode, temperature: f64) -> Self {
         Self {
             backend,
-            policy,
             mode,
             temperature,
         }
@@ -149,69 +115,32 @@ impl<B: ChatBackend> ChatAdvisor<B> {
         &self.backend
     }
 
-    /// Sends `request` with the policy's timeout and retries; returns the reply (or error) and
-    /// the number of attempts.
-    async fn call(&self, request: &ChatRequest) -> (Result<ChatReply>, u32) {
-        let mut attempt = 0u32;
-        let mut rng = tps_core::rng::SplitMix64::new(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64),
-        );
-        loop {
-            attempt += 1;
-            let outcome =
-                match tokio::time::timeout(self.policy.timeout, self.backend.chat(request)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(CallError::Timeout),
-                };
-            let err = match outcome {
-                Ok(reply) => return (Ok(reply), attempt),
-                Err(e) => e,
-            };
-            if !err.retryable() || attempt > self.policy.retries {
-                return (Err(self.to_error(err)), attempt);
-            }
-            let base = self.policy.backoff.as_secs_f64() * 2f64.powi(attempt as i32 - 1);
-            let jittered = base * rng.uniform([1.0, 1.5]);
-            let wait = match &err {
-                CallError::Http {
-                    retry_after: Some(r),
-                    ..
-                } => r.as_secs_f64().max(jittered),
-                _ => jittered,
-            }
-            .min(self.policy.max_backoff.as_secs_f64());
-            tracing::warn!(
-                "{} at {}: attempt {attempt} failed ({err:?}); retrying in {wait:.1} s",
-                self.backend.provider(),
-                self.backend.endpoint()
-            );
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-        }
-    }
-
     fn to_error(&self, e: CallError) -> AdvisorError {
         let provider = self.backend.provider().to_string();
         let endpoint = self.backend.endpoint();
         match e {
             CallError::Http {
-                status, message, ..
+                status,
+                message,
+                retry_after,
             } => AdvisorError::Http {
                 provider,
                 endpoint,
                 status,
                 message,
+                retry_after,
             },
             CallError::Connect(message) => AdvisorError::Unreachable {
                 provider,
                 endpoint,
                 message,
             },
-            CallError::Timeout => AdvisorError::Timeout {
+            // The HTTP client gave up connecting (its connect limit); the timeout layer
+            // reports a reply that does not come in time.
+            CallError::Timeout => AdvisorError::Unreachable {
                 provider,
                 endpoint,
-                seconds: self.policy.timeout.as_secs_f64(),
+                message: "timed out while connecting".into(),
             },
             CallError::Decode(message) => AdvisorError::Protocol {
                 provider,
@@ -224,7 +153,11 @@ impl<B: ChatBackend> ChatAdvisor<B> {
     /// One recorded call.
     async fn recorded(&self, request: &ChatRequest) -> (Result<ChatReply>, CallRecord) {
         let t = Instant::now();
-        let (reply, attempts) = self.call(request).await;
+        let reply = self
+            .backend
+            .chat(request)
+            .await
+            .map_err(|e| self.to_error(e));
         let record = CallRecord {
             provider: self.backend.provider().to_string(),
             model: reply
@@ -240,7 +173,7 @@ impl<B: ChatBackend> ChatAdvisor<B> {
             latency_s: t.elapsed().as_secs_f64(),
             tokens_in: reply.as_ref().ok().and_then(|r| r.tokens_in),
             tokens_out: reply.as_ref().ok().and_then(|r| r.tokens_out),
-            attempts,
+            attempts: 1,
             error: reply.as_ref().err().map(|e| e.to_string()),
         };
         (reply, record)
@@ -251,6 +184,10 @@ impl<B: ChatBackend> ChatAdvisor<B> {
 impl<B: ChatBackend> LlmAdvisor for ChatAdvisor<B> {
     fn name(&self) -> String {
         format!("{} {}", self.backend.provider(), self.backend.model())
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        Some(self.backend.endpoint())
     }
 
     fn capabilities(&self) -> Capabilities {

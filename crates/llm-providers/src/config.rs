@@ -6,11 +6,18 @@
 //! endpoint = "https://dashscope.aliyuncs.com/compatible-mode/v1"
 //! api-key-env = "DASHSCOPE_API_KEY"   # the variable's name, never the key
 //! temperature = 0.2
-//! timeout-s = 120
-//! retries = 3
+//! timeout-s = 120                 # limit on one attempt (an advice and its repair request)
+//! retries = 3                     # on temporary errors: 408, 429, 5xx, no connection, timeout
+//! backoff-s = 0.5                 # first wait, doubled per retry, with jitter
+//! seed = 0                        # of the jitter: a rerun waits exactly as before
+//! requests-per-minute = 30        # optional rate limit
 //! output-mode = "goals"           # goals | actions
 //! response-format = "json-schema" # openai-compatible only: json-schema | json-object
 //! ```
+//!
+//! The timeout, retry and rate-limit keys apply to any kind ([`crate::layers`]); network kinds
+//! default to a 120 s timeout and 3 retries, in-process kinds (rule-based, embedded) to
+//! neither.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,12 +25,14 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::advice::{LlmAdvisor, OutputMode};
-use crate::chat::{CallPolicy, ChatAdvisor};
+use crate::chat::ChatAdvisor;
 use crate::error::{AdvisorError, Result};
 use crate::gemini::GeminiBackend;
+use crate::layers::{self, CallPolicy};
 use crate::ollama::OllamaBackend;
 use crate::openai::{OpenAiBackend, ResponseFormat};
 use crate::rule_based::RuleBasedAdvisor;
+use crate::secret::Secret;
 
 /// Backend kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -55,6 +64,8 @@ struct Wire {
     timeout_s: Option<f64>,
     retries: Option<u32>,
     backoff_s: Option<f64>,
+    seed: Option<u64>,
+    requests_per_minute: Option<f64>,
     output_mode: Option<OutputMode>,
     response_format: Option<String>,
 }
@@ -74,7 +85,7 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
     /// Sampling temperature.
     pub temperature: f64,
-    /// Timeouts and retries.
+    /// Timeout, retries and rate limit ([`crate::layers`]).
     pub policy: CallPolicy,
     /// Output mode.
     pub output_mode: OutputMode,
@@ -157,15 +168,18 @@ impl ProviderConfig {
                 "must be between 0 and 2",
             ));
         }
-        let timeout_s = w.timeout_s.unwrap_or(120.0);
-        if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 3600.0) {
-            return Err(bad(
-                "timeout-s",
-                timeout_s.to_string(),
-                "must be positive seconds (at most 3600)",
-            ));
+        let network = !matches!(kind, Kind::RuleBased | Kind::Embedded);
+        let timeout_s = w.timeout_s.or(network.then_some(120.0));
+        if let Some(t) = timeout_s {
+            if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+                return Err(bad(
+                    "timeout-s",
+                    t.to_string(),
+                    "must be positive seconds (at most 3600)",
+                ));
+            }
         }
-        let retries = w.retries.unwrap_or(3);
+        let retries = w.retries.unwrap_or(if network { 3 } else { 0 });
         if retries > 10 {
             return Err(bad("retries", retries.to_string(), "at most 10"));
         }
@@ -176,6 +190,15 @@ impl ProviderConfig {
                 backoff_s.to_string(),
                 "must be 0 to 60 seconds",
             ));
+        }
+        if let Some(r) = w.requests_per_minute {
+            if !(r.is_finite() && r > 0.0 && r <= 10_000.0) {
+                return Err(bad(
+                    "requests-per-minute",
+                    r.to_string(),
+                    "must be a positive rate, at most 10000",
+                ));
+            }
         }
         let response_format = match w.response_format.as_deref() {
             None | Some("json-schema") => ResponseFormat::JsonSchema,
@@ -205,10 +228,12 @@ impl ProviderConfig {
             api_key_env: w.api_key_env,
             temperature,
             policy: CallPolicy {
-                timeout: Duration::from_secs_f64(timeout_s),
+                timeout: timeout_s.map(Duration::from_secs_f64),
                 retries,
                 backoff: Duration::from_secs_f64(backoff_s),
                 max_backoff: Duration::from_secs(30),
+                seed: w.seed.unwrap_or(0),
+                requests_per_minute: w.requests_per_minute,
             },
             output_mode: w.output_mode.unwrap_or(OutputMode::Goals),
             response_format,
@@ -216,11 +241,11 @@ impl ProviderConfig {
     }
 
     /// The API key from the named environment variable.
-    fn api_key(&self) -> Result<Option<String>> {
+    fn api_key(&self) -> Result<Option<Secret>> {
         match &self.api_key_env {
             None => Ok(None),
             Some(var) => match std::env::var(var) {
-                Ok(k) if !k.trim().is_empty() => Ok(Some(k)),
+                Ok(k) if !k.trim().is_empty() => Ok(Some(Secret::from(k))),
                 _ => Err(AdvisorError::MissingKey {
                     origin: self.origin.display().to_string(),
                     var: var.clone(),
@@ -230,18 +255,23 @@ impl ProviderConfig {
     }
 }
 
-/// The advisor a provider file describes. Fails on a missing API key variable; an unreachable
-/// endpoint shows at the first call.
+/// The advisor a provider file describes, wrapped in the layers it asks for. Fails on a
+/// missing API key variable; an unreachable endpoint shows at the first call.
 pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
+    let policy = &config.policy;
     if config.kind == Kind::RuleBased {
-        return Ok(Box::new(RuleBasedAdvisor));
+        return Ok(layers::apply(RuleBasedAdvisor, policy));
     }
     if config.kind == Kind::Embedded {
         return build_embedded(config);
     }
     let key = config.api_key()?;
+    let connect = policy
+        .timeout
+        .unwrap_or(Duration::from_secs(10))
+        .min(Duration::from_secs(10));
     let client = reqwest::Client::builder()
-        .connect_timeout(config.policy.timeout.min(Duration::from_secs(10)))
+        .connect_timeout(connect)
         .build()
         .map_err(|e| AdvisorError::Config {
             origin: config.origin.display().to_string(),
@@ -250,32 +280,34 @@ pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
             reason: e.to_string(),
         })?;
     let endpoint = config.endpoint.as_ref().expect("checked at parse");
-    let (policy, mode, t) = (config.policy, config.output_mode, config.temperature);
+    let (mode, t) = (config.output_mode, config.temperature);
     Ok(match config.kind {
-        Kind::OpenaiCompatible => Box::new(ChatAdvisor::new(
-            OpenAiBackend::new(
-                client,
-                endpoint.as_str(),
-                &config.model,
-                key,
-                config.response_format,
+        Kind::OpenaiCompatible => layers::apply(
+            ChatAdvisor::new(
+                OpenAiBackend::new(
+                    client,
+                    endpoint.as_str(),
+                    &config.model,
+                    key,
+                    config.response_format,
+                ),
+                mode,
+                t,
             ),
             policy,
-            mode,
-            t,
-        )),
-        Kind::Gemini => Box::new(ChatAdvisor::new(
-            GeminiBackend::new(client, endpoint.as_str(), &config.model, key),
+        ),
+        Kind::Gemini => layers::apply(
+            ChatAdvisor::new(
+                GeminiBackend::new(client, endpoint.as_str(), &config.model, key),
+                mode,
+                t,
+            ),
             policy,
-            mode,
-            t,
-        )),
-        Kind::Ollama => Box::new(ChatAdvisor::new(
-            OllamaBackend::new(client, endpoint, &config.model),
+        ),
+        Kind::Ollama => layers::apply(
+            ChatAdvisor::new(OllamaBackend::new(client, endpoint, &config.model), mode, t),
             policy,
-            mode,
-            t,
-        )),
+        ),
         Kind::RuleBased | Kind::Embedded => unreachable!("handled above"),
     })
 }
@@ -291,9 +323,10 @@ fn build_embedded(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
                 .into(),
         });
     }
-    Ok(Box::new(crate::embedded::EmbeddedAdvisor::load(
-        std::path::Path::new(&config.model),
-    )?))
+    Ok(layers::apply(
+        crate::embedded::EmbeddedAdvisor::load(std::path::Path::new(&config.model))?,
+        &config.policy,
+    ))
 }
 
 #[cfg(not(feature = "embedded"))]

@@ -28,7 +28,7 @@ use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tps_core::structure::Role;
+use tps_api::structure::Role;
 
 use crate::advice::{
     Advice, AdvisorContext, CallRecord, Capabilities, Direction, LlmAdvisor, OutputMode,

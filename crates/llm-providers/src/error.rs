@@ -26,8 +26,8 @@ pub enum AdvisorError {
         /// Variable name.
         var: String,
     },
-    /// The endpoint answered with an HTTP error that retrying cannot fix (400, 401, 403, 404),
-    /// or a retryable one after the last retry.
+    /// The endpoint answered with an HTTP error: one retrying cannot fix (400, 401, 403,
+    /// 404), or a temporary one (408, 429, 5xx) that the retry layer may try again.
     #[error("{provider} at {endpoint}: HTTP {status}: {message}")]
     Http {
         /// Provider name.
@@ -38,6 +38,8 @@ pub enum AdvisorError {
         status: u16,
         /// The API's error message (or body).
         message: String,
+        /// The server's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
     },
     /// No connection could be made (after the retries).
     #[error("{provider} at {endpoint}: unreachable: {message}")]
@@ -79,6 +81,29 @@ pub enum AdvisorError {
         /// What was wrong.
         message: String,
     },
+}
+
+impl AdvisorError {
+    /// Whether the same advice may succeed if asked again: a rate limit, an overloaded or
+    /// failing server (408, 429, 500, 502, 503, 504), no connection, or no reply in time.
+    /// Configuration errors, refused requests and unusable replies are not.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            AdvisorError::Http { status, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+            }
+            AdvisorError::Unreachable { .. } | AdvisorError::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// How long the server asked to wait before trying again, if it did.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            AdvisorError::Http { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
 }
 
 /// Result alias.

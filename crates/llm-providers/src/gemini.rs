@@ -7,13 +7,14 @@ use serde_json::{Map, Value, json};
 
 use crate::chat::{CallError, ChatBackend, ChatReply, ChatRequest, Role};
 use crate::openai::post_json;
+use crate::secret::Secret;
 
 /// A Gemini endpoint.
 pub struct GeminiBackend {
     client: reqwest::Client,
     base_url: String,
     model: String,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
 }
 
 /// The answer schema in Gemini's dialect.
@@ -48,7 +49,7 @@ impl GeminiBackend {
         client: reqwest::Client,
         base_url: &str,
         model: &str,
-        api_key: Option<String>,
+        api_key: Option<Secret>,
     ) -> Self {
         Self {
             client,
@@ -106,7 +107,7 @@ impl ChatBackend for GeminiBackend {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, CallError> {
         let mut builder = self.client.post(self.endpoint());
         if let Some(key) = &self.api_key {
-            builder = builder.header("x-goog-api-key", key);
+            builder = builder.header("x-goog-api-key", key.expose());
         }
         let v = post_json(builder, &self.body(request)).await?;
         let parts = v

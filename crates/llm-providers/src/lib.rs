@@ -9,11 +9,14 @@
 //! - [`chat::ChatAdvisor`] over a chat backend: [`openai::OpenAiBackend`] (OpenAI-compatible
 //!   chat completions: DashScope/Qwen, vLLM, llama.cpp server, OpenAI),
 //!   [`gemini::GeminiBackend`] (`generateContent`) and [`ollama::OllamaBackend`] (`/api/chat`
-//!   through `ollama-rs`), with timeouts, retries with backoff, one repair request for an
-//!   unusable reply, and a record of every call.
+//!   through `ollama-rs`), with one repair request for an unusable reply and a record of every
+//!   call.
 //!
-//! A provider TOML file ([`config::ProviderConfig`]) names the backend; [`config::build`]
-//! turns it into a `Box<dyn LlmAdvisor>`. This is the only crate that speaks HTTP.
+//! Timeouts, retries with seeded backoff and rate limits are layers ([`layers`]) that wrap any
+//! advisor. A provider TOML file ([`config::ProviderConfig`]) names the backend and its
+//! layers; [`config::build`] turns it into a `Box<dyn LlmAdvisor>`. API keys are
+//! [`secret::Secret`]s, never printed. This crate and the TPS bridge are the only ones that
+//! speak HTTP.
 
 pub mod advice;
 pub mod chat;
@@ -22,11 +25,13 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod gemini;
+pub mod layers;
 pub mod ollama;
 pub mod openai;
 pub mod prompt;
 pub mod reply;
 pub mod rule_based;
+pub mod secret;
 pub mod steps;
 
 pub use advice::{
@@ -35,3 +40,5 @@ pub use advice::{
 };
 pub use config::{ProviderConfig, build};
 pub use error::AdvisorError;
+pub use layers::CallPolicy;
+pub use secret::Secret;

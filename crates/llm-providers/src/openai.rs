@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::chat::{CallError, ChatBackend, ChatReply, ChatRequest};
+use crate::secret::Secret;
 
 /// How the answer's format is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub struct OpenAiBackend {
     client: reqwest::Client,
     base_url: String,
     model: String,
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     format: ResponseFormat,
 }
 
@@ -33,7 +34,7 @@ impl OpenAiBackend {
         client: reqwest::Client,
         base_url: &str,
         model: &str,
-        api_key: Option<String>,
+        api_key: Option<Secret>,
         format: ResponseFormat,
     ) -> Self {
         Self {
@@ -146,7 +147,7 @@ impl ChatBackend for OpenAiBackend {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatReply, CallError> {
         let mut builder = self.client.post(self.endpoint());
         if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key);
+            builder = builder.bearer_auth(key.expose());
         }
         let v = post_json(builder, &self.body(request)).await?;
         let text = v

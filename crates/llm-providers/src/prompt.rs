@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use serde_json::{Value, json};
-use tps_core::tps::{GoalChange, IterationReport};
+use tps_api::report::{GoalChange, IterationReport};
 
 use crate::advice::{AdvisorContext, OutputMode};
 
@@ -73,9 +73,9 @@ pub fn report_table(r: &IterationReport) -> String {
             o.ideal_range[0],
             o.ideal_range[1],
             match o.status {
-                tps_core::objectives::RangeStatus::Below => "below",
-                tps_core::objectives::RangeStatus::Inside => "inside",
-                tps_core::objectives::RangeStatus::Above => "above",
+                tps_api::objectives::RangeStatus::Below => "below",
+                tps_api::objectives::RangeStatus::Inside => "inside",
+                tps_api::objectives::RangeStatus::Above => "above",
             }
         );
     }

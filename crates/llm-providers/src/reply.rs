@@ -3,7 +3,7 @@
 //! Anything wrong is a message the repair request quotes back to the model.
 
 use serde_json::Value;
-use tps_core::tps::GoalChange;
+use tps_api::report::GoalChange;
 
 use crate::advice::{AdvisorContext, ObjectiveAction, OutputMode};
 use crate::steps::actions_to_goals;
@@ -126,7 +126,7 @@ pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parse
 mod tests {
     use super::*;
     use crate::steps::tests::oar;
-    use tps_core::tps::IterationReport;
+    use tps_api::report::IterationReport;
 
     fn ctx() -> AdvisorContext {
         AdvisorContext {

@@ -17,9 +17,9 @@
 //! follows a tightened goal closely (the value hardly rises) then gets larger steps, and one
 //! that answers strongly gets smaller ones.
 
-use tps_core::objectives::RangeStatus;
-use tps_core::structure::Role;
-use tps_core::tps::{GoalChange, IterationReport, ObjectiveReport};
+use tps_api::objectives::RangeStatus;
+use tps_api::structure::Role;
+use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
 
 use crate::advice::{Direction, ObjectiveAction, StepClass};
 
@@ -171,7 +171,7 @@ pub(crate) mod tests {
             current_cgy: current,
             value,
             ideal_range: range,
-            status: tps_core::objectives::range_status(value, range),
+            status: tps_api::objectives::range_status(value, range),
         }
     }
 

@@ -4,6 +4,7 @@ mod common;
 
 use llm_providers::advice::{LlmAdvisor, OutputMode};
 use llm_providers::chat::ChatAdvisor;
+use llm_providers::layers;
 use llm_providers::error::AdvisorError;
 use llm_providers::gemini::GeminiBackend;
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
@@ -11,17 +12,19 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn advisor(server: &MockServer, mode: OutputMode, retries: u32) -> ChatAdvisor<GeminiBackend> {
-    ChatAdvisor::new(
-        GeminiBackend::new(
-            reqwest::Client::new(),
-            &server.uri(),
-            "gemini-1.5-flash",
-            Some("AIza-test".into()),
+fn advisor(server: &MockServer, mode: OutputMode, retries: u32) -> Box<dyn LlmAdvisor> {
+    layers::apply(
+        ChatAdvisor::new(
+            GeminiBackend::new(
+                reqwest::Client::new(),
+                &server.uri(),
+                "gemini-1.5-flash",
+                Some("AIza-test".into()),
+            ),
+            mode,
+            0.2,
         ),
-        common::policy(retries),
-        mode,
-        0.2,
+        &common::policy(retries),
     )
 }
 

@@ -4,6 +4,7 @@ mod common;
 
 use llm_providers::advice::{LlmAdvisor, OutputMode};
 use llm_providers::chat::ChatAdvisor;
+use llm_providers::layers;
 use llm_providers::error::AdvisorError;
 use llm_providers::ollama::OllamaBackend;
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
@@ -11,13 +12,15 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
-fn advisor(server: &MockServer, retries: u32) -> ChatAdvisor<OllamaBackend> {
+fn advisor(server: &MockServer, retries: u32) -> Box<dyn LlmAdvisor> {
     let url = reqwest::Url::parse(&server.uri()).unwrap();
-    ChatAdvisor::new(
-        OllamaBackend::new(reqwest::Client::new(), &url, "llama3.2"),
-        common::policy(retries),
-        OutputMode::Goals,
-        0.2,
+    layers::apply(
+        ChatAdvisor::new(
+            OllamaBackend::new(reqwest::Client::new(), &url, "llama3.2"),
+            OutputMode::Goals,
+            0.2,
+        ),
+        &common::policy(retries),
     )
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use llm_providers::advice::{LlmAdvisor, OutputMode};
 use llm_providers::chat::ChatAdvisor;
+use llm_providers::layers;
 use llm_providers::error::AdvisorError;
 use llm_providers::openai::{OpenAiBackend, ResponseFormat};
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
@@ -19,18 +20,20 @@ fn advisor(
     server: &MockServer,
     format: ResponseFormat,
     retries: u32,
-) -> ChatAdvisor<OpenAiBackend> {
-    ChatAdvisor::new(
-        OpenAiBackend::new(
-            reqwest::Client::new(),
-            &format!("{}/v1", server.uri()),
-            "qwen-max",
-            Some("sk-test".into()),
-            format,
+) -> Box<dyn LlmAdvisor> {
+    layers::apply(
+        ChatAdvisor::new(
+            OpenAiBackend::new(
+                reqwest::Client::new(),
+                &format!("{}/v1", server.uri()),
+                "qwen-max",
+                Some("sk-test".into()),
+                format,
+            ),
+            OutputMode::Goals,
+            0.2,
         ),
-        common::policy(retries),
-        OutputMode::Goals,
-        0.2,
+        &common::policy(retries),
     )
 }
 

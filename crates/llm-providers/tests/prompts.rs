@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use llm_providers::advice::{FewShotExample, OutputMode};
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
-use tps_core::tps::GoalChange;
+use tps_api::report::GoalChange;
 
 fn snapshot(name: &str, text: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,4 +1,5 @@
-//! Benchmarks of tps-core's hot paths, one module per source module.
+//! Benchmarks of tps-core's hot paths, one module per source module (structure operations
+//! and phantom generation are benchmarked in their own crates).
 //!
 //! Run with `cargo bench -p tps-core`; figures go to `docs/performance.md`.
 
@@ -6,62 +7,9 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn cohort_spec() -> tps_core::cohort::CohortSpec {
+fn cohort_spec() -> phantoms::cohort::CohortSpec {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cohorts/cervix-35.toml");
-    tps_core::cohort::CohortSpec::load(&path).expect("cohort spec")
-}
-
-mod morph {
-    use super::*;
-    use tps_core::morph;
-
-    /// The operations a protocol runs on every patient: PTV rings and a 7 mm expansion.
-    pub fn bench(c: &mut Criterion) {
-        let patient = cohort_spec().generate(7).expect("patient");
-        let ptv = &patient.structure("PTV").expect("PTV").mask;
-        let ctv = &patient.structure("CTV").expect("CTV").mask;
-        let external = &patient.structure("External").expect("External").mask;
-        let mut g = c.benchmark_group("morph");
-        g.sample_size(20);
-        g.bench_function("ring_ptv_5mm_25mm", |b| {
-            b.iter(|| morph::ring(ptv, 5.0, 25.0).unwrap())
-        });
-        g.bench_function("expand_ctv_7mm", |b| {
-            b.iter(|| morph::expand(ctv, 7.0).unwrap())
-        });
-        g.bench_function("contract_external_5mm", |b| {
-            b.iter(|| morph::contract(external, 5.0).unwrap())
-        });
-        g.finish();
-    }
-}
-
-mod phantom {
-    use super::*;
-    use rayon::prelude::*;
-
-    /// One patient, and the whole 35-patient cohort at 2.5 mm (target: under 30 s on 2
-    /// cores).
-    pub fn bench(c: &mut Criterion) {
-        let spec = cohort_spec();
-        let mut g = c.benchmark_group("phantom");
-        g.sample_size(10);
-        g.bench_function("generate_one_patient_2.5mm", |b| {
-            b.iter(|| spec.generate(7).unwrap())
-        });
-        g.bench_function("generate_cohort_35_patients_2.5mm", |b| {
-            b.iter(|| {
-                let n: usize = spec
-                    .ids()
-                    .collect::<Vec<_>>()
-                    .par_iter()
-                    .map(|&id| spec.generate(id).unwrap().grid().len())
-                    .sum();
-                n
-            })
-        });
-        g.finish();
-    }
+    phantoms::cohort::CohortSpec::load(&path).expect("cohort spec")
 }
 
 mod dose {
@@ -70,7 +18,7 @@ mod dose {
         calibration::DensityCurve, engine::DoseEngine, matrix::*, model::BeamModel,
     };
     use tps_core::native::{NativeSettings, case_geometry};
-    use tps_core::protocol::Protocol;
+    use tps_api::protocol::Protocol;
 
     /// The influence matrix of a cohort patient at default settings (36 beams, 5 mm beamlets,
     /// 3 mm dose grid; target: under 30 s and 3 GB), and its products against a plain copy of
@@ -80,7 +28,7 @@ mod dose {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let mut p = cohort_spec().generate(7).unwrap();
         let proto = Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap();
-        proto.build_auxiliary(&mut p).unwrap();
+        patient_model::recipes::build_auxiliary(&proto, &mut p).unwrap();
         let model = BeamModel::load(&root.join("configs/machines/generic-6mv.toml")).unwrap();
         let curve = DensityCurve::load(&root.join("configs/ct-calibration/default.toml")).unwrap();
         let case = case_geometry(&p, &proto, &NativeSettings::default()).unwrap();
@@ -125,8 +73,8 @@ mod native {
     use criterion::BatchSize;
     use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
     use tps_core::native::{NativeSettings, NativeTps};
-    use tps_core::protocol::Protocol;
-    use tps_core::tps::{GoalChange, Tps};
+    use tps_api::protocol::Protocol;
+    use tps_api::{GoalChange, Tps};
 
     /// The native TPS on a cohort patient with the cervix protocol at default settings (case
     /// opened outside the timing): a cold optimization from the starting fluence (target: under
@@ -172,11 +120,5 @@ mod native {
     }
 }
 
-criterion_group!(
-    benches,
-    morph::bench,
-    phantom::bench,
-    dose::bench,
-    native::bench
-);
+criterion_group!(benches, dose::bench, native::bench);
 criterion_main!(benches);

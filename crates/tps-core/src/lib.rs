@@ -1,34 +1,17 @@
-//! The native reference treatment planning system.
+//! The native reference treatment planning system: a 6 MV pencil-beam dose engine with its
+//! CT calibration and beam model ([`dose`]), fluence map optimization with the protocol's
+//! objectives by projected L-BFGS ([`optimize`]), sliding-window MU ([`mu`]), and
+//! [`native::NativeTps`], which implements `tps_api::Tps` over them; and [`uniform`], open
+//! arcs with a uniform fluence, the unoptimized baseline of the `dose` command.
 //!
-//! This crate owns the patient model (voxel grid, CT in HU, structures as masks with roles),
-//! structure operations (margins, Booleans, rings by an exact Euclidean distance transform),
-//! synthetic phantoms and cohorts, patient files (NRRD plus a manifest) and slice rendering.
-//! It performs no network I/O.
+//! Patients, structures and protocols are `tps-api` types, built and read by `patient-model`;
+//! this crate computes dose and optimizes, and does no network I/O.
 
-pub mod cohort;
 pub mod dose;
-pub mod dose_volume;
-pub mod error;
-pub mod grid;
-pub mod morph;
 pub mod mu;
 pub mod native;
-pub mod nrrd;
-pub mod objectives;
 pub mod optimize;
-pub mod patient;
-pub mod patient_files;
-pub mod phantom;
-pub mod protocol;
-pub mod recipe;
-pub mod render;
-pub mod rng;
-pub mod structure;
-pub mod synthetic_dose;
-pub mod tps;
+pub mod uniform;
 
-pub use error::{Error, Result};
-pub use grid::Grid;
-pub use patient::Patient;
-pub use structure::{Mask, Role, Structure};
-pub use tps::{GoalChange, IterationReport, Tps};
+pub use native::{NativeSettings, NativeTps};
+pub use tps_api::{Error, Result};

@@ -10,6 +10,18 @@
 
 use std::time::Instant;
 
+use rayon::slice::ParallelSliceMut;
+use tps_api::dose::Dose;
+use tps_api::dose_volume::{dose_at_fraction, hottest_first, sort_hottest_first};
+use tps_api::error::{Error, Result};
+use tps_api::grid::Grid;
+use tps_api::objectives::{Objective, ObjectiveKind, constraint_value, range_status};
+use tps_api::patient::Patient;
+use tps_api::protocol::Protocol;
+use tps_api::report::{GoalChange, IterationReport, ObjectiveReport, PlanSummary};
+use tps_api::structure::Role;
+use tps_api::tps::{Normalization, Tps};
+
 use crate::dose::calibration::DensityCurve;
 use crate::dose::engine::DoseEngine;
 use crate::dose::geometry::FluenceMap;
@@ -18,18 +30,11 @@ use crate::dose::matrix::{InfluenceMatrix, MatrixSettings};
 use crate::dose::model::BeamModel;
 use crate::dose::plan::{self, BeamSetup};
 use crate::dose::rows;
-use crate::error::{Error, Result};
-use crate::grid::Grid;
 use crate::mu::sliding_window_mu;
-use crate::objectives::{Objective, ObjectiveKind, range_status};
 use crate::optimize::fmo::{
     BoundObjective, FluenceObjective, bind, neighbour_pairs, split_correction, structure_rows,
 };
 use crate::optimize::lbfgs::{Settings, minimize};
-use crate::patient::Patient;
-use crate::protocol::Protocol;
-use crate::structure::Role;
-use crate::tps::{GoalChange, IterationReport, ObjectiveReport, PlanSummary, Tps};
 
 /// Settings of the native TPS.
 #[derive(Debug, Clone)]
@@ -104,6 +109,9 @@ pub struct NativeTps<'a> {
     iteration: u32,
     /// Solver iterations and wall time of the last optimization.
     last_run: (usize, f64),
+    /// The dose of the current plan on the CT grid, when a normalization on the dose computed
+    /// it (cleared whenever the plan changes).
+    delivered: Option<Dose>,
     settings: NativeSettings,
 }
 
@@ -169,7 +177,7 @@ impl<'a> NativeTps<'a> {
         settings: NativeSettings,
     ) -> Result<Self> {
         let origin = protocol.origin.display().to_string();
-        protocol.build_missing_auxiliary(&mut patient)?;
+        patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
         protocol.check_objective_structures(&patient)?;
         if protocol.objectives.is_empty() {
             return Err(Error::invalid(
@@ -254,6 +262,7 @@ impl<'a> NativeTps<'a> {
             coverage_rows,
             iteration: 0,
             last_run: (0, 0.0),
+            delivered: None,
             settings,
             matrix,
             protocol,
@@ -412,7 +421,7 @@ impl<'a> NativeTps<'a> {
         let mut objectives = Vec::with_capacity(self.objectives.len());
         for ((o, b), role) in self.objectives.iter().zip(&self.bound).zip(&self.roles) {
             let doses: Vec<f32> = b.rows.iter().map(|&r| dose[r as usize]).collect();
-            let value = crate::objectives::constraint_value(&o.kind, o.goal_cgy, &doses, None);
+            let value = constraint_value(&o.kind, o.goal_cgy, &doses, None);
             objectives.push(ObjectiveReport {
                 id: o.id.clone(),
                 structure: o.structure.clone(),
@@ -538,15 +547,60 @@ fn constrained_quantity(kind: &ObjectiveKind, doses: &[f32]) -> f64 {
 }
 
 /// Dose received by at least `percent` % of the voxels (the shared DVH convention).
-fn dose_at_volume(doses: &[f32], percent: f64) -> f64 {
+pub(crate) fn dose_at_volume(doses: &[f32], percent: f64) -> f64 {
     let mut v = doses.to_vec();
-    crate::dose_volume::sort_hottest_first(&mut v);
-    crate::dose_volume::dose_at_fraction(&v, percent / 100.0)
+    if v.len() > 200_000 {
+        v.par_sort_unstable_by(hottest_first);
+    } else {
+        sort_hottest_first(&mut v);
+    }
+    dose_at_fraction(&v, percent / 100.0)
+}
+
+impl NativeTps<'_> {
+    /// The whole-grid dose of the current fluence, resampled to the CT grid.
+    fn compute_dose(&self) -> Result<Dose> {
+        let body = self
+            .patient
+            .require(&self.protocol.body, "native TPS", "evaluation.body")?;
+        let inside = plan::resample_mask(&body.mask, &self.dose_grid);
+        let d =
+            self.engine
+                .dose_on_grid(&self.fields_with(&self.x), &self.dose_grid, Some(&inside));
+        Dose::new(
+            *self.patient.grid(),
+            plan::resample_dose(&d, &self.dose_grid, self.patient.grid()),
+        )
+    }
+
+    /// Scales the fluence (and the correction with it) by `factor`.
+    fn scale_plan(&mut self, factor: f64) {
+        self.x.iter_mut().for_each(|v| *v *= factor);
+        self.correction.iter_mut().for_each(|v| *v *= factor as f32);
+    }
+
+    /// The factor that brings coverage `d` (cGy) to the prescription, or an error when the
+    /// target receives no dose.
+    fn factor_for(&self, d: f64) -> Result<f64> {
+        if !(d.is_finite() && d > 0.0) {
+            return Err(Error::invalid(
+                "normalization",
+                "coverage",
+                d.to_string(),
+                "the target receives no dose",
+            ));
+        }
+        Ok(self.protocol.prescription.dose_cgy / d)
+    }
 }
 
 impl Tps for NativeTps<'_> {
-    fn objectives(&self) -> Vec<Objective> {
-        self.objectives.clone()
+    fn name(&self) -> String {
+        "native".into()
+    }
+
+    fn objectives(&self) -> Result<Vec<Objective>> {
+        Ok(self.objectives.clone())
     }
 
     fn optimize(&mut self, goals: &[GoalChange]) -> Result<IterationReport> {
@@ -584,32 +638,51 @@ impl Tps for NativeTps<'_> {
         (self.row_scale, self.correction) = (c.scale, c.offset);
         self.objectives = next;
         self.x = x;
+        self.delivered = None;
         self.iteration += 1;
         self.last_run = (solver_iterations, t.elapsed().as_secs_f64());
         Ok(self.report_for(&c.dose, solver_iterations, self.last_run.1, total))
     }
 
-    fn normalize(&mut self) -> Result<f64> {
-        let c = self.corrected(&self.x);
-        let cov: Vec<f32> = self
-            .coverage_rows
-            .iter()
-            .map(|&r| c.dose[r as usize])
-            .collect();
-        let d = dose_at_volume(&cov, self.protocol.prescription.volume_percent);
-        if !(d.is_finite() && d > 0.0) {
-            return Err(Error::invalid(
-                "normalization",
-                "coverage",
-                d.to_string(),
-                "the target receives no dose",
-            ));
+    fn normalize(&mut self, basis: Normalization) -> Result<f64> {
+        let volume = self.protocol.prescription.volume_percent;
+        match basis {
+            Normalization::Report => {
+                let c = self.corrected(&self.x);
+                let cov: Vec<f32> = self
+                    .coverage_rows
+                    .iter()
+                    .map(|&r| c.dose[r as usize])
+                    .collect();
+                let factor = self.factor_for(dose_at_volume(&cov, volume))?;
+                (self.row_scale, self.correction) = (c.scale, c.offset);
+                self.scale_plan(factor);
+                self.delivered = None;
+                Ok(factor)
+            }
+            Normalization::Dose => {
+                // On the CT grid, within the target's mask, as the evaluation reads it: the
+                // dose grid's target points sit inside the target, while the CT grid's edge
+                // voxels reach into the fall-off, so this D95 is 0.5-1 % below the report's.
+                let target = &self.protocol.prescription.target;
+                let mask = &self
+                    .patient
+                    .require(target, "normalization", "prescription.target")?
+                    .mask;
+                let mut dose = self.compute_dose()?;
+                let inside: Vec<f32> = dose
+                    .cgy()
+                    .iter()
+                    .zip(mask.data())
+                    .filter_map(|(&d, &m)| m.then_some(d))
+                    .collect();
+                let factor = self.factor_for(dose_at_volume(&inside, volume))?;
+                self.scale_plan(factor);
+                dose.scale(factor);
+                self.delivered = Some(dose);
+                Ok(factor)
+            }
         }
-        let factor = self.protocol.prescription.dose_cgy / d;
-        self.x.iter_mut().for_each(|v| *v *= factor);
-        self.row_scale = c.scale;
-        self.correction = c.offset.iter().map(|v| v * factor as f32).collect();
-        Ok(factor)
     }
 
     fn report(&self) -> Result<IterationReport> {
@@ -622,33 +695,25 @@ impl Tps for NativeTps<'_> {
         Ok(self.report_for(&dose, self.last_run.0, self.last_run.1, total))
     }
 
-    fn dose(&self) -> Result<Vec<f32>> {
-        let body = self
-            .patient
-            .require(&self.protocol.body, "native TPS", "evaluation.body")?;
-        let inside = plan::resample_mask(&body.mask, &self.dose_grid);
-        let d =
-            self.engine
-                .dose_on_grid(&self.fields_with(&self.x), &self.dose_grid, Some(&inside));
-        Ok(plan::resample_dose(
-            &d,
-            &self.dose_grid,
-            self.patient.grid(),
-        ))
+    fn dose(&self) -> Result<Dose> {
+        match &self.delivered {
+            Some(d) => Ok(d.clone()),
+            None => self.compute_dose(),
+        }
     }
 
-    fn plan(&self) -> PlanSummary {
+    fn plan(&self) -> Result<PlanSummary> {
         let beam_mu: Vec<f64> = self
             .fields_with(&self.x)
             .iter()
             .map(sliding_window_mu)
             .collect();
         let fractions = self.protocol.prescription.fractions;
-        PlanSummary {
+        Ok(PlanSummary {
             mu_per_fraction: beam_mu.iter().sum::<f64>() / fractions as f64,
             beam_mu,
             fractions,
-        }
+        })
     }
 }
 
@@ -662,7 +727,7 @@ mod tests {
     #[test]
     fn interpolated_correction_matches_the_exact_one() {
         // The phantom without its OAR: a target alone in water.
-        let full = crate::phantom::cylinder::water_cylinder("c/p01");
+        let full = phantoms::cylinder::water_cylinder("c/p01");
         let mut p = Patient::new("c/p01", *full.grid(), full.ct_hu().to_vec()).unwrap();
         for name in ["External", "PTV"] {
             p.add_structure(full.structure(name).unwrap().clone())

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use llm_providers::advice::{AdvisorContext, HistoryEntry};
-use llm_providers::chat::CallPolicy;
-use tps_core::objectives::range_status;
-use tps_core::structure::Role;
-use tps_core::tps::{GoalChange, IterationReport, ObjectiveReport};
+use llm_providers::layers::CallPolicy;
+use tps_api::objectives::range_status;
+use tps_api::structure::Role;
+use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
 
 fn objective(
     id: &str,
@@ -128,10 +128,12 @@ pub fn context() -> AdvisorContext {
 /// A quick policy for tests: short timeout, fast retries.
 pub fn policy(retries: u32) -> CallPolicy {
     CallPolicy {
-        timeout: Duration::from_millis(1500),
+        timeout: Some(Duration::from_millis(1500)),
         retries,
         backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
+        seed: 0,
+        requests_per_minute: None,
     }
 }
 

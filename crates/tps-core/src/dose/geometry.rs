@@ -6,7 +6,8 @@
 //! beam's-eye-view coordinates `(a, c)` are lateral positions in the isocentre plane: `a`
 //! along `(cos g, sin g, 0)`, `c` along the patient's superior axis.
 
-use crate::phantom::shapes::P3;
+/// A point or vector in patient coordinates, mm.
+pub type P3 = [f64; 3];
 
 /// A static beam.
 #[derive(Debug, Clone, Copy, PartialEq)]

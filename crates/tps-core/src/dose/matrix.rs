@@ -17,8 +17,8 @@ use rayon::prelude::*;
 
 use super::engine::{DoseEngine, beamlet_dose};
 use super::geometry::{BevPoint, FluenceMap};
-use crate::error::{Error, Result};
-use crate::grid::Grid;
+use tps_api::error::{Error, Result};
+use tps_api::grid::Grid;
 
 /// One beam's entries: the count per row, then (column, value) pairs row after row.
 type BeamBlock = (Vec<u32>, Vec<(u32, f32)>);

@@ -4,11 +4,11 @@
 use rayon::prelude::*;
 
 use super::geometry::{Beam, FluenceMap, arc_beams};
-use crate::error::{Error, Result};
-use crate::grid::Grid;
-use crate::morph;
-use crate::patient::Patient;
-use crate::structure::Mask;
+use tps_api::error::{Error, Result};
+use tps_api::grid::Grid;
+use patient_model::{MaskOps, morph};
+use tps_api::patient::Patient;
+use tps_api::structure::Mask;
 
 /// Beam arrangement of a plan.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,10 +9,10 @@
 //! voxel for voxel.
 
 use super::plan::resample_mask;
-use crate::error::Result;
-use crate::grid::Grid;
-use crate::patient::Patient;
-use crate::structure::Mask;
+use tps_api::error::Result;
+use tps_api::grid::Grid;
+use tps_api::patient::Patient;
+use tps_api::structure::Mask;
 
 /// Whether dose-grid voxel `ijk` lies on sub-lattice `level`: 0 every voxel, 1 a checkerboard
 /// (one half), 2 one quarter (even `i`, even `j + k`), 3 one eighth (even indices on every axis).

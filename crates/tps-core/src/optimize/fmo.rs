@@ -6,10 +6,10 @@
 use crate::dose::geometry::FluenceMap;
 use crate::dose::matrix::InfluenceMatrix;
 use crate::dose::rows::sample_structure;
-use crate::error::{Error, Result};
-use crate::objectives::{Objective, ObjectiveKind, constraint_value};
-use crate::patient::Patient;
-use crate::structure::Mask;
+use tps_api::error::{Error, Result};
+use tps_api::objectives::{Objective, ObjectiveKind, constraint_value};
+use tps_api::patient::Patient;
+use tps_api::structure::Mask;
 
 use super::lbfgs::Problem;
 

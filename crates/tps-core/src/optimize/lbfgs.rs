@@ -8,7 +8,7 @@
 //! skipped. A direction that is not a descent direction is replaced by the projected
 //! steepest descent.
 
-use crate::error::{Error, Result};
+use tps_api::error::{Error, Result};
 
 /// A function to minimize: returns `f(x)` and writes the gradient into `grad`.
 pub trait Problem {

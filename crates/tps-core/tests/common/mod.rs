@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use tps_core::dose::model::BeamModel;
-use tps_core::patient::Patient;
+use tps_api::patient::Patient;
 
-/// The water cylinder with a PTV and an OAR (`tps_core::phantom::cylinder`).
+/// The water cylinder with a PTV and an OAR (`phantoms::cylinder`).
 pub fn cylinder_phantom(id: &str) -> Patient {
-    tps_core::phantom::cylinder::water_cylinder(id)
+    phantoms::cylinder::water_cylinder(id)
 }
 
 /// The shipped 6 MV machine.

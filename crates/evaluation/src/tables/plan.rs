@@ -1,0 +1,91 @@
+//! One plan's tables: the iteration report (per objective: goal, current dose, value, ideal
+//! range, status) and the protocol's metric values as text and CSV.
+
+use tps_api::IterationReport;
+
+use crate::evaluator::MetricValue;
+
+/// The iteration report as a Markdown table.
+pub fn report_markdown(r: &IterationReport) -> String {
+    let mut s = format!(
+        "iteration {}: PTV D95 {:.0} cGy (Rx {:.0}), objective {:.4e}, {} solver iterations, {:.1} s\n\n",
+        r.iteration,
+        r.coverage_cgy,
+        r.prescription_cgy,
+        r.total_objective,
+        r.solver_iterations,
+        r.wall_s
+    );
+    s += "| id | structure | type | weight | goal cGy | current cGy | value | ideal range | status |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---|---|\n";
+    for o in &r.objectives {
+        s += &format!(
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.2e} | {:.0e}..{:.0e} | {:?} |\n",
+            o.id,
+            o.structure,
+            o.kind,
+            o.weight,
+            o.goal_cgy,
+            o.current_cgy,
+            o.value,
+            o.ideal_range[0],
+            o.ideal_range[1],
+            o.status
+        );
+    }
+    s += &format!("\ntermination criteria met: {}\n", r.criteria_met());
+    s
+}
+
+/// A metric value as written in tables: four decimals, `n/a` when undefined.
+fn cell(v: &MetricValue) -> String {
+    v.value.map_or("n/a".to_string(), |x| format!("{x:.4}"))
+}
+
+/// Metric values as an aligned text table.
+pub fn metrics_text(values: &[MetricValue]) -> String {
+    let mut s = format!("{:<24} {:>12}  {}\n", "metric", "value", "unit");
+    for v in values {
+        s += &format!(
+            "{:<24} {:>12}  {}\n",
+            v.metric.to_string(),
+            cell(v),
+            v.unit.label()
+        );
+    }
+    s
+}
+
+/// Metric values as CSV (`metric,value,unit`).
+pub fn metrics_csv(values: &[MetricValue]) -> String {
+    let mut w = String::from("metric,value,unit\n");
+    for v in values {
+        w += &format!("{},{},{}\n", v.metric, cell(v), v.unit.label());
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::{Metric, Unit};
+
+    #[test]
+    fn metric_tables_write_undefined_values_as_n_a() {
+        let values = vec![
+            MetricValue {
+                metric: Metric::parse("CI", "test").unwrap(),
+                value: Some(0.91234),
+                unit: Unit::Index,
+            },
+            MetricValue {
+                metric: Metric::parse("HI", "test").unwrap(),
+                value: None,
+                unit: Unit::Index,
+            },
+        ];
+        assert_eq!(metrics_csv(&values), "metric,value,unit\nCI,0.9123,\nHI,n/a,\n");
+        let text = metrics_text(&values);
+        assert!(text.lines().nth(2).unwrap().contains("n/a"), "{text}");
+    }
+}
