@@ -6,7 +6,7 @@ use std::path::Path;
 
 use llm_providers::advice::FewShotExample;
 use serde::{Deserialize, Serialize};
-use tps_core::tps::IterationReport;
+use tps_api::IterationReport;
 
 use crate::transcript::Event;
 

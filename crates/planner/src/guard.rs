@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 
 use llm_providers::steps::step_base;
 use serde::{Deserialize, Serialize};
-use tps_core::objectives::RangeStatus;
-use tps_core::structure::Role;
-use tps_core::tps::{GoalChange, IterationReport};
+use tps_api::{GoalChange, IterationReport, RangeStatus, Role};
 
 /// What the guard does with a change that breaks a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

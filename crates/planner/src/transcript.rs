@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use llm_providers::advice::Advice;
 use serde::{Deserialize, Serialize};
-use tps_core::tps::{GoalChange, IterationReport, PlanSummary};
+use tps_api::{GoalChange, IterationReport, PlanSummary};
 
 use crate::guard::{GuardSettings, Verdict};
 
@@ -55,14 +55,21 @@ pub enum Event {
     },
     /// The plan ends.
     End {
-        /// Why.
+        /// Why: `CriteriaMet`, `MaxIterations`, `AdvisorFailed`, `TpsFailed` or `Interrupted`.
         reason: String,
         /// Optimizations run.
         iterations: u32,
-        /// Normalization factor applied at the end.
+        /// Factor of the final normalization, on the dose as evaluated
+        /// ([`tps_api::Normalization::Dose`]), from the last optimized plan.
         normalization: f64,
         /// MU of the final plan.
         plan: PlanSummary,
+        /// Time of the final normalization in the TPS, s.
+        #[serde(default)]
+        tps_s: f64,
+        /// What failed, when the reason is a failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 

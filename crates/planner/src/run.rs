@@ -1,0 +1,313 @@
+//! The loop: optimize, report, advise, guard, apply, until a [`TerminationReason`]; then
+//! normalize on the dose as evaluated. Each step emits an [`Event`] to the observers.
+
+use std::time::Instant;
+
+use llm_providers::advice::{AdvisorContext, HistoryEntry, LlmAdvisor};
+use llm_providers::rule_based::RuleBasedAdvisor;
+use tps_api::{GoalChange, IterationReport, Normalization, PlanSummary, Protocol, Tps};
+
+use crate::guard::{self, ViolationCounts, judge};
+use crate::observers::{Observer, Timing};
+use crate::termination::{StopFlag, TerminationReason};
+use crate::transcript::Event;
+use crate::{PlanError, PlannerSettings, examples, planning_of};
+
+/// A finished plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOutcome {
+    /// Why it ended.
+    pub reason: TerminationReason,
+    /// What failed, when `reason` is [`TerminationReason::TpsFailed`] or
+    /// [`TerminationReason::AdvisorFailed`].
+    pub error: Option<String>,
+    /// Every report, first to last (before the final normalization).
+    pub reports: Vec<IterationReport>,
+    /// Factor of the final normalization (on the dose as evaluated).
+    pub normalization: f64,
+    /// MU of the final plan.
+    pub plan: PlanSummary,
+    /// Guard violations by kind.
+    pub violations: ViolationCounts,
+    /// Advice replaced by the rule-based physicist (guard fallback or advisor failure).
+    pub fallbacks: u32,
+    /// Advisor calls that failed.
+    pub advisor_failures: u32,
+    /// Time in the TPS, s.
+    pub tps_s: f64,
+    /// Time in the advisor, s.
+    pub advisor_s: f64,
+}
+
+/// One plan of an open case: the TPS, the advisor, the protocol, and who watches.
+///
+/// ```text
+/// let outcome = Planner::new(&mut tps, &advisor, &protocol, "p07", &settings)
+///     .observe(&mut transcript)
+///     .observe(ProgressObserver::new(|p| eprintln!("{}", p.report.iteration)))
+///     .stop_on(flag)
+///     .run()?;
+/// ```
+pub struct Planner<'a> {
+    tps: &'a mut dyn Tps,
+    advisor: &'a dyn LlmAdvisor,
+    protocol: &'a Protocol,
+    patient_id: &'a str,
+    settings: &'a PlannerSettings,
+    observers: Vec<Box<dyn Observer + 'a>>,
+    stop: StopFlag,
+}
+
+/// What the loop carries from one step to the next.
+struct State {
+    report: IterationReport,
+    reports: Vec<IterationReport>,
+    history: Vec<HistoryEntry>,
+    violations: ViolationCounts,
+    fallbacks: u32,
+    advisor_failures: u32,
+    failures_in_a_row: u32,
+}
+
+/// How an advice step ended.
+enum Advised {
+    /// Apply these changes.
+    Apply(Vec<GoalChange>),
+    /// The advisor failed too often in a row.
+    GaveUp(String),
+}
+
+impl<'a> Planner<'a> {
+    /// A plan of `tps`'s open case with `advisor`.
+    pub fn new(
+        tps: &'a mut dyn Tps,
+        advisor: &'a dyn LlmAdvisor,
+        protocol: &'a Protocol,
+        patient_id: &'a str,
+        settings: &'a PlannerSettings,
+    ) -> Self {
+        Self {
+            tps,
+            advisor,
+            protocol,
+            patient_id,
+            settings,
+            observers: Vec::new(),
+            stop: StopFlag::new(),
+        }
+    }
+
+    /// Adds an observer; observers see each event in the order they were added.
+    pub fn observe(mut self, observer: impl Observer + 'a) -> Self {
+        self.observers.push(Box::new(observer));
+        self
+    }
+
+    /// Stops the plan after its current step once `flag` is raised.
+    pub fn stop_on(mut self, flag: StopFlag) -> Self {
+        self.stop = flag;
+        self
+    }
+
+    fn emit(&mut self, timing: &mut Timing, event: &Event) -> Result<(), PlanError> {
+        timing.observe(event)?;
+        self.observers.iter_mut().try_for_each(|o| o.observe(event))
+    }
+
+    /// Optimizes with `changes`, then brings the coverage back into its window when it left.
+    fn optimize(
+        &mut self,
+        changes: &[GoalChange],
+        window: [f64; 2],
+    ) -> Result<(IterationReport, Option<f64>, f64), PlanError> {
+        let t = Instant::now();
+        let report = self.tps.optimize(changes)?;
+        let ratio = report.coverage_cgy / report.prescription_cgy;
+        let (report, factor) = if ratio >= window[0] && ratio <= window[1] {
+            (report, None)
+        } else {
+            let factor = self.tps.normalize(Normalization::Report)?;
+            (self.tps.report()?, Some(factor))
+        };
+        Ok((report, factor, t.elapsed().as_secs_f64()))
+    }
+
+    /// Asks the advisor, guards its answer (or the rule's, when it failed) and says what to
+    /// apply; the event is returned for the observers.
+    fn advise(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        state: &mut State,
+    ) -> (Advised, Event) {
+        let settings = self.settings;
+        let report = &state.report;
+        let context = AdvisorContext::for_protocol(
+            self.protocol,
+            planning_of(self.protocol).expect("checked when the plan started"),
+            report.clone(),
+            state.history.clone(),
+            examples::select(
+                &settings.examples,
+                report,
+                settings.n_examples,
+                settings.selection,
+            ),
+        );
+        let t = Instant::now();
+        let outcome = runtime.block_on(self.advisor.advise(&context));
+        let advisor_s = t.elapsed().as_secs_f64();
+        let rule = RuleBasedAdvisor.decide(&context);
+        let (advice, error, verdict) = match outcome {
+            Ok(advice) => {
+                state.failures_in_a_row = 0;
+                let verdict = judge(&advice.goals, report, &settings.guard, &rule.goals);
+                (Some(advice), None, verdict)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "advisor {} failed: {e}; rule-based step used",
+                    self.advisor.name()
+                );
+                state.advisor_failures += 1;
+                state.failures_in_a_row += 1;
+                let verdict = judge(&rule.goals, report, &settings.guard, &rule.goals);
+                (
+                    None,
+                    Some(e.to_string()),
+                    guard::Verdict {
+                        fell_back: true,
+                        ..verdict
+                    },
+                )
+            }
+        };
+        for d in &verdict.decisions {
+            for v in &d.violations {
+                *state.violations.entry(*v).or_default() += 1;
+            }
+        }
+        if verdict.fell_back {
+            state.fallbacks += 1;
+        }
+        let rationale = advice
+            .as_ref()
+            .map_or_else(|| rule.rationale.clone(), |a| a.rationale.clone());
+        state.history.push(HistoryEntry {
+            report: report.clone(),
+            changes: verdict.applied.clone(),
+            rationale,
+        });
+        let advised = match (&error, settings.max_advisor_failures) {
+            (Some(e), Some(limit)) if state.failures_in_a_row >= limit => Advised::GaveUp(format!(
+                "advisor {} failed {} times in a row; last: {e}",
+                self.advisor.name(),
+                state.failures_in_a_row
+            )),
+            _ => Advised::Apply(verdict.applied.clone()),
+        };
+        let event = Event::Advice {
+            iteration: report.iteration,
+            advice,
+            error,
+            verdict,
+            advisor_s,
+        };
+        (advised, event)
+    }
+
+    /// Runs the plan to its end. The first optimization failing is an error (there is no plan
+    /// to keep); a later one ends the plan with [`TerminationReason::TpsFailed`] and the last
+    /// good plan, normalized.
+    pub fn run(mut self) -> Result<PlanOutcome, PlanError> {
+        let planning = planning_of(self.protocol)?;
+        let (max_iterations, window) = (planning.max_iterations, planning.coverage_window);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PlanError::Protocol(format!("async runtime: {e}")))?;
+        let mut timing = Timing::default();
+        let start = Event::Start {
+            patient: self.patient_id.to_string(),
+            protocol: self.protocol.origin.display().to_string(),
+            advisor: self.advisor.name(),
+            guard: self.settings.guard,
+            max_iterations,
+            coverage_window: window,
+        };
+        self.emit(&mut timing, &start)?;
+        let (report, mut normalization, mut tps_s) = self.optimize(&[], window)?;
+        let mut state = State {
+            report,
+            reports: Vec::new(),
+            history: Vec::new(),
+            violations: ViolationCounts::new(),
+            fallbacks: 0,
+            advisor_failures: 0,
+            failures_in_a_row: 0,
+        };
+        let mut error = None;
+        let reason = loop {
+            let event = Event::Report {
+                report: state.report.clone(),
+                normalization,
+                tps_s,
+            };
+            self.emit(&mut timing, &event)?;
+            state.reports.push(state.report.clone());
+            if state.report.criteria_met() {
+                break TerminationReason::CriteriaMet;
+            }
+            if state.report.iteration >= max_iterations {
+                break TerminationReason::MaxIterations;
+            }
+            if self.stop.is_raised() {
+                break TerminationReason::Interrupted;
+            }
+            let (advised, event) = self.advise(&runtime, &mut state);
+            self.emit(&mut timing, &event)?;
+            let changes = match advised {
+                Advised::Apply(changes) => changes,
+                Advised::GaveUp(why) => {
+                    error = Some(why);
+                    break TerminationReason::AdvisorFailed;
+                }
+            };
+            if self.stop.is_raised() {
+                break TerminationReason::Interrupted;
+            }
+            match self.optimize(&changes, window) {
+                Ok((report, factor, s)) => (state.report, normalization, tps_s) = (report, factor, s),
+                Err(PlanError::Tps(e)) => {
+                    tracing::warn!("{}: optimization failed: {e}; the last good plan is kept", self.tps.name());
+                    error = Some(e.to_string());
+                    break TerminationReason::TpsFailed;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let t = Instant::now();
+        let factor = self.tps.normalize(Normalization::Dose)?;
+        let plan = self.tps.plan()?;
+        let end = Event::End {
+            reason: format!("{reason:?}"),
+            iterations: state.report.iteration,
+            normalization: factor,
+            plan: plan.clone(),
+            tps_s: t.elapsed().as_secs_f64(),
+            error: error.clone(),
+        };
+        self.emit(&mut timing, &end)?;
+        Ok(PlanOutcome {
+            reason,
+            error,
+            reports: state.reports,
+            normalization: factor,
+            plan,
+            violations: state.violations,
+            fallbacks: state.fallbacks,
+            advisor_failures: state.advisor_failures,
+            tps_s: timing.tps_s,
+            advisor_s: timing.advisor_s,
+        })
+    }
+}

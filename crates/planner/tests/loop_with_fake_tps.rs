@@ -1,0 +1,266 @@
+//! The loop itself, on the analytic `FakeTps` (milliseconds per plan): how each
+//! `TerminationReason` comes about, what the observers see, and that a transcript replays.
+//! The loop on the native engine is tested in the workspace's `tests/planning_loop.rs`.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+use async_trait::async_trait;
+use llm_providers::advice::{Advice, AdvisorContext, Capabilities, LlmAdvisor, OutputMode};
+use llm_providers::error::AdvisorError;
+use llm_providers::rule_based::RuleBasedAdvisor;
+use planner::observers::{Observer, Timing};
+use planner::transcript::{Event, TranscriptWriter, read};
+use planner::{
+    PlanError, Planner, PlannerSettings, ProgressObserver, StopFlag, TerminationReason, plan,
+    replay,
+};
+use tps_api::fake::FakeTps;
+use tps_api::{Normalization, Protocol, Tps};
+
+fn protocol() -> Protocol {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap()
+}
+
+/// An advisor whose every call fails as an unreachable server would.
+struct Unreachable;
+
+#[async_trait]
+impl LlmAdvisor for Unreachable {
+    fn name(&self) -> String {
+        "unreachable".into()
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            json_schema: false,
+            network: true,
+            deterministic: true,
+            mode: OutputMode::Goals,
+        }
+    }
+    async fn advise(&self, _: &AdvisorContext) -> Result<Advice, AdvisorError> {
+        Err(AdvisorError::Unreachable {
+            provider: "unreachable".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            message: "connection refused".into(),
+        })
+    }
+}
+
+/// Records every event it sees, shared with the test.
+#[derive(Clone, Default)]
+struct Recorder(Rc<RefCell<Vec<Event>>>);
+
+impl Observer for Recorder {
+    fn observe(&mut self, event: &Event) -> Result<(), PlanError> {
+        self.0.borrow_mut().push(event.clone());
+        Ok(())
+    }
+}
+
+fn end_reason(events: &[Event]) -> Option<String> {
+    events.iter().find_map(|e| match e {
+        Event::End { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn rule_based_plan_on_the_fake_tps_meets_the_criteria_normalized_on_the_dose() {
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let mut w = TranscriptWriter::create(&path).unwrap();
+    let mut shown = Vec::new();
+    let o = plan(
+        &mut tps,
+        &RuleBasedAdvisor,
+        &protocol,
+        "fake",
+        &PlannerSettings::default(),
+        Some(&mut w),
+        |p| shown.push((p.report.iteration, p.out_of_range, p.max_iterations)),
+    )
+    .unwrap();
+    assert_eq!(o.reason, TerminationReason::CriteriaMet, "{o:?}");
+    assert!(o.reports.len() > 1, "the rule had to move goals");
+    assert_eq!(shown.len(), o.reports.len());
+    assert_eq!(shown.last().unwrap().1, 0);
+    assert!(shown.iter().all(|s| s.2 == 20));
+    // The final normalization reads the dose as evaluated: D95 on the dose grid equals Rx.
+    let d = tps.dose().unwrap();
+    let mut inside: Vec<f32> = d
+        .cgy()
+        .iter()
+        .zip(FakeTps::target_mask().data())
+        .filter_map(|(&v, &m)| m.then_some(v))
+        .collect();
+    tps_api::dose_volume::sort_hottest_first(&mut inside);
+    let d95 = tps_api::dose_volume::dose_at_fraction(&inside, 0.95);
+    let rx = protocol.prescription.dose_cgy;
+    assert!((d95 - rx).abs() < 1e-3 * rx, "D95 {d95}, Rx {rx}");
+    // The transcript replays to the same reports and factor.
+    let events = read(&path).unwrap();
+    assert_eq!(end_reason(&events).as_deref(), Some("CriteriaMet"));
+    let mut fresh = FakeTps::new(&protocol).unwrap();
+    let (reports, factor) = replay(&mut fresh, &events).unwrap();
+    assert_eq!(reports, o.reports);
+    assert_eq!(factor, o.normalization);
+}
+
+#[test]
+fn a_tps_failing_after_the_first_optimization_ends_the_plan_with_the_last_good_one() {
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap().failing_at(3, true);
+    let rec = Recorder::default();
+    let settings = PlannerSettings::default();
+    let o = Planner::new(&mut tps, &RuleBasedAdvisor, &protocol, "fake", &settings)
+        .observe(rec.clone())
+        .run()
+        .unwrap();
+    assert_eq!(o.reason, TerminationReason::TpsFailed);
+    assert!(!o.reason.is_complete());
+    assert_eq!(o.reports.len(), 2, "two good optimizations before the failure");
+    let err = o.error.as_deref().unwrap();
+    assert!(err.contains("optimization 3"), "{err}");
+    assert_eq!(tps.optimizations(), 3);
+    // The plan kept is the second one, normalized, and MU are reported.
+    assert_eq!(tps.report().unwrap().iteration, 2);
+    assert!(o.plan.mu_per_fraction > 0.0);
+    let events = rec.0.borrow();
+    assert_eq!(end_reason(&events).as_deref(), Some("TpsFailed"));
+    assert!(matches!(events.last(), Some(Event::End { error: Some(_), .. })));
+}
+
+#[test]
+fn a_tps_failing_at_the_first_optimization_is_an_error() {
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap().failing_at(1, false);
+    let err = plan(
+        &mut tps,
+        &RuleBasedAdvisor,
+        &protocol,
+        "fake",
+        &PlannerSettings::default(),
+        None,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(matches!(&err, PlanError::Tps(e) if !e.is_temporary()), "{err}");
+}
+
+/// Raises the stop flag when it sees the report of `iteration`, as Ctrl-C would.
+struct StopAt(StopFlag, u32);
+
+impl Observer for StopAt {
+    fn observe(&mut self, event: &Event) -> Result<(), PlanError> {
+        if let Event::Report { report, .. } = event {
+            if report.iteration == self.1 {
+                self.0.raise();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_raised_stop_flag_ends_the_plan_after_the_current_step_normalized() {
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let flag = StopFlag::new();
+    let rec = Recorder::default();
+    let settings = PlannerSettings::default();
+    let o = Planner::new(&mut tps, &RuleBasedAdvisor, &protocol, "fake", &settings)
+        .observe(StopAt(flag.clone(), 2))
+        .observe(rec.clone())
+        .stop_on(flag)
+        .run()
+        .unwrap();
+    assert_eq!(o.reason, TerminationReason::Interrupted);
+    assert_eq!(o.reports.len(), 2);
+    assert_eq!(tps.optimizations(), 2, "nothing optimized after the stop");
+    let events = rec.0.borrow();
+    assert_eq!(end_reason(&events).as_deref(), Some("Interrupted"));
+    assert!(o.normalization > 0.0);
+}
+
+#[test]
+fn an_advisor_failing_too_often_in_a_row_ends_the_plan_and_otherwise_the_rule_stands_in() {
+    let protocol = protocol();
+    let limited = PlannerSettings {
+        max_advisor_failures: Some(2),
+        ..PlannerSettings::default()
+    };
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let o = Planner::new(&mut tps, &Unreachable, &protocol, "fake", &limited)
+        .run()
+        .unwrap();
+    assert_eq!(o.reason, TerminationReason::AdvisorFailed);
+    assert_eq!(o.advisor_failures, 2);
+    assert_eq!(o.reports.len(), 2, "the first failure's rule step was applied");
+    assert!(o.error.unwrap().contains("2 times in a row"));
+    // Without a limit the rule-based physicist makes every step, counted as fallbacks.
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let settings = PlannerSettings::default();
+    let o = Planner::new(&mut tps, &Unreachable, &protocol, "fake", &settings)
+        .run()
+        .unwrap();
+    assert_eq!(o.reason, TerminationReason::CriteriaMet);
+    assert_eq!(o.advisor_failures, o.fallbacks);
+    assert_eq!(o.advisor_failures as usize, o.reports.len() - 1);
+}
+
+#[test]
+fn timing_sums_what_the_events_report_and_an_observer_error_ends_the_plan() {
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let rec = Recorder::default();
+    let settings = PlannerSettings::default();
+    let o = Planner::new(&mut tps, &RuleBasedAdvisor, &protocol, "fake", &settings)
+        .observe(rec.clone())
+        .run()
+        .unwrap();
+    let mut t = Timing::default();
+    for e in rec.0.borrow().iter() {
+        t.observe(e).unwrap();
+    }
+    assert_eq!((t.tps_s, t.advisor_s), (o.tps_s, o.advisor_s));
+
+    struct Broken;
+    impl Observer for Broken {
+        fn observe(&mut self, _: &Event) -> Result<(), PlanError> {
+            Err(PlanError::Transcript("disk full".into()))
+        }
+    }
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let err = Planner::new(&mut tps, &RuleBasedAdvisor, &protocol, "fake", &settings)
+        .observe(Broken)
+        .observe(ProgressObserver::new(|_| panic!("nothing is shown after the failure")))
+        .run()
+        .unwrap_err();
+    assert!(err.to_string().contains("disk full"));
+    assert_eq!(tps.optimizations(), 0, "the start event failed before any optimization");
+}
+
+#[test]
+fn a_protocol_without_planning_is_refused_before_any_optimization() {
+    let mut protocol = protocol();
+    protocol.planning = None;
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let err = plan(
+        &mut tps,
+        &RuleBasedAdvisor,
+        &protocol,
+        "fake",
+        &PlannerSettings::default(),
+        None,
+        |_| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("[planning] is missing"), "{err}");
+    assert_eq!(tps.optimizations(), 0);
+    let _ = tps.normalize(Normalization::Report).unwrap();
+}
