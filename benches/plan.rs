@@ -1,5 +1,6 @@
 //! A whole plan of a cohort patient with the rule-based physicist (target: under 60 s on 2
-//! cores, TPS and advisor time reported separately). The case is opened outside the timing.
+//! cores, TPS and advisor time reported separately), final normalization on the dose included.
+//! The case is opened outside the timing.
 
 use std::path::Path;
 use std::time::Duration;
@@ -7,13 +8,13 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use llm_providers::rule_based::RuleBasedAdvisor;
 use planner::{PlannerSettings, plan};
-use tps_core::cohort::CohortSpec;
+use phantoms::cohort::CohortSpec;
+use tps_api::Protocol;
 use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
 use tps_core::native::{NativeSettings, NativeTps};
-use tps_core::protocol::Protocol;
 
 fn bench(c: &mut Criterion) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let spec = CohortSpec::load(&root.join("configs/cohorts/cervix-35.toml")).unwrap();
     let protocol = Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap();
     let model = BeamModel::load(&root.join("configs/machines/generic-6mv.toml")).unwrap();

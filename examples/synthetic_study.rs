@@ -14,9 +14,9 @@ use evaluation::figures::{self, DifferencePlot, DvhComparison, MethodBoxPlot};
 use evaluation::tables::{self, MethodValues, MetricColumn};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
 use rayon::prelude::*;
-use tps_core::cohort::CohortSpec;
-use tps_core::protocol::Protocol;
-use tps_core::synthetic_dose::{ConformalDose, conformal};
+use phantoms::cohort::CohortSpec;
+use phantoms::synthetic_dose::{ConformalDose, conformal};
+use tps_api::Protocol;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(
@@ -52,7 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let v = ev
                         .evaluate(&PlanDose {
                             patient: &p,
-                            dose_cgy: &dose,
+                            dose: &dose,
                             mu_per_fraction: Some(mu),
                         })
                         .map_err(|e| e.to_string())?;
@@ -149,7 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Fig. 4: DVHs of both methods for one patient.
     let id = ids[0];
     let p = spec.generate(id)?;
-    let doses: Vec<Vec<f32>> = methods
+    let doses: Vec<tps_api::Dose> = methods
         .iter()
         .map(|&(_, falloff, hot, _)| {
             conformal(
@@ -178,8 +178,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|n| {
             let m = &p.structure(n).expect("cohort structure").mask;
             Ok((
-                evaluation::dvh::Dvh::new(n, &doses[0], m)?,
-                evaluation::dvh::Dvh::new(n, &doses[1], m)?,
+                evaluation::dvh::Dvh::new(n, doses[0].cgy(), m)?,
+                evaluation::dvh::Dvh::new(n, doses[1].cgy(), m)?,
             ))
         })
         .collect::<Result<_, evaluation::Error>>()?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use evaluation::Metric;
 use evaluation::reference::{MeasuredMetric, ReferenceTable, comparison_markdown};
-use tps_core::cohort::CohortSpec;
+use phantoms::cohort::CohortSpec;
 
 /// Parses `"6-35"`, `"7,9,12"` or a mix of both.
 pub fn parse_ids(text: &str) -> Result<Vec<usize>> {

@@ -1,23 +1,33 @@
-//! `autoplan`: the command-line entry point.
+//! `autoplan`: the command-line entry point. Every subcommand is a thin shell in `cmd/`; the
+//! work is done by the library crates.
 
 #[macro_use]
-mod commands;
-mod agreement;
-mod calibrate;
+mod output;
+mod args;
+mod cli;
+mod cmd;
 mod cohort_run;
+mod interrupt;
 mod logging;
-mod plan_cmd;
+mod pictures;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-fn main() -> std::process::ExitCode {
-    let cli = commands::Cli::parse();
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
     logging::init(cli.verbose);
-    match commands::run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    match cli::run(cli) {
+        Ok(()) if interrupt::interrupted() => ExitCode::from(interrupt::EXIT_INTERRUPTED),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<interrupt::Interrupted>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(interrupt::EXIT_INTERRUPTED)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

@@ -268,8 +268,8 @@ fn eval_reports_the_protocol_metrics_of_a_dose() {
     }
     // A dose on another grid is refused with both grids named.
     let other = tmp.path().join("other.nrrd");
-    let g = tps_core::Grid::new([4, 4, 4], [2.5; 3], [0.0; 3]).unwrap();
-    tps_core::nrrd::write_f32(&other, &g, &[0.0; 64]).unwrap();
+    let g = tps_api::Grid::new([4, 4, 4], [2.5; 3], [0.0; 3]).unwrap();
+    patient_model::nrrd::write_f32(&other, &g, &[0.0; 64]).unwrap();
     let o = autoplan(&[
         "eval",
         "--patient",

@@ -13,12 +13,12 @@ use llm_providers::rule_based::RuleBasedAdvisor;
 use planner::guard::{GuardPolicy, GuardSettings, Violation};
 use planner::transcript::{Event, TranscriptWriter, read};
 use planner::{PlannerSettings, TerminationReason, plan, replay};
+use patient_model::MaskOps;
+use tps_api::{GoalChange, Protocol, Tps};
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::model::BeamModel;
 use tps_core::dose::plan::BeamSetup;
 use tps_core::native::{NativeSettings, NativeTps};
-use tps_core::protocol::Protocol;
-use tps_core::tps::{GoalChange, Tps};
 
 const PROTOCOL: &str = r#"
 [site]
@@ -63,7 +63,7 @@ crop-to = "External"
 
 fn model() -> BeamModel {
     BeamModel::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml"),
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/machines/generic-6mv.toml"),
     )
     .unwrap()
 }
@@ -82,15 +82,15 @@ fn open(model: &BeamModel) -> (NativeTps<'_>, Protocol) {
     };
     // An organ wrapped around one side of the target (a shell 0-10 mm outside it, on the
     // side of the phantom's OAR): it cannot be spared without cost to coverage.
-    let mut patient = tps_core::phantom::cylinder::water_cylinder("loop/p01");
+    let mut patient = phantoms::cylinder::water_cylinder("loop/p01");
     let ptv = &patient.structure("PTV").unwrap().mask;
-    let shell = tps_core::morph::ring(ptv, 0.0, 10.0).unwrap();
-    let side = tps_core::morph::expand(&patient.structure("OAR").unwrap().mask, 12.0).unwrap();
+    let shell = patient_model::morph::ring(ptv, 0.0, 10.0).unwrap();
+    let side = patient_model::morph::expand(&patient.structure("OAR").unwrap().mask, 12.0).unwrap();
     let shell = shell.intersection(&side).unwrap();
     patient
-        .add_structure(tps_core::structure::Structure::new(
+        .add_structure(tps_api::Structure::new(
             "Shell",
-            tps_core::structure::Role::Oar,
+            tps_api::Role::Oar,
             shell,
         ))
         .unwrap();
@@ -179,7 +179,7 @@ fn rule_based_plan_meets_the_criteria_and_replays() {
     }
     assert!(close(factor, outcome.normalization));
     assert!(close(
-        fresh.plan().mu_per_fraction,
+        fresh.plan().unwrap().mu_per_fraction,
         outcome.plan.mu_per_fraction
     ));
 }
@@ -306,7 +306,7 @@ fn fallback_policy_replaces_bad_advice_with_the_rule() {
     // The rule's first step moved the OAR goal below its current dose.
     let first = &outcome.reports[0];
     let second = &outcome.reports[1];
-    let oar = |r: &tps_core::tps::IterationReport| {
+    let oar = |r: &tps_api::IterationReport| {
         r.objectives
             .iter()
             .find(|o| o.id == "oar-mean")

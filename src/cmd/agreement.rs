@@ -1,0 +1,229 @@
+//! `autoplan agreement`: how sensible an advisor's decisions are, measured on the reports of a
+//! few-shot example pool (from `autoplan examples`) against the rule-based physicist.
+//!
+//! For every report of the pool the advisor is asked once (no history; its few-shot examples,
+//! if any, come from other patients only), and for every OAR objective its move (tighten,
+//! relax or keep, read from the goals it proposes) is set beside the rule's: same move, the
+//! opposite move (tighten against relax), a move where the rule keeps, a keep where the rule
+//! moves. The guard's verdict on each answer is counted too. One CSV row per objective and
+//! report, and a summary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use llm_providers::advice::{AdvisorContext, LlmAdvisor};
+use llm_providers::config::{ProviderConfig, build};
+use llm_providers::rule_based::RuleBasedAdvisor;
+use planner::guard::{GuardSettings, judge};
+use tps_api::{GoalChange, IterationReport, Protocol, Role};
+
+use crate::args::Examples;
+
+/// Measure how sensible an advisor's decisions are: ask it about every report of a few-shot
+/// example pool (from `autoplan examples`) and compare its move per OAR objective (tighten,
+/// relax, keep) with the rule-based physicist's; count the guard's verdicts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Provider file of the advisor to measure.
+    #[arg(long)]
+    pub provider: PathBuf,
+    /// Example pool (JSON, from `autoplan examples`): the reports to ask about.
+    #[arg(long)]
+    pub examples: PathBuf,
+    /// Protocol the pool was planned with.
+    #[arg(long)]
+    pub protocol: PathBuf,
+    /// Few-shot examples per prompt (from other patients than the report's).
+    #[arg(long, default_value_t = 0)]
+    pub n_examples: usize,
+    /// Which examples: fixed or nearest.
+    #[arg(long, value_enum, default_value_t = Examples::Nearest)]
+    pub selection: Examples,
+    /// Ask about the first N reports only.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// CSV with one row per report and OAR objective.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// A move of one objective's goal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    Tighten,
+    Relax,
+    Keep,
+}
+
+impl Move {
+    fn of(goals: &[GoalChange], id: &str, current_goal: f64) -> Move {
+        match goals.iter().find(|g| g.id == id) {
+            Some(g) if g.goal_cgy < current_goal - 1e-9 => Move::Tighten,
+            Some(g) if g.goal_cgy > current_goal + 1e-9 => Move::Relax,
+            _ => Move::Keep,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Move::Tighten => "tighten",
+            Move::Relax => "relax",
+            Move::Keep => "keep",
+        }
+    }
+}
+
+/// How an advisor's move compares with the rule's.
+fn compare(model: Move, rule: Move) -> &'static str {
+    match (model, rule) {
+        (m, r) if m == r => "same",
+        (Move::Tighten, Move::Relax) | (Move::Relax, Move::Tighten) => "opposite",
+        (_, Move::Keep) => "moved, rule keeps",
+        _ => "kept, rule moves",
+    }
+}
+
+/// The patient part of an example's source (`cervix-35/p01, iteration 3` -> `cervix-35/p01`).
+fn patient_of(source: &str) -> &str {
+    source.split(',').next().unwrap_or(source)
+}
+
+/// Runs the measurement.
+pub fn run(a: &Args) -> Result<()> {
+    let protocol = Protocol::load(&a.protocol)?;
+    let planning = planner::planning_of(&protocol)?;
+    let advisor: Box<dyn LlmAdvisor> = build(&ProviderConfig::load(&a.provider)?)?;
+    let pool = planner::examples::load(&a.examples).map_err(anyhow::Error::msg)?;
+    if pool.is_empty() {
+        bail!("{}: the example pool is empty", a.examples.display());
+    }
+    let selection = a.selection.selection();
+    let n = a.limit.unwrap_or(pool.len()).min(pool.len());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut csv = String::from("source,objective,value,status,rule,advisor,comparison\n");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut violations: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut answers, mut failures, mut fallbacks) = (0usize, 0usize, 0usize);
+    let mut latency = Vec::new();
+    out!(
+        "asking {} about {n} reports of {} ({} few-shot examples each, from other patients)",
+        advisor.name(),
+        a.examples.display(),
+        a.n_examples
+    );
+    for (k, ex) in pool.iter().take(n).enumerate() {
+        let others: Vec<_> = pool
+            .iter()
+            .filter(|e| patient_of(&e.source) != patient_of(&ex.source))
+            .cloned()
+            .collect();
+        let report: &IterationReport = &ex.report;
+        let ctx = AdvisorContext::for_protocol(
+            &protocol,
+            planning,
+            report.clone(),
+            Vec::new(),
+            planner::examples::select(&others, report, a.n_examples, selection),
+        );
+        let rule = RuleBasedAdvisor.decide(&ctx);
+        let t = Instant::now();
+        let answer = runtime.block_on(advisor.advise(&ctx));
+        latency.push(t.elapsed().as_secs_f64());
+        let goals = match answer {
+            Ok(advice) => {
+                answers += 1;
+                let verdict = judge(
+                    &advice.goals,
+                    report,
+                    &GuardSettings::default(),
+                    &rule.goals,
+                );
+                if verdict.fell_back {
+                    fallbacks += 1;
+                }
+                for d in &verdict.decisions {
+                    for v in &d.violations {
+                        *violations.entry(format!("{v:?}")).or_default() += 1;
+                    }
+                }
+                advice.goals
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!("{}: {e}", ex.source);
+                continue;
+            }
+        };
+        for o in report.objectives.iter().filter(|o| o.role == Role::Oar) {
+            let r = Move::of(&rule.goals, &o.id, o.goal_cgy);
+            let m = Move::of(&goals, &o.id, o.goal_cgy);
+            let c = compare(m, r);
+            *counts.entry(c).or_default() += 1;
+            csv += &format!(
+                "{},{},{:.3e},{:?},{},{},{}\n",
+                ex.source.replace(',', ";"),
+                o.id,
+                o.value,
+                o.status,
+                r.name(),
+                m.name(),
+                c
+            );
+        }
+        out!(
+            "[{}/{n}] {}: {:.1} s",
+            k + 1,
+            ex.source,
+            latency.last().copied().unwrap_or_default()
+        );
+    }
+    std::fs::write(&a.out, &csv).with_context(|| format!("writing {}", a.out.display()))?;
+    let total: usize = counts.values().sum();
+    let pct = |c: &str| 100.0 * *counts.get(c).unwrap_or(&0) as f64 / total.max(1) as f64;
+    let mean_latency = latency.iter().sum::<f64>() / latency.len().max(1) as f64;
+    out!(
+        "{}: {answers} answers, {failures} failures; per OAR objective ({total}): same move as the \
+         rule {:.1} %, opposite {:.1} %, moved where the rule keeps {:.1} %, kept where the rule \
+         moves {:.1} %; guard: {fallbacks} answers replaced, violations {violations:?}; {:.1} s \
+         per answer; rows in {}",
+        advisor.name(),
+        pct("same"),
+        pct("opposite"),
+        pct("moved, rule keeps"),
+        pct("kept, rule moves"),
+        mean_latency,
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_and_comparisons() {
+        let goals = vec![
+            GoalChange {
+                id: "a".into(),
+                goal_cgy: 2900.0,
+            },
+            GoalChange {
+                id: "b".into(),
+                goal_cgy: 3100.0,
+            },
+        ];
+        assert_eq!(Move::of(&goals, "a", 3000.0), Move::Tighten);
+        assert_eq!(Move::of(&goals, "b", 3000.0), Move::Relax);
+        assert_eq!(Move::of(&goals, "c", 3000.0), Move::Keep);
+        assert_eq!(compare(Move::Keep, Move::Keep), "same");
+        assert_eq!(compare(Move::Tighten, Move::Relax), "opposite");
+        assert_eq!(compare(Move::Relax, Move::Keep), "moved, rule keeps");
+        assert_eq!(compare(Move::Keep, Move::Tighten), "kept, rule moves");
+        assert_eq!(patient_of("cervix-35/p01, iteration 3"), "cervix-35/p01");
+    }
+}

@@ -1,0 +1,51 @@
+//! One module per subcommand: each parses its arguments ([`clap::Args`]), calls the library
+//! crates and prints. Shared pieces live beside this module (`args`, `pictures`,
+//! `cohort_run`, `output`), never in another command, except that `study` and `examples` run
+//! `plan`'s single plan.
+
+pub mod agreement;
+pub mod calibrate;
+pub mod cohort;
+pub mod dose;
+pub mod eval;
+pub mod examples;
+pub mod inspect;
+pub mod optimize;
+pub mod phantom;
+pub mod plan;
+pub mod study;
+pub mod synthetic_dose;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use tps_api::{Patient, Protocol};
+
+/// Adds `protocol`'s auxiliary structures (rings) to `p`, when a protocol is given.
+fn add_auxiliary(p: &mut Patient, protocol: Option<&Path>) -> Result<()> {
+    if let Some(path) = protocol {
+        let proto = Protocol::load(path)?;
+        patient_model::recipes::build_auxiliary(&proto, p)?;
+        tracing::info!(
+            "added {} auxiliary structures from {}",
+            proto.auxiliary.len(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Prints `p`'s structures, then renders and saves it as asked.
+fn show_patient(p: &Patient, png: Option<&Path>, save: Option<&PathBuf>, stem: &str) -> Result<()> {
+    outn!("{}", patient_model::structure_table(p));
+    if let Some(dir) = png {
+        for f in crate::pictures::structure_pngs(p, dir, stem)? {
+            out!("wrote {}", f.display());
+        }
+    }
+    if let Some(dir) = save {
+        patient_model::patient_files::save(p, dir)?;
+        out!("saved {}", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! `autoplan plan`: the virtual-physicist loop on one patient, with a progress line per
+//! iteration, and the plan's dose, transcript, metric table, report and pictures on disk.
+//! With `--patients` the same plan runs for several cohort patients ([`super::study`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use evaluation::tables::plan::{metrics_csv, metrics_text, report_markdown};
+use evaluation::tables::study::PlanNumbers;
+use evaluation::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
+use llm_providers::advice::LlmAdvisor;
+use llm_providers::config::{ProviderConfig, build};
+use llm_providers::rule_based::RuleBasedAdvisor;
+use phantoms::cohort::CohortSpec;
+use planner::guard::GuardSettings;
+use planner::transcript::TranscriptWriter;
+use planner::{PlanOutcome, Planner, PlannerSettings, ProgressObserver, TerminationReason};
+use tps_api::{Patient, Protocol, Tps};
+use tps_core::NativeTps;
+
+use crate::args::{BeamArgs, Examples, Guard, MachineArgs};
+use crate::interrupt::{self, Interrupted};
+use crate::output::write_file;
+use crate::pictures::{isodose_pngs, write_dvh};
+
+/// Plan a patient with the virtual-physicist loop: optimize, report, ask the advisor, guard
+/// its answer, re-optimize, until the protocol's criteria hold; then normalize and write the
+/// dose, the transcript, the metric table and pictures.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Cohort definition (with --patient).
+    #[arg(long)]
+    pub cohort: Option<PathBuf>,
+    /// Patient number in the cohort.
+    #[arg(long)]
+    pub patient: Option<usize>,
+    /// A saved patient directory instead of a cohort patient.
+    #[arg(long, conflicts_with_all = ["cohort", "patient"])]
+    pub patient_dir: Option<PathBuf>,
+    /// Protocol with prescription, objectives, rings, planning limits and metrics.
+    #[arg(long)]
+    pub protocol: PathBuf,
+    /// Provider file choosing the advisor (default: the rule-based physicist).
+    #[arg(long)]
+    pub provider: Option<PathBuf>,
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// What the guard does with a bad change.
+    #[arg(long, value_enum, default_value_t = Guard::Fallback)]
+    pub guard: Guard,
+    #[command(flatten)]
+    pub beams: BeamArgs,
+    /// Few-shot example pool (JSON, from `autoplan examples`) for LLM advisors.
+    #[arg(long)]
+    pub examples: Option<PathBuf>,
+    /// How many examples each prompt shows.
+    #[arg(long, default_value_t = 3)]
+    pub n_examples: usize,
+    /// Which examples: fixed (spread over the pool) or nearest (most similar iterations).
+    #[arg(long, value_enum, default_value_t = Examples::Fixed)]
+    pub selection: Examples,
+    /// End a plan when the advisor fails this many times in a row (default: the rule-based
+    /// physicist stands in for every failed advice, and each is counted).
+    #[arg(long)]
+    pub max_advisor_failures: Option<u32>,
+    /// Plan several cohort patients instead of one (`6-35`, `7,9`, `test` or `training`):
+    /// each into OUT/pNN, a row each in OUT/plans.csv as it ends (a rerun resumes), and
+    /// OUT/study.md with criteria met, iterations, times and the metrics beside --reference.
+    #[arg(long, conflicts_with_all = ["patient", "patient_dir"])]
+    pub patients: Option<String>,
+    /// Reference values (mean and std per metric) to set beside the study's metrics, e.g.
+    /// configs/reference/wei2025-table3-manual.toml for the cervix protocol.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl Args {
+    /// The advisor this plan asks, and how it was chosen.
+    fn advisor(&self) -> Result<(Box<dyn LlmAdvisor>, String)> {
+        // No provider file: the rule-based physicist, which needs no configuration.
+        Ok(match &self.provider {
+            Some(path) => (
+                build(&ProviderConfig::load(path)?)?,
+                path.display().to_string(),
+            ),
+            None => (
+                Box::new(RuleBasedAdvisor),
+                "default, as configs/providers/rule-based.toml".into(),
+            ),
+        })
+    }
+
+    fn planner_settings(&self) -> Result<PlannerSettings> {
+        let examples = match &self.examples {
+            Some(path) => planner::examples::load(path).map_err(anyhow::Error::msg)?,
+            None => Vec::new(),
+        };
+        Ok(PlannerSettings {
+            guard: GuardSettings {
+                policy: self.guard.policy(),
+                ..Default::default()
+            },
+            examples,
+            n_examples: self.n_examples,
+            selection: self.selection.selection(),
+            max_advisor_failures: self.max_advisor_failures,
+        })
+    }
+
+    fn load_patient(&self) -> Result<Patient> {
+        match (&self.cohort, self.patient, &self.patient_dir) {
+            (Some(c), Some(id), None) => {
+                let spec = CohortSpec::load(c)?;
+                if id == 0 || id > spec.patients {
+                    bail!(
+                        "--patient {id}: {} has patients 1-{}",
+                        c.display(),
+                        spec.patients
+                    );
+                }
+                Ok(spec.generate(id)?)
+            }
+            (None, None, Some(dir)) => Ok(patient_model::patient_files::load(dir)?),
+            _ => bail!("give either --cohort FILE --patient N, or --patient-dir DIR"),
+        }
+    }
+}
+
+/// What one plan gave: the loop's numbers and the protocol's metrics.
+pub struct PlanRecord {
+    /// Criteria, iterations, normalization, times, guard counts.
+    pub numbers: PlanNumbers,
+    /// The protocol's metrics of the final plan.
+    pub metrics: Vec<MetricValue>,
+}
+
+/// Runs `autoplan plan` on one patient.
+pub fn run(a: &Args) -> Result<()> {
+    run_one(a).map(|_| ())
+}
+
+/// Plans one patient and writes its outputs. A plan cut short (interrupted, the TPS or the
+/// advisor failing) still writes the last good plan, then is an error.
+pub fn run_one(a: &Args) -> Result<PlanRecord> {
+    let (advisor, provider_text) = a.advisor()?;
+    let protocol = Protocol::load(&a.protocol)?;
+    planner::planning_of(&protocol)?;
+    let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
+    let (model, curve) = a.machine.load()?;
+    let settings = a.planner_settings()?;
+    let patient = a.load_patient()?;
+    let pid = patient.id.clone();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let t = Instant::now();
+    out!(
+        "planning {pid} with {} and advisor {} ({})",
+        a.protocol.display(),
+        advisor.name(),
+        provider_text
+    );
+    let mut tps = NativeTps::open(
+        patient,
+        protocol.clone(),
+        &model,
+        &curve,
+        a.beams.settings(),
+    )
+    .with_context(|| format!("opening {pid}"))?;
+    out!("case opened in {:.1} s", t.elapsed().as_secs_f64());
+    let transcript_path = a.out.join("transcript.jsonl");
+    let mut transcript = TranscriptWriter::create(&transcript_path)
+        .with_context(|| format!("creating {}", transcript_path.display()))?;
+    let volume = protocol.prescription.volume_percent;
+    let outcome = Planner::new(&mut tps, advisor.as_ref(), &protocol, &pid, &settings)
+        .observe(&mut transcript)
+        .observe(ProgressObserver::new(|p| {
+            out!(
+                "iteration {:>2}/{}: PTV D{} {:.0} cGy, {} OAR objective(s) out of range, advisor {:.2} s, TPS {:.1} s",
+                p.report.iteration,
+                p.max_iterations,
+                volume,
+                p.report.coverage_cgy,
+                p.out_of_range,
+                p.advisor_s,
+                p.tps_s
+            )
+        }))
+        .stop_on(interrupt::stop_flag())
+        .run()?;
+    let last = outcome.reports.last().expect("at least one report");
+    out!(
+        "{:?} after {} iterations; normalized by {:.4} (D{volume} = prescription as evaluated); {:.1} MU per fraction; TPS {:.1} s, advisor {:.2} s",
+        outcome.reason,
+        last.iteration,
+        outcome.normalization,
+        outcome.plan.mu_per_fraction,
+        outcome.tps_s,
+        outcome.advisor_s
+    );
+    if !outcome.violations.is_empty() || outcome.fallbacks > 0 {
+        out!(
+            "guard: {} fallback(s), {} advisor failure(s), violations {:?}",
+            outcome.fallbacks,
+            outcome.advisor_failures,
+            outcome.violations
+        );
+    }
+    let metrics = write_outputs(&tps, &protocol, &evaluator, &outcome, &a.out)?;
+    let total_s = t.elapsed().as_secs_f64();
+    out!("total {total_s:.1} s");
+    match outcome.reason {
+        TerminationReason::Interrupted => return Err(Interrupted.into()),
+        TerminationReason::TpsFailed | TerminationReason::AdvisorFailed => bail!(
+            "{pid}: the plan ended early ({:?}): {}; the last good plan is in {}",
+            outcome.reason,
+            outcome.error.as_deref().unwrap_or("no detail"),
+            a.out.display()
+        ),
+        TerminationReason::CriteriaMet | TerminationReason::MaxIterations => {}
+    }
+    Ok(PlanRecord {
+        numbers: PlanNumbers {
+            criteria_met: outcome.reason == TerminationReason::CriteriaMet,
+            iterations: last.iteration,
+            normalization: outcome.normalization,
+            tps_s: outcome.tps_s,
+            advisor_s: outcome.advisor_s,
+            total_s,
+            fallbacks: outcome.fallbacks,
+            advisor_failures: outcome.advisor_failures,
+            violations: outcome.violations.values().sum(),
+        },
+        metrics,
+    })
+}
+
+fn write_outputs(
+    tps: &NativeTps<'_>,
+    protocol: &Protocol,
+    evaluator: &ProtocolEvaluator,
+    outcome: &PlanOutcome,
+    dir: &Path,
+) -> Result<Vec<MetricValue>> {
+    let last = outcome.reports.last().expect("at least one report");
+    let dose = tps.dose()?;
+    let p = tps.patient();
+    let mu = outcome.plan.mu_per_fraction;
+    write_file(
+        dir,
+        "report.md",
+        &format!(
+            "{}\n\nended: {:?}; normalization {:.4} (D{} = prescription on the CT grid, as evaluated); {:.1} MU per fraction\n",
+            report_markdown(last),
+            outcome.reason,
+            outcome.normalization,
+            protocol.prescription.volume_percent,
+            mu
+        ),
+    )?;
+    patient_model::nrrd::write_f32(&dir.join("dose.nrrd"), dose.grid(), dose.cgy())?;
+    let values = evaluator.evaluate(&PlanDose {
+        patient: p,
+        dose: &dose,
+        mu_per_fraction: Some(mu),
+    })?;
+    outn!("{}", metrics_text(&values));
+    write_file(dir, "metrics.csv", &metrics_csv(&values))?;
+    write_dvh(p, &dose, evaluator, "plan", dir)?;
+    isodose_pngs(
+        p,
+        &dose,
+        protocol.prescription.dose_cgy,
+        &[1.05, 1.0, 0.9, 0.7, 0.5, 0.3],
+        &protocol.prescription.target,
+        dir,
+        "isodose",
+    )?;
+    out!(
+        "wrote {}: transcript.jsonl, report.md, metrics.csv, dose.nrrd, dvh.png, isodose-*.png",
+        dir.display()
+    );
+    Ok(values)
+}
