@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use llm_providers::rule_based::RuleBasedAdvisor;
-use planner::{PlannerSettings, plan};
 use phantoms::cohort::CohortSpec;
+use planner::{PlannerSettings, plan};
 use tps_api::Protocol;
 use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
 use tps_core::native::{NativeSettings, NativeTps};

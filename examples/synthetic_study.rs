@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use evaluation::figures::{self, DifferencePlot, DvhComparison, MethodBoxPlot};
 use evaluation::tables::{self, MethodValues, MetricColumn};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
-use rayon::prelude::*;
 use phantoms::cohort::CohortSpec;
 use phantoms::synthetic_dose::{ConformalDose, conformal};
+use rayon::prelude::*;
 use tps_api::Protocol;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

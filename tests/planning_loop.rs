@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use llm_providers::advice::{Advice, AdvisorContext, Capabilities, LlmAdvisor, OutputMode};
 use llm_providers::error::AdvisorError;
 use llm_providers::rule_based::RuleBasedAdvisor;
+use patient_model::MaskOps;
 use planner::guard::{GuardPolicy, GuardSettings, Violation};
 use planner::transcript::{Event, TranscriptWriter, read};
 use planner::{PlannerSettings, TerminationReason, plan, replay};
-use patient_model::MaskOps;
 use tps_api::{GoalChange, Protocol, Tps};
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::model::BeamModel;
@@ -88,11 +88,7 @@ fn open(model: &BeamModel) -> (NativeTps<'_>, Protocol) {
     let side = patient_model::morph::expand(&patient.structure("OAR").unwrap().mask, 12.0).unwrap();
     let shell = shell.intersection(&side).unwrap();
     patient
-        .add_structure(tps_api::Structure::new(
-            "Shell",
-            tps_api::Role::Oar,
-            shell,
-        ))
+        .add_structure(tps_api::Structure::new("Shell", tps_api::Role::Oar, shell))
         .unwrap();
     let tps = NativeTps::open(
         patient,

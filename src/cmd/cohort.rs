@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use evaluation::tables::cohort::{StructureVolume, VolumeRow, columns, row, volume_markdown, volumes};
+use evaluation::tables::cohort::{
+    StructureVolume, VolumeRow, columns, row, volume_markdown, volumes,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use phantoms::cohort::CohortSpec;
 use rayon::prelude::*;
@@ -67,7 +69,12 @@ pub fn run(a: &Args) -> Result<()> {
             } else {
                 ""
             };
-            row(v, &format!("p{id:02}"), &format!("{}{tag}", spec.split(*id)), &cols)
+            row(
+                v,
+                &format!("p{id:02}"),
+                &format!("{}{tag}", spec.split(*id)),
+                &cols,
+            )
         })
         .collect();
     let preamble = format!(

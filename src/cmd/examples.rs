@@ -35,7 +35,12 @@ pub struct Args {
 /// Runs `autoplan examples`.
 pub fn run(a: &Args) -> Result<()> {
     let spec = CohortSpec::load(&a.cohort)?;
-    let ids = select_ids(a.patients.as_deref(), spec.training.clone(), &spec, &a.cohort)?;
+    let ids = select_ids(
+        a.patients.as_deref(),
+        spec.training.clone(),
+        &spec,
+        &a.cohort,
+    )?;
     let dir = a.out.with_extension("plans");
     let mut pool = Vec::new();
     for id in ids {

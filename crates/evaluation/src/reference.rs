@@ -226,8 +226,8 @@ mod tests {
         let r = ReferenceTable::load(&root.join("configs/reference/wei2025-table3-manual.toml"))
             .unwrap();
         assert_eq!(r.entries.len(), 12);
-        let proto = tps_api::protocol::Protocol::load(&root.join("configs/protocols/cervix.toml"))
-            .unwrap();
+        let proto =
+            tps_api::protocol::Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap();
         let ev = crate::ProtocolEvaluator::from_protocol(&proto).unwrap();
         for e in &r.entries {
             assert!(ev.metrics().any(|m| m == &e.metric), "{}", e.metric);

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use evaluation::dvh::{Dvh, homogeneity_index, paddick_ci};
 use evaluation::{Evaluator, Metric, PlanDose, ProtocolEvaluator};
-use proptest::prelude::*;
 use patient_model::MaskOps;
+use proptest::prelude::*;
 use tps_api::dose::Dose;
 use tps_api::grid::Grid;
 use tps_api::patient::Patient;
@@ -223,7 +223,12 @@ fn protocol_evaluator_refuses_bad_metrics_and_structures() {
     );
     // A dose on another grid (one slice short).
     let g = p.grid();
-    let short = Grid::new([g.dims[0], g.dims[1], g.dims[2] - 1], g.spacing_mm, g.origin_mm).unwrap();
+    let short = Grid::new(
+        [g.dims[0], g.dims[1], g.dims[2] - 1],
+        g.spacing_mm,
+        g.origin_mm,
+    )
+    .unwrap();
     let other = Dose::new(short, dose[..short.len()].to_vec()).unwrap();
     let e = ev
         .evaluate(&PlanDose {

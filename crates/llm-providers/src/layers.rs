@@ -110,7 +110,10 @@ impl<A: LlmAdvisor> LlmAdvisor for Timeout<A> {
             Ok(answer) => answer,
             Err(_) => Err(AdvisorError::Timeout {
                 provider: self.inner.name(),
-                endpoint: self.inner.endpoint().unwrap_or_else(|| "(in process)".into()),
+                endpoint: self
+                    .inner
+                    .endpoint()
+                    .unwrap_or_else(|| "(in process)".into()),
                 seconds: self.limit.as_secs_f64(),
             }),
         }
@@ -421,7 +424,10 @@ mod tests {
         let (advice, waited) = timed(apply(flaky, &p).as_ref()).await;
         assert_eq!(advice.unwrap().calls[0].attempts, 2);
         let s = waited.as_secs_f64();
-        assert!((2.5..2.75).contains(&s), "2 s timeout and a 0.5-0.75 s wait: {s}");
+        assert!(
+            (2.5..2.75).contains(&s),
+            "2 s timeout and a 0.5-0.75 s wait: {s}"
+        );
         let mut flaky = Flaky::new(5);
         flaky.hang = true;
         let e = Timeout::new(flaky, Duration::from_secs(2))

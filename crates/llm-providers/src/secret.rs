@@ -43,7 +43,11 @@ mod tests {
     #[test]
     fn neither_debug_nor_display_shows_the_key() {
         let key = Secret::from("sk-live-1234567890");
-        for shown in [format!("{key:?}"), format!("{key}"), format!("{:?}", Some(&key))] {
+        for shown in [
+            format!("{key:?}"),
+            format!("{key}"),
+            format!("{:?}", Some(&key)),
+        ] {
             assert!(!shown.contains("1234567890"), "{shown}");
             assert!(shown.contains("redacted"), "{shown}");
         }

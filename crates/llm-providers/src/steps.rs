@@ -18,8 +18,8 @@
 //! that answers strongly gets smaller ones.
 
 use tps_api::objectives::RangeStatus;
-use tps_api::structure::Role;
 use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
+use tps_api::structure::Role;
 
 use crate::advice::{Direction, ObjectiveAction, StepClass};
 

@@ -4,9 +4,9 @@ mod common;
 
 use llm_providers::advice::{LlmAdvisor, OutputMode};
 use llm_providers::chat::ChatAdvisor;
-use llm_providers::layers;
 use llm_providers::error::AdvisorError;
 use llm_providers::gemini::GeminiBackend;
+use llm_providers::layers;
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};

@@ -4,8 +4,8 @@ mod common;
 
 use llm_providers::advice::{LlmAdvisor, OutputMode};
 use llm_providers::chat::ChatAdvisor;
-use llm_providers::layers;
 use llm_providers::error::AdvisorError;
+use llm_providers::layers;
 use llm_providers::ollama::OllamaBackend;
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
 use serde_json::{Value, json};

@@ -8,19 +8,15 @@ use std::time::Duration;
 
 use llm_providers::advice::{LlmAdvisor, OutputMode};
 use llm_providers::chat::ChatAdvisor;
-use llm_providers::layers;
 use llm_providers::error::AdvisorError;
+use llm_providers::layers;
 use llm_providers::openai::{OpenAiBackend, ResponseFormat};
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn advisor(
-    server: &MockServer,
-    format: ResponseFormat,
-    retries: u32,
-) -> Box<dyn LlmAdvisor> {
+fn advisor(server: &MockServer, format: ResponseFormat, retries: u32) -> Box<dyn LlmAdvisor> {
     layers::apply(
         ChatAdvisor::new(
             OpenAiBackend::new(

@@ -13,7 +13,5 @@ pub mod patient_files;
 pub mod recipes;
 pub mod render;
 
-pub use mask_ops::{
-    BoundingBox, MaskOps, StructureStats, stats, structure_stats, structure_table,
-};
+pub use mask_ops::{BoundingBox, MaskOps, StructureStats, stats, structure_stats, structure_table};
 pub use tps_api::{Error, Result};

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::nrrd::{self, Voxels};
 use tps_api::error::{Error, Result, read_toml};
 use tps_api::grid::Grid;
-use crate::nrrd::{self, Voxels};
 use tps_api::patient::Patient;
 use tps_api::structure::{Mask, Role, Structure};
 

@@ -7,12 +7,12 @@
 use std::f64::consts::PI;
 use std::path::Path;
 
-use proptest::prelude::*;
 use patient_model::MaskOps;
+use patient_model::morph::{contract, expand, ring};
 use patient_model::recipes;
+use proptest::prelude::*;
 use tps_api::Error;
 use tps_api::grid::Grid;
-use patient_model::morph::{contract, expand, ring};
 use tps_api::patient::Patient;
 use tps_api::protocol::Protocol;
 use tps_api::structure::{Mask, Role, Structure};

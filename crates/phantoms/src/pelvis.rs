@@ -59,7 +59,6 @@ pub struct AnatomyRanges {
     pub prostate_cc: Option<[f64; 2]>,
 }
 
-
 /// One patient's anatomy, drawn from a cohort's [`AnatomyRanges`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PelvisParams {
@@ -292,23 +291,61 @@ fn nonempty(m: Mask, id: &str, name: &str, what: &str) -> Result<Mask> {
     Ok(m)
 }
 
-/// Generates the patient `id` with voxel size `voxel_mm`.
-pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patient> {
-    let s = p.scale;
-    let sc = |v: P3| [v[0] * s, v[1] * s, v[2] * s];
-    let body = BodyShape {
-        w: p.body_half_width_mm,
-        d: p.body_half_depth_mm,
-        yc: 8.0,
-    };
-    let grid = Grid::covering(
-        [-body.w - 12.0, body.yc - body.d - 12.0, -150.0],
-        [body.w + 12.0, body.yc + body.d + 12.0, 215.0],
-        voxel_mm,
-    )?;
-    let whole = Bounds::new([f64::NEG_INFINITY; 3], [f64::INFINITY; 3]);
+/// What every organ builder reads: the CT grid, the patient's parameters and the pelvis scale.
+#[derive(Clone, Copy)]
+struct Frame<'a> {
+    grid: Grid,
+    p: &'a PelvisParams,
+    s: f64,
+}
 
-    // ---- Outline, muscle, cavity -------------------------------------------------------
+impl Frame<'_> {
+    /// A point of the average pelvis, scaled to this patient.
+    fn sc(&self, v: P3) -> P3 {
+        let s = self.s;
+        [v[0] * s, v[1] * s, v[2] * s]
+    }
+
+    /// Centre of the left femoral head and its radius.
+    fn femoral_head(&self) -> (P3, f64) {
+        (self.sc([88.0, 0.0, 0.0]), 23.5 * self.s)
+    }
+}
+
+/// Sacrum centre line: (z, centre y) for scale 1.
+const SACRUM_Y: [(f64, f64); 5] = [
+    (-25.0, 72.0),
+    (0.0, 80.0),
+    (40.0, 76.0),
+    (80.0, 62.0),
+    (110.0, 50.0),
+];
+/// Sacrum half-width: (z, half-width) for scale 1.
+const SACRUM_W: [(f64, f64); 5] = [
+    (-25.0, 8.0),
+    (0.0, 18.0),
+    (20.0, 30.0),
+    (60.0, 46.0),
+    (110.0, 54.0),
+];
+/// Sacrum half-depth: (z, half-depth) for scale 1.
+const SACRUM_D: [(f64, f64); 4] = [(-25.0, 7.0), (20.0, 12.0), (60.0, 16.0), (110.0, 20.0)];
+
+/// The front surface of the sacrum (y) at height `z`, for scale `s`.
+fn sacrum_front(s: f64, z: f64) -> f64 {
+    (interp(&SACRUM_Y, z / s) - interp(&SACRUM_D, z / s)) * s
+}
+
+/// Body outline, the muscle inside the subcutaneous fat, and the fat-filled cavity.
+struct Outline {
+    external: Mask,
+    inner: Mask,
+    cavity: Mask,
+}
+
+fn outline(f: Frame<'_>, body: &BodyShape) -> Outline {
+    let Frame { grid, p, s } = f;
+    let whole = Bounds::new([f64::NEG_INFINITY; 3], [f64::INFINITY; 3]);
     let external = rasterize(&grid, whole, |[x, y, z]| body.contains(x, y, z, 0.0));
     let inner = rasterize(&grid, whole, |[x, y, z]| body.contains(x, y, z, p.fat_mm));
     // The fat-filled space that holds the pelvic organs and, higher up, the bowel: narrow in
@@ -339,10 +376,18 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         },
     );
 
-    // ---- Bones ---------------------------------------------------------------------------
-    let fh_r = 23.5 * s;
-    let fh_c = sc([88.0, 0.0, 0.0]);
-    // Left and right femora differ slightly, as in patients.
+    Outline {
+        external,
+        inner,
+        cavity,
+    }
+}
+
+/// Both femora: head, neck and shaft.
+fn femora(f: Frame<'_>) -> Result<Mask> {
+    let Frame { grid, p, s } = f;
+    let sc = |v: P3| f.sc(v);
+    let (fh_c, fh_r) = f.femoral_head();
     let femur_side = |side: f64| {
         let r = fh_r * (1.0 + side * p.femur_asymmetry);
         let tube = Tube::new(
@@ -361,7 +406,13 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             .union(&rasterize(&grid, head.bounds(), |q| head.contains(q)))
     };
     let femur = femur_side(1.0)?.union(&femur_side(-1.0)?)?;
-    // Acetabulum: a cup over the head, open laterally and inferiorly.
+    Ok(femur)
+}
+
+/// Both acetabula.
+fn acetabula(f: Frame<'_>) -> Result<Mask> {
+    let Frame { grid, s, .. } = f;
+    let (fh_c, fh_r) = f.femoral_head();
     let acetabulum = rasterize(&grid, Bounds::around(fh_c, [fh_r + 14.0; 3]), |q| {
         let d = [q[0] - fh_c[0], q[1] - fh_c[1], q[2] - fh_c[2]];
         let r = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
@@ -377,6 +428,13 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             r > fh_r + 1.0 && r < fh_r + 11.0 * s && (0.55 * d[0] + 0.84 * d[2]) > -6.0
         },
     ))?;
+    Ok(acetabulum)
+}
+
+/// Iliac bodies and wings.
+fn ilia(f: Frame<'_>) -> (Mask, Mask) {
+    let Frame { grid, s, .. } = f;
+    let sc = |v: P3| f.sc(v);
     // Ilium: body above the acetabulum plus the wing, a curved plate from the sacroiliac
     // joint to the anterior superior iliac spine whose section changes with height.
     let ilium_body = bilateral(
@@ -417,23 +475,13 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
                 .any(|w| dist2_segment_2d(q, w[0], w[1]) <= *h2)
         },
     );
-    // Sacrum: a curved, tapering plate behind the pelvic cavity; (z, centre y, half-width,
-    // half-depth) for scale 1.
-    let sacrum_y = [
-        (-25.0, 72.0),
-        (0.0, 80.0),
-        (40.0, 76.0),
-        (80.0, 62.0),
-        (110.0, 50.0),
-    ];
-    let sacrum_w = [
-        (-25.0, 8.0),
-        (0.0, 18.0),
-        (20.0, 30.0),
-        (60.0, 46.0),
-        (110.0, 54.0),
-    ];
-    let sacrum_d = [(-25.0, 7.0), (20.0, 12.0), (60.0, 16.0), (110.0, 20.0)];
+    (ilium_body, ilium_wing)
+}
+
+/// The sacrum.
+fn sacrum(f: Frame<'_>) -> Mask {
+    let Frame { grid, s, .. } = f;
+    let (sacrum_y, sacrum_w, sacrum_d) = (SACRUM_Y, SACRUM_W, SACRUM_D);
     let sacrum = rasterize_slices(
         &grid,
         Bounds::new(
@@ -452,7 +500,13 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         },
         |&(cy, w, d), x, y| (x / w).abs().powi(3) + ((y - cy) / d).abs().powi(3) <= 1.0,
     );
-    let sacrum_front = |z: f64| (interp(&sacrum_y, z / s) - interp(&sacrum_d, z / s)) * s;
+    sacrum
+}
+
+/// Lumbar vertebral bodies, the spinal canal and the posterior arches.
+fn lumbar_spine(f: Frame<'_>) -> (Mask, Mask, Mask) {
+    let Frame { grid, s, .. } = f;
+    let (sacrum_y, sacrum_d) = (SACRUM_Y, SACRUM_D);
     // Lumbar vertebrae L5 and L4 (bodies with discs between), posterior arches throughout.
     let vertebral_bodies = rasterize(
         &grid,
@@ -502,6 +556,13 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             ring || spinous || transverse
         },
     );
+    (vertebral_bodies, canal, arch)
+}
+
+/// Pubic bodies and the pubic and ischial rami.
+fn pubis_and_ischium(f: Frame<'_>) -> (Mask, Mask) {
+    let Frame { grid, s, .. } = f;
+    let sc = |v: P3| f.sc(v);
     // Pubis and ischium.
     let pubic_bodies = rasterize(
         &grid,
@@ -553,6 +614,26 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             ),
         ],
     );
+    (pubic_bodies, rami)
+}
+
+/// Bones with their marrow, and the spinal canal.
+struct Bones {
+    pelvic: Mask,
+    femur: Mask,
+    pelvic_marrow: Mask,
+    femur_marrow: Mask,
+    canal: Mask,
+}
+
+fn bones(f: Frame<'_>, inner: &Mask) -> Result<Bones> {
+    let grid = f.grid;
+    let femur = femora(f)?;
+    let acetabulum = acetabula(f)?;
+    let (ilium_body, ilium_wing) = ilia(f);
+    let sacrum = sacrum(f);
+    let (vertebral_bodies, canal, arch) = lumbar_spine(f);
+    let (pubic_bodies, rami) = pubis_and_ischium(f);
     let mut pelvic_bones = union_all(
         &grid,
         [
@@ -576,8 +657,29 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     let cortex_mm = 2.5;
     let pelvic_marrow = morph::contract(&pelvic_bones, cortex_mm)?;
     let femur_marrow = morph::contract(&femur, cortex_mm)?;
+    Ok(Bones {
+        pelvic: pelvic_bones,
+        femur,
+        pelvic_marrow,
+        femur_marrow,
+        canal,
+    })
+}
 
-    // ---- Muscles and vessels --------------------------------------------------------------
+/// Psoas muscles and the vessels (their centre lines carry the nodal CTV).
+struct Vessels {
+    psoas: Mask,
+    common_iliac: Tube,
+    external_iliac: Tube,
+    internal_iliac: Tube,
+    obturator: Tube,
+    femoral: Tube,
+    mask: Mask,
+}
+
+fn muscles_and_vessels(f: Frame<'_>) -> Vessels {
+    let Frame { grid, p, s } = f;
+    let sc = |v: P3| f.sc(v);
     let psoas = bilateral(
         Tube::new(
             vec![
@@ -654,11 +756,20 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             .chain([aorta.mask(&grid), ivc.mask(&grid)]),
     );
 
-    // ---- Pelvic organs -------------------------------------------------------------------
-    let du = p.uterus_shift_mm;
-    let cervix_top = [du[0], 2.0 * s + du[1], 10.0 * s + du[2]];
-    let cervix_bottom = [du[0], 12.0 * s + du[1], -20.0 * s + du[2]];
-    let cervix = Tube::uniform(vec![cervix_bottom, cervix_top], 14.0 * s).mask(&grid);
+    Vessels {
+        psoas,
+        common_iliac,
+        external_iliac,
+        internal_iliac,
+        obturator,
+        femoral,
+        mask: vessels,
+    }
+}
+
+/// The bladder's ellipsoid (before other organs are cut out of it) and its semi-axes.
+fn bladder_shape(f: Frame<'_>) -> (Ellipsoid, [f64; 3]) {
+    let Frame { p, s, .. } = f;
     // Bladder: its neck sits behind the upper symphysis; filling raises the dome.
     // The ellipsoid holds 25 cc more than the drawn volume: the corpus resting on the dome and
     // the cervix behind the base take about that much out of it.
@@ -669,6 +780,23 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         [db[0], -32.0 * s + db[1], -16.0 * s + b_semi[2] + db[2]],
         b_semi,
     );
+    (bladder_e, b_semi)
+}
+
+/// Gynaecological organs.
+struct Gynaecological {
+    uterus: Mask,
+    cervix: Mask,
+    vagina: Mask,
+    upper_vagina: Mask,
+}
+
+fn gynaecological(f: Frame<'_>, bladder_e: &Ellipsoid, b_semi: [f64; 3]) -> Result<Gynaecological> {
+    let Frame { grid, p, s } = f;
+    let du = p.uterus_shift_mm;
+    let cervix_top = [du[0], 2.0 * s + du[1], 10.0 * s + du[2]];
+    let cervix_bottom = [du[0], 12.0 * s + du[1], -20.0 * s + du[2]];
+    let cervix = Tube::uniform(vec![cervix_bottom, cervix_top], 14.0 * s).mask(&grid);
     // Uterus: an anteverted corpus resting on the bladder dome. A fuller bladder lifts it
     // towards upright: the drawn anteversion is reduced until the corpus clears the bladder.
     let ul = p.uterus_length_mm;
@@ -731,6 +859,25 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         |_| true,
     )
     .intersection(&vagina)?;
+    Ok(Gynaecological {
+        uterus,
+        cervix,
+        vagina,
+        upper_vagina,
+    })
+}
+
+/// Rectum (its tube's points, mask and gas) and sigmoid.
+struct Rectum {
+    pts: Vec<P3>,
+    mask: Mask,
+    gas: Mask,
+    sigmoid: Mask,
+}
+
+fn rectum(f: Frame<'_>) -> Rectum {
+    let Frame { grid, p, s } = f;
+    let sacrum_front = |z: f64| sacrum_front(s, z);
     // Rectum: from the anal canal along the front of the sacrum to the rectosigmoid junction.
     let rr = p.rectum_radius_mm;
     let rx = p.rectum_shift_x_mm;
@@ -763,55 +910,71 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
         0.8 * rr,
     )
     .mask(&grid);
-
-    // Prostate site: no gynaecological organs; a prostate under the bladder neck, against
-    // the front of the rectum, with the proximal seminal vesicles above and behind it.
-    let (uterus, cervix, vagina, upper_vagina, prostate) = match p.prostate_cc {
-        None => (uterus, cervix, vagina, upper_vagina, Mask::empty(grid)),
-        Some(cc) => {
-            // Semi-axes in the proportions left-right : anterior-posterior : cranio-caudal =
-            // 1.35 : 1 : 1.15 (a prostate of 40 cc measures about 49 x 37 x 42 mm).
-            let b = (3.0 * cc * 1000.0 / (4.0 * std::f64::consts::PI * 1.35 * 1.15)).cbrt();
-            let semi = [1.35 * b, b, 1.15 * b];
-            // The rectum's front wall (its centre line and radius interpolated between the
-            // tube's points) at the bladder's base; the rectum indents the prostate by 3 mm.
-            let knots_y: Vec<(f64, f64)> = pts.iter().map(|q| (q[2], q[1])).collect();
-            let radii = [0.55 * rr, 0.85 * rr, rr, rr, rr, 0.9 * rr];
-            let knots_r: Vec<(f64, f64)> = pts.iter().zip(radii).map(|(q, r)| (q[2], r)).collect();
-            let base = bladder_e.centre[2] - b_semi[2];
-            let front = interp(&knots_y, base) - interp(&knots_r, base);
-            let yc = front - semi[1] + 3.0;
-            // Under the bladder: the bladder's lower surface above the gland's centre, which
-            // the gland's base indents by 40% of its height.
-            let t = ((yc - bladder_e.centre[1]) / b_semi[1]).clamp(-1.0, 1.0);
-            let floor = bladder_e.centre[2] - b_semi[2] * (1.0 - t * t).sqrt();
-            let zc = floor - 0.6 * semi[2];
-            let gland = Ellipsoid::aligned([rx, yc, zc], semi);
-            let mut m = rasterize(&grid, gland.bounds(), |q| gland.contains(q));
-            for side in [-1.0, 1.0] {
-                let sv = Ellipsoid::aligned(
-                    [
-                        rx + side * 0.55 * semi[0],
-                        yc + 0.6 * semi[1],
-                        zc + semi[2] + 4.0,
-                    ],
-                    [12.0, 6.0, 9.0],
-                );
-                m = m.union(&rasterize(&grid, sv.bounds(), |q| sv.contains(q)))?;
-            }
-            let e = Mask::empty(grid);
-            (e.clone(), e.clone(), e.clone(), e, m)
-        }
-    };
-
-    let mut bladder = rasterize(&grid, bladder_e.bounds(), |q| bladder_e.contains(q));
-    for other in [&uterus, &cervix, &vagina, &prostate, &pelvic_bones, &rectum] {
-        bladder.subtract_in_place(other)?;
+    Rectum {
+        pts,
+        mask: rectum,
+        gas: rectal_gas,
+        sigmoid,
     }
-    bladder = bladder.intersection(&inner)?;
+}
 
-    // Parametria: the connective tissue lateral to cervix and upper vagina, out to the pelvic
-    // side wall, between bladder and rectum.
+/// Prostate site: a prostate under the bladder neck, against the front of the rectum, with
+/// the proximal seminal vesicles above and behind it.
+fn prostate(
+    f: Frame<'_>,
+    cc: f64,
+    pts: &[P3],
+    bladder_e: &Ellipsoid,
+    b_semi: [f64; 3],
+) -> Result<Mask> {
+    let Frame { grid, p, .. } = f;
+    let (rr, rx) = (p.rectum_radius_mm, p.rectum_shift_x_mm);
+    // Semi-axes in the proportions left-right : anterior-posterior : cranio-caudal =
+    // 1.35 : 1 : 1.15 (a prostate of 40 cc measures about 49 x 37 x 42 mm).
+    let b = (3.0 * cc * 1000.0 / (4.0 * std::f64::consts::PI * 1.35 * 1.15)).cbrt();
+    let semi = [1.35 * b, b, 1.15 * b];
+    // The rectum's front wall (its centre line and radius interpolated between the
+    // tube's points) at the bladder's base; the rectum indents the prostate by 3 mm.
+    let knots_y: Vec<(f64, f64)> = pts.iter().map(|q| (q[2], q[1])).collect();
+    let radii = [0.55 * rr, 0.85 * rr, rr, rr, rr, 0.9 * rr];
+    let knots_r: Vec<(f64, f64)> = pts.iter().zip(radii).map(|(q, r)| (q[2], r)).collect();
+    let base = bladder_e.centre[2] - b_semi[2];
+    let front = interp(&knots_y, base) - interp(&knots_r, base);
+    let yc = front - semi[1] + 3.0;
+    // Under the bladder: the bladder's lower surface above the gland's centre, which
+    // the gland's base indents by 40% of its height.
+    let t = ((yc - bladder_e.centre[1]) / b_semi[1]).clamp(-1.0, 1.0);
+    let floor = bladder_e.centre[2] - b_semi[2] * (1.0 - t * t).sqrt();
+    let zc = floor - 0.6 * semi[2];
+    let gland = Ellipsoid::aligned([rx, yc, zc], semi);
+    let mut m = rasterize(&grid, gland.bounds(), |q| gland.contains(q));
+    for side in [-1.0, 1.0] {
+        let sv = Ellipsoid::aligned(
+            [
+                rx + side * 0.55 * semi[0],
+                yc + 0.6 * semi[1],
+                zc + semi[2] + 4.0,
+            ],
+            [12.0, 6.0, 9.0],
+        );
+        m = m.union(&rasterize(&grid, sv.bounds(), |q| sv.contains(q)))?;
+    }
+    Ok(m)
+}
+
+/// Parametria: the connective tissue lateral to cervix and upper vagina, out to the pelvic
+/// side wall, between bladder and rectum.
+fn parametria(
+    f: Frame<'_>,
+    cavity: &Mask,
+    bladder: &Mask,
+    rectum: &Mask,
+    bones: &Bones,
+    psoas: &Mask,
+) -> Result<Mask> {
+    let Frame { grid, p, s } = f;
+    let du = p.uterus_shift_mm;
+    let pelvic_bones = &bones.pelvic;
     let param_e = Ellipsoid::aligned(
         [du[0], 8.0 * s + du[1], -2.0 * s + du[2]],
         [54.0 * s, 18.0 * s, 22.0 * s],
@@ -824,8 +987,22 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     if p.prostate_cc.is_some() {
         parametria = Mask::empty(grid);
     }
+    Ok(parametria)
+}
 
-    // ---- Nodal CTV -----------------------------------------------------------------------
+/// The nodal CTV: the grown vessel tubes and the presacral space, below the nodal top, off
+/// bone and psoas, inside the muscle.
+fn nodal_ctv(f: Frame<'_>, v: &Vessels, bones: &Bones, inner: &Mask) -> Result<Mask> {
+    let Frame { grid, p, s } = f;
+    let sacrum_front = |z: f64| sacrum_front(s, z);
+    let (common_iliac, external_iliac, internal_iliac, obturator, femoral) = (
+        &v.common_iliac,
+        &v.external_iliac,
+        &v.internal_iliac,
+        &v.obturator,
+        &v.femoral,
+    );
+    let (pelvic_bones, femur, psoas) = (&bones.pelvic, &bones.femur, &v.psoas);
     let m = p.nodal_margin_mm;
     let mut nodal_tubes = vec![
         common_iliac.grown(m),
@@ -860,39 +1037,28 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
     }
     nodal = nodal.intersection(&inner)?;
 
-    let mut ctv = if p.prostate_cc.is_some() {
-        // Prostate and proximal seminal vesicles; the nodes are not treated.
-        let mut c = prostate.clone();
-        for other in [&rectum, &bladder, &pelvic_bones] {
-            c.subtract_in_place(other)?;
-        }
-        c
-    } else {
-        union_all(
-            &grid,
-            [
-                uterus.clone(),
-                cervix.clone(),
-                upper_vagina,
-                parametria.clone(),
-                nodal,
-            ],
-        )
-    };
-    ctv = ctv.intersection(&external)?;
-    let ctv = nonempty(
-        ctv,
-        id,
-        "CTV",
-        "union of uterus, cervix, upper vagina, parametria and nodes (or of prostate and \
-         seminal vesicles)",
-    )?;
-    // PTV: CTV plus margin, kept 5 mm inside the skin (the build-up region is not optimized).
-    let ptv =
-        morph::expand(&ctv, p.ptv_margin_mm)?.intersection(&morph::contract(&external, 5.0)?)?;
-    let ptv = nonempty(ptv, id, "PTV", "CTV expansion cropped to the body")?;
+    Ok(nodal)
+}
 
-    // Bowel bag: the peritoneal space above the bladder's mid-height, less everything else.
+/// The bowel bag: the peritoneal space above the bladder's mid-height, less everything else,
+/// kept off the nodal chains.
+fn bowel_bag(
+    f: Frame<'_>,
+    cavity: &Mask,
+    bladder_e: &Ellipsoid,
+    b_semi: [f64; 3],
+    organs: [&Mask; 5],
+    v: &Vessels,
+    pelvic_bones: &Mask,
+) -> Result<Mask> {
+    let grid = f.grid;
+    let [bladder, uterus, cervix, rectum, parametria] = organs;
+    let (vessels, psoas) = (&v.mask, &v.psoas);
+    let (common_iliac, external_iliac, internal_iliac) = (
+        v.common_iliac.clone(),
+        v.external_iliac.clone(),
+        v.internal_iliac.clone(),
+    );
     let bowel_floor = bladder_e.centre[2] - 0.2 * b_semi[2];
     let mut bowel = cavity.intersection(&rasterize(
         &grid,
@@ -919,8 +1085,58 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
             .map(|t| bilateral(t.grown(4.0), &grid)),
     );
     bowel.subtract_in_place(&vessels_wide)?;
+    Ok(bowel)
+}
 
-    // ---- CT numbers ----------------------------------------------------------------------
+/// Where each tissue is, for the CT numbers.
+struct TissueMap<'a> {
+    external: &'a Mask,
+    inner: &'a Mask,
+    cavity: &'a Mask,
+    bowel: &'a Mask,
+    sigmoid: &'a Mask,
+    parametria: &'a Mask,
+    psoas: &'a Mask,
+    vessels: &'a Mask,
+    bladder: &'a Mask,
+    uterus: &'a Mask,
+    vagina: &'a Mask,
+    cervix: &'a Mask,
+    prostate: &'a Mask,
+    rectum: &'a Mask,
+    rectal_gas: &'a Mask,
+    bones: &'a Bones,
+}
+
+/// CT numbers: each voxel's tissue painted in order (later tissues over earlier ones), bowel
+/// loops from a smooth random field, per-tissue noise.
+fn ct_numbers(f: Frame<'_>, t: &TissueMap<'_>) -> Vec<i16> {
+    let Frame { grid, p, .. } = f;
+    let TissueMap {
+        external,
+        inner,
+        cavity,
+        bowel,
+        sigmoid,
+        parametria,
+        psoas,
+        vessels,
+        bladder,
+        uterus,
+        vagina,
+        cervix,
+        prostate,
+        rectum,
+        rectal_gas,
+        bones,
+    } = *t;
+    let (pelvic_bones, femur, pelvic_marrow, femur_marrow, canal) = (
+        &bones.pelvic,
+        &bones.femur,
+        &bones.pelvic_marrow,
+        &bones.femur_marrow,
+        &bones.canal,
+    );
     let mut tissue = vec![Tissue::Air; grid.len()];
     let paint = |tissue: &mut Vec<Tissue>, m: &Mask, t: Tissue| {
         tissue
@@ -1011,7 +1227,135 @@ pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patien
                 .clamp(-1024.0, 3071.0) as i16
         })
         .collect();
+    ct_hu
+}
 
+/// Generates the patient `id` with voxel size `voxel_mm`.
+pub fn generate(id: &str, p: &PelvisParams, voxel_mm: [f64; 3]) -> Result<Patient> {
+    let s = p.scale;
+    let body = BodyShape {
+        w: p.body_half_width_mm,
+        d: p.body_half_depth_mm,
+        yc: 8.0,
+    };
+    let grid = Grid::covering(
+        [-body.w - 12.0, body.yc - body.d - 12.0, -150.0],
+        [body.w + 12.0, body.yc + body.d + 12.0, 215.0],
+        voxel_mm,
+    )?;
+    let f = Frame { grid, p, s };
+    let Outline {
+        external,
+        inner,
+        cavity,
+    } = outline(f, &body);
+    let bones = bones(f, &inner)?;
+    let vessels = muscles_and_vessels(f);
+    let (bladder_e, b_semi) = bladder_shape(f);
+    let gyn = gynaecological(f, &bladder_e, b_semi)?;
+    let rectum = rectum(f);
+    let (gyn, prostate) = match p.prostate_cc {
+        None => (gyn, Mask::empty(grid)),
+        Some(cc) => {
+            let e = Mask::empty(grid);
+            let empty = Gynaecological {
+                uterus: e.clone(),
+                cervix: e.clone(),
+                vagina: e.clone(),
+                upper_vagina: e,
+            };
+            (empty, prostate(f, cc, &rectum.pts, &bladder_e, b_semi)?)
+        }
+    };
+    let mut bladder = rasterize(&grid, bladder_e.bounds(), |q| bladder_e.contains(q));
+    for other in [
+        &gyn.uterus,
+        &gyn.cervix,
+        &gyn.vagina,
+        &prostate,
+        &bones.pelvic,
+        &rectum.mask,
+    ] {
+        bladder.subtract_in_place(other)?;
+    }
+    bladder = bladder.intersection(&inner)?;
+    let parametria = parametria(f, &cavity, &bladder, &rectum.mask, &bones, &vessels.psoas)?;
+    let nodal = nodal_ctv(f, &vessels, &bones, &inner)?;
+    let mut ctv = if p.prostate_cc.is_some() {
+        // Prostate and proximal seminal vesicles; the nodes are not treated.
+        let mut c = prostate.clone();
+        for other in [&rectum.mask, &bladder, &bones.pelvic] {
+            c.subtract_in_place(other)?;
+        }
+        c
+    } else {
+        union_all(
+            &grid,
+            [
+                gyn.uterus.clone(),
+                gyn.cervix.clone(),
+                gyn.upper_vagina.clone(),
+                parametria.clone(),
+                nodal,
+            ],
+        )
+    };
+    ctv = ctv.intersection(&external)?;
+    let ctv = nonempty(
+        ctv,
+        id,
+        "CTV",
+        "union of uterus, cervix, upper vagina, parametria and nodes (or of prostate and \
+         seminal vesicles)",
+    )?;
+    // PTV: CTV plus margin, kept 5 mm inside the skin (the build-up region is not optimized).
+    let ptv =
+        morph::expand(&ctv, p.ptv_margin_mm)?.intersection(&morph::contract(&external, 5.0)?)?;
+    let ptv = nonempty(ptv, id, "PTV", "CTV expansion cropped to the body")?;
+    let bowel = bowel_bag(
+        f,
+        &cavity,
+        &bladder_e,
+        b_semi,
+        [
+            &bladder,
+            &gyn.uterus,
+            &gyn.cervix,
+            &rectum.mask,
+            &parametria,
+        ],
+        &vessels,
+        &bones.pelvic,
+    )?;
+    let ct_hu = ct_numbers(
+        f,
+        &TissueMap {
+            external: &external,
+            inner: &inner,
+            cavity: &cavity,
+            bowel: &bowel,
+            sigmoid: &rectum.sigmoid,
+            parametria: &parametria,
+            psoas: &vessels.psoas,
+            vessels: &vessels.mask,
+            bladder: &bladder,
+            uterus: &gyn.uterus,
+            vagina: &gyn.vagina,
+            cervix: &gyn.cervix,
+            prostate: &prostate,
+            rectum: &rectum.mask,
+            rectal_gas: &rectum.gas,
+            bones: &bones,
+        },
+    );
+    let Bones {
+        femur,
+        pelvic_marrow,
+        canal,
+        ..
+    } = bones;
+    let (fh_c, _) = f.femoral_head();
+    let rectum = rectum.mask;
     // ---- Structures ----------------------------------------------------------------------
     let mut patient = Patient::new(id, grid, ct_hu)?;
     let femur_head = |side: f64| -> Result<Mask> {

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use patient_model::MaskOps;
-use tps_api::Patient;
 use phantoms::cohort::CohortSpec;
+use rayon::prelude::*;
+use tps_api::Patient;
 use tps_api::structure::Mask;
 
 fn cohort() -> CohortSpec {

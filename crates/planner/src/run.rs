@@ -134,11 +134,7 @@ impl<'a> Planner<'a> {
 
     /// Asks the advisor, guards its answer (or the rule's, when it failed) and says what to
     /// apply; the event is returned for the observers.
-    fn advise(
-        &self,
-        runtime: &tokio::runtime::Runtime,
-        state: &mut State,
-    ) -> (Advised, Event) {
+    fn advise(&self, runtime: &tokio::runtime::Runtime, state: &mut State) -> (Advised, Event) {
         let settings = self.settings;
         let report = &state.report;
         let context = AdvisorContext::for_protocol(
@@ -276,9 +272,14 @@ impl<'a> Planner<'a> {
                 break TerminationReason::Interrupted;
             }
             match self.optimize(&changes, window) {
-                Ok((report, factor, s)) => (state.report, normalization, tps_s) = (report, factor, s),
+                Ok((report, factor, s)) => {
+                    (state.report, normalization, tps_s) = (report, factor, s)
+                }
                 Err(PlanError::Tps(e)) => {
-                    tracing::warn!("{}: optimization failed: {e}; the last good plan is kept", self.tps.name());
+                    tracing::warn!(
+                        "{}: optimization failed: {e}; the last good plan is kept",
+                        self.tps.name()
+                    );
                     error = Some(e.to_string());
                     break TerminationReason::TpsFailed;
                 }

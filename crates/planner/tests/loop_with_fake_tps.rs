@@ -123,7 +123,11 @@ fn a_tps_failing_after_the_first_optimization_ends_the_plan_with_the_last_good_o
         .unwrap();
     assert_eq!(o.reason, TerminationReason::TpsFailed);
     assert!(!o.reason.is_complete());
-    assert_eq!(o.reports.len(), 2, "two good optimizations before the failure");
+    assert_eq!(
+        o.reports.len(),
+        2,
+        "two good optimizations before the failure"
+    );
     let err = o.error.as_deref().unwrap();
     assert!(err.contains("optimization 3"), "{err}");
     assert_eq!(tps.optimizations(), 3);
@@ -132,7 +136,10 @@ fn a_tps_failing_after_the_first_optimization_ends_the_plan_with_the_last_good_o
     assert!(o.plan.mu_per_fraction > 0.0);
     let events = rec.0.borrow();
     assert_eq!(end_reason(&events).as_deref(), Some("TpsFailed"));
-    assert!(matches!(events.last(), Some(Event::End { error: Some(_), .. })));
+    assert!(matches!(
+        events.last(),
+        Some(Event::End { error: Some(_), .. })
+    ));
 }
 
 #[test]
@@ -149,7 +156,10 @@ fn a_tps_failing_at_the_first_optimization_is_an_error() {
         |_| {},
     )
     .unwrap_err();
-    assert!(matches!(&err, PlanError::Tps(e) if !e.is_temporary()), "{err}");
+    assert!(
+        matches!(&err, PlanError::Tps(e) if !e.is_temporary()),
+        "{err}"
+    );
 }
 
 /// Raises the stop flag when it sees the report of `iteration`, as Ctrl-C would.
@@ -200,7 +210,11 @@ fn an_advisor_failing_too_often_in_a_row_ends_the_plan_and_otherwise_the_rule_st
         .unwrap();
     assert_eq!(o.reason, TerminationReason::AdvisorFailed);
     assert_eq!(o.advisor_failures, 2);
-    assert_eq!(o.reports.len(), 2, "the first failure's rule step was applied");
+    assert_eq!(
+        o.reports.len(),
+        2,
+        "the first failure's rule step was applied"
+    );
     assert!(o.error.unwrap().contains("2 times in a row"));
     // Without a limit the rule-based physicist makes every step, counted as fallbacks.
     let mut tps = FakeTps::new(&protocol).unwrap();
@@ -238,11 +252,17 @@ fn timing_sums_what_the_events_report_and_an_observer_error_ends_the_plan() {
     let mut tps = FakeTps::new(&protocol).unwrap();
     let err = Planner::new(&mut tps, &RuleBasedAdvisor, &protocol, "fake", &settings)
         .observe(Broken)
-        .observe(ProgressObserver::new(|_| panic!("nothing is shown after the failure")))
+        .observe(ProgressObserver::new(|_| {
+            panic!("nothing is shown after the failure")
+        }))
         .run()
         .unwrap_err();
     assert!(err.to_string().contains("disk full"));
-    assert_eq!(tps.optimizations(), 0, "the start event failed before any optimization");
+    assert_eq!(
+        tps.optimizations(),
+        0,
+        "the start event failed before any optimization"
+    );
 }
 
 #[test]

@@ -70,12 +70,23 @@ pub fn stable_objective_ids(tps: &mut dyn Tps) {
     let mut unique = before.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), before.len(), "{name}: duplicate ids {before:?}");
+    assert_eq!(
+        unique.len(),
+        before.len(),
+        "{name}: duplicate ids {before:?}"
+    );
     let first = tps
         .optimize(&[])
         .unwrap_or_else(|e| panic!("{name}: optimizing with no changes: {e}"));
-    assert_eq!(ids(&first), before, "{name}: report ids differ from objectives()");
-    assert_eq!(first.iteration, 1, "{name}: the first optimization is iteration 1");
+    assert_eq!(
+        ids(&first),
+        before,
+        "{name}: report ids differ from objectives()"
+    );
+    assert_eq!(
+        first.iteration, 1,
+        "{name}: the first optimization is iteration 1"
+    );
     let (id, goal) = some_oar(&first);
     let new_goal = (goal - 100.0).max(50.0);
     let second = tps
@@ -84,15 +95,28 @@ pub fn stable_objective_ids(tps: &mut dyn Tps) {
             goal_cgy: new_goal,
         }])
         .unwrap_or_else(|e| panic!("{name}: optimizing with a goal change: {e}"));
-    assert_eq!(ids(&second), before, "{name}: ids changed after an optimization");
-    assert_eq!(second.iteration, 2, "{name}: iterations count optimizations");
+    assert_eq!(
+        ids(&second),
+        before,
+        "{name}: ids changed after an optimization"
+    );
+    assert_eq!(
+        second.iteration, 2,
+        "{name}: iterations count optimizations"
+    );
     let changed = second.objectives.iter().find(|o| o.id == id).expect("id");
-    assert_eq!(changed.goal_cgy, new_goal, "{name}: the goal change was not applied");
+    assert_eq!(
+        changed.goal_cgy, new_goal,
+        "{name}: the goal change was not applied"
+    );
     let now = tps.objectives().expect("objectives");
     let ids_now: Vec<String> = now.iter().map(|o| o.id.clone()).collect();
     assert_eq!(ids_now, before, "{name}: objectives() ids changed");
     let listed = now.iter().find(|o| o.id == id).expect("id");
-    assert_eq!(listed.goal_cgy, new_goal, "{name}: objectives() misses the new goal");
+    assert_eq!(
+        listed.goal_cgy, new_goal,
+        "{name}: objectives() misses the new goal"
+    );
 }
 
 /// An unknown id or a goal that is not a positive dose is a permanent error, and the plan
@@ -127,15 +151,29 @@ pub fn bad_goal_changes_keep_the_plan(tps: &mut dyn Tps) {
         ],
     ];
     for changes in bad {
-        let e = tps.optimize(&changes).err().unwrap_or_else(|| {
-            panic!("{name}: goal changes {changes:?} were accepted")
-        });
-        assert!(!e.is_temporary(), "{name}: bad input reported as temporary: {e}");
+        let e = tps
+            .optimize(&changes)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: goal changes {changes:?} were accepted"));
+        assert!(
+            !e.is_temporary(),
+            "{name}: bad input reported as temporary: {e}"
+        );
         let now = tps.report().expect("report");
-        assert_eq!(now.iteration, first.iteration, "{name}: {changes:?} counted");
+        assert_eq!(
+            now.iteration, first.iteration,
+            "{name}: {changes:?} counted"
+        );
         for (a, b) in now.objectives.iter().zip(&first.objectives) {
-            assert_eq!(a.goal_cgy, b.goal_cgy, "{name}: {changes:?} changed {}", a.id);
-            assert_eq!(a.current_cgy, b.current_cgy, "{name}: {changes:?} changed the plan");
+            assert_eq!(
+                a.goal_cgy, b.goal_cgy,
+                "{name}: {changes:?} changed {}",
+                a.id
+            );
+            assert_eq!(
+                a.current_cgy, b.current_cgy,
+                "{name}: {changes:?} changed the plan"
+            );
         }
     }
 }
@@ -144,8 +182,14 @@ pub fn bad_goal_changes_keep_the_plan(tps: &mut dyn Tps) {
 /// objective worse (within the expectations' tolerance).
 pub fn warm_start_does_not_get_worse(tps: &mut dyn Tps, expect: &Expectations) {
     let name = tps.name();
-    let a = tps.optimize(&[]).expect("first optimization").total_objective;
-    let b = tps.optimize(&[]).expect("second optimization").total_objective;
+    let a = tps
+        .optimize(&[])
+        .expect("first optimization")
+        .total_objective;
+    let b = tps
+        .optimize(&[])
+        .expect("second optimization")
+        .total_objective;
     assert!(
         a.is_finite() && b.is_finite() && a >= 0.0 && b >= 0.0,
         "{name}: totals {a}, {b}"

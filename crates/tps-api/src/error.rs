@@ -195,7 +195,12 @@ mod tests {
         let t = Error::backend("http://127.0.0.1:8000", "busy", "case is optimizing", true);
         assert!(t.is_temporary());
         assert!(t.to_string().contains("[busy, temporary]"), "{t}");
-        let p = Error::backend("http://127.0.0.1:8000", "unknown-case", "case 7 expired", false);
+        let p = Error::backend(
+            "http://127.0.0.1:8000",
+            "unknown-case",
+            "case 7 expired",
+            false,
+        );
         assert!(!p.is_temporary());
         assert!(!Error::invalid("p.toml", "x", "1", "bad").is_temporary());
         let timed_out = Error::io("f", std::io::Error::from(std::io::ErrorKind::TimedOut));

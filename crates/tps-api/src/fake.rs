@@ -429,12 +429,19 @@ thickness-mm = 15.0
                 }])
                 .unwrap();
             let o = &r.objectives[1];
-            assert!(o.value >= last_value, "goal {goal}: {} < {last_value}", o.value);
+            assert!(
+                o.value >= last_value,
+                "goal {goal}: {} < {last_value}",
+                o.value
+            );
             assert!(r.coverage_cgy <= last_coverage + 1e-9);
             last_value = o.value;
             last_coverage = r.coverage_cgy;
         }
-        assert!(last_value > 0.05, "a low goal is far above the range: {last_value}");
+        assert!(
+            last_value > 0.05,
+            "a low goal is far above the range: {last_value}"
+        );
     }
 
     #[test]

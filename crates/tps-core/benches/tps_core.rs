@@ -14,11 +14,11 @@ fn cohort_spec() -> phantoms::cohort::CohortSpec {
 
 mod dose {
     use super::*;
+    use tps_api::protocol::Protocol;
     use tps_core::dose::{
         calibration::DensityCurve, engine::DoseEngine, matrix::*, model::BeamModel,
     };
     use tps_core::native::{NativeSettings, case_geometry};
-    use tps_api::protocol::Protocol;
 
     /// The influence matrix of a cohort patient at default settings (36 beams, 5 mm beamlets,
     /// 3 mm dose grid; target: under 30 s and 3 GB), and its products against a plain copy of
@@ -71,10 +71,10 @@ mod dose {
 mod native {
     use super::*;
     use criterion::BatchSize;
-    use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
-    use tps_core::native::{NativeSettings, NativeTps};
     use tps_api::protocol::Protocol;
     use tps_api::{GoalChange, Tps};
+    use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
+    use tps_core::native::{NativeSettings, NativeTps};
 
     /// The native TPS on a cohort patient with the cervix protocol at default settings (case
     /// opened outside the timing): a cold optimization from the starting fluence (target: under

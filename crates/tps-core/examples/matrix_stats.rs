@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use phantoms::cohort::CohortSpec;
+use tps_api::protocol::Protocol;
 use tps_core::dose::{calibration::DensityCurve, matrix::MatrixSettings, model::BeamModel};
 use tps_core::native::{NativeSettings, NativeTps};
-use tps_api::protocol::Protocol;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<String> = std::env::args().collect();

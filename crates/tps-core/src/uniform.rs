@@ -42,7 +42,11 @@ impl UniformArcs {
         grid_mm: f64,
     ) -> Result<Self> {
         let origin = protocol.origin.display().to_string();
-        let target = patient.require(&protocol.prescription.target, &origin, "prescription.target")?;
+        let target = patient.require(
+            &protocol.prescription.target,
+            &origin,
+            "prescription.target",
+        )?;
         let body = patient.require(&protocol.body, &origin, "evaluation.body")?;
         let fields = plan::setup_fields(patient, &target.name, setup)?;
         let dose_grid = plan::dose_grid_around(&body.mask, grid_mm)?;
@@ -84,10 +88,16 @@ impl UniformArcs {
         progress: impl Fn(usize),
     ) -> Result<UniformDose> {
         let engine = DoseEngine::new(model, *patient.grid(), curve.densities(patient.ct_hu()));
-        let on_dose_grid =
-            engine.dose_on_grid_with_progress(&self.fields, &self.dose_grid, Some(&self.inside), progress);
+        let on_dose_grid = engine.dose_on_grid_with_progress(
+            &self.fields,
+            &self.dose_grid,
+            Some(&self.inside),
+            progress,
+        );
         let on_ct = plan::resample_dose(&on_dose_grid, &self.dose_grid, patient.grid());
-        let mask = &patient.require(&self.target, "uniform plan", "target")?.mask;
+        let mask = &patient
+            .require(&self.target, "uniform plan", "target")?
+            .mask;
         let inside: Vec<f32> = on_ct
             .iter()
             .zip(mask.data())

@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
+use phantoms::rng::SplitMix64;
+use tps_api::grid::Grid;
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::engine::DoseEngine;
 use tps_core::dose::geometry::{Beam, FluenceMap};
 use tps_core::dose::model::BeamModel;
-use tps_api::grid::Grid;
-use phantoms::rng::SplitMix64;
 
 fn model() -> BeamModel {
     BeamModel::load(

@@ -1,10 +1,10 @@
 //! Beam setup on patients: bad inputs are refused with the reason.
 
-use tps_core::dose::plan::{BeamSetup, dose_grid_around, setup_fields};
+use patient_model::MaskOps;
 use tps_api::grid::Grid;
 use tps_api::patient::Patient;
-use patient_model::MaskOps;
 use tps_api::structure::{Mask, Role, Structure};
+use tps_core::dose::plan::{BeamSetup, dose_grid_around, setup_fields};
 
 fn patient(ptv: impl Fn(f64, f64, f64) -> bool + Sync) -> Patient {
     let g = Grid::covering([-60.0; 3], [60.0; 3], [4.0; 3]).unwrap();

@@ -7,11 +7,11 @@
 
 use std::path::Path;
 
+use tps_api::grid::Grid;
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::engine::DoseEngine;
 use tps_core::dose::geometry::{Beam, FluenceMap};
 use tps_core::dose::model::BeamModel;
-use tps_api::grid::Grid;
 
 fn model() -> BeamModel {
     BeamModel::load(

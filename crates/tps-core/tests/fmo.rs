@@ -3,6 +3,9 @@
 
 mod common;
 
+use phantoms::rng::SplitMix64;
+use tps_api::objectives::{Objective, ObjectiveKind};
+use tps_api::patient::Patient;
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::engine::DoseEngine;
 use tps_core::dose::geometry::FluenceMap;
@@ -10,11 +13,8 @@ use tps_core::dose::matrix::{InfluenceMatrix, MatrixSettings};
 use tps_core::dose::model::BeamModel;
 use tps_core::dose::plan::{BeamSetup, dose_grid_around, setup_fields};
 use tps_core::dose::rows::optimization_rows;
-use tps_api::objectives::{Objective, ObjectiveKind};
 use tps_core::optimize::fmo::{FluenceObjective, bind, neighbour_pairs};
 use tps_core::optimize::lbfgs::{Problem, Settings, minimize};
-use tps_api::patient::Patient;
-use phantoms::rng::SplitMix64;
 
 fn phantom() -> Patient {
     common::cylinder_phantom("fmo/p01")

@@ -4,15 +4,15 @@ mod common;
 
 use std::path::Path;
 
-use tps_core::dose::calibration::DensityCurve;
-use tps_core::dose::model::BeamModel;
-use tps_core::dose::plan::BeamSetup;
-use tps_core::native::{NativeSettings, NativeTps};
 use tps_api::objectives::RangeStatus;
 use tps_api::patient::Patient;
 use tps_api::protocol::Protocol;
 use tps_api::structure::Role;
 use tps_api::{GoalChange, Normalization, Tps};
+use tps_core::dose::calibration::DensityCurve;
+use tps_core::dose::model::BeamModel;
+use tps_core::dose::plan::BeamSetup;
+use tps_core::native::{NativeSettings, NativeTps};
 
 fn phantom() -> Patient {
     common::cylinder_phantom("tps/p01")
@@ -249,7 +249,10 @@ fn normalization_on_the_dose_meets_the_prescription_as_evaluated() {
     // Single-precision dose: 1e-5 of the prescription.
     assert!((d95 - 200.0).abs() < 2e-3, "D95 {d95}");
     let scaled = tps.plan().unwrap().mu_per_fraction;
-    assert!((scaled / mu - factor).abs() < 1e-9 * factor, "{mu} -> {scaled}");
+    assert!(
+        (scaled / mu - factor).abs() < 1e-9 * factor,
+        "{mu} -> {scaled}"
+    );
     // The dose is the plan's: computing it afresh gives the same values.
     tps.optimize(&[]).unwrap();
     tps.normalize(Normalization::Dose).unwrap();

@@ -84,7 +84,10 @@ mod tests {
                 unit: Unit::Index,
             },
         ];
-        assert_eq!(metrics_csv(&values), "metric,value,unit\nCI,0.9123,\nHI,n/a,\n");
+        assert_eq!(
+            metrics_csv(&values),
+            "metric,value,unit\nCI,0.9123,\nHI,n/a,\n"
+        );
         let text = metrics_text(&values);
         assert!(text.lines().nth(2).unwrap().contains("n/a"), "{text}");
     }

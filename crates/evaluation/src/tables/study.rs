@@ -101,7 +101,8 @@ fn spread(values: &[f64]) -> Result<String> {
 /// The study's Markdown heading: criteria met (and by whom not), iterations, times and guard
 /// counts over `plans` (patient label and numbers).
 pub fn summary_markdown(h: &StudyHeading<'_>, plans: &[(String, PlanNumbers)]) -> Result<String> {
-    let column = |f: fn(&PlanNumbers) -> f64| -> Vec<f64> { plans.iter().map(|(_, p)| f(p)).collect() };
+    let column =
+        |f: fn(&PlanNumbers) -> f64| -> Vec<f64> { plans.iter().map(|(_, p)| f(p)).collect() };
     let missed: Vec<&str> = plans
         .iter()
         .filter(|(_, p)| !p.criteria_met)
@@ -169,11 +170,20 @@ mod tests {
         };
         let md = summary_markdown(
             &h,
-            &[("p01".into(), numbers(true, 6)), ("p02".into(), numbers(false, 10))],
+            &[
+                ("p01".into(), numbers(true, 6)),
+                ("p02".into(), numbers(false, 10)),
+            ],
         )
         .unwrap();
         assert!(md.contains("- criteria met: 1 of 2 (not met: p02)"), "{md}");
-        assert!(md.contains("iterations (optimizations): 8.0 ± 2.8 (range 6.0-10.0)"), "{md}");
-        assert!(md.contains("4 violations, 2 fallbacks, 0 advisor failures"), "{md}");
+        assert!(
+            md.contains("iterations (optimizations): 8.0 ± 2.8 (range 6.0-10.0)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("4 violations, 2 fallbacks, 0 advisor failures"),
+            "{md}"
+        );
     }
 }

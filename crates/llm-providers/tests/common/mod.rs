@@ -8,8 +8,8 @@ use std::time::Duration;
 use llm_providers::advice::{AdvisorContext, HistoryEntry};
 use llm_providers::layers::CallPolicy;
 use tps_api::objectives::range_status;
-use tps_api::structure::Role;
 use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
+use tps_api::structure::Role;
 
 fn objective(
     id: &str,

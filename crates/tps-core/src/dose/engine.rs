@@ -19,8 +19,8 @@ use rayon::prelude::*;
 use super::geometry::{BevPoint, FluenceMap};
 use super::model::{BeamModel, box_gauss};
 use super::raytrace::DepthMap;
-use tps_api::grid::Grid;
 use crate::dose::geometry::P3;
+use tps_api::grid::Grid;
 
 const INV_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 

@@ -14,8 +14,8 @@ use super::engine::DoseEngine;
 use super::geometry::{Beam, FluenceMap};
 use super::model::{BeamModel, Component, box_gauss};
 use super::raytrace::DepthMap;
-use tps_api::grid::Grid;
 use crate::dose::geometry::P3;
+use tps_api::grid::Grid;
 
 const INV_SQRT2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 /// Finest lattice spacing of the scatter maps, mm (scatter widths are 20 mm and more; wider

@@ -4,9 +4,9 @@
 use rayon::prelude::*;
 
 use super::geometry::{Beam, FluenceMap, arc_beams};
+use patient_model::{MaskOps, morph};
 use tps_api::error::{Error, Result};
 use tps_api::grid::Grid;
-use patient_model::{MaskOps, morph};
 use tps_api::patient::Patient;
 use tps_api::structure::Mask;
 

@@ -9,8 +9,8 @@
 use rayon::prelude::*;
 
 use super::geometry::Beam;
-use tps_api::grid::Grid;
 use crate::dose::geometry::P3;
+use tps_api::grid::Grid;
 
 /// Calls `visit(voxel index, entry distance, exit distance)` for every voxel the ray
 /// `origin + l * dir` (unit `dir`, `l >= 0`) crosses, in order.

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use tps_core::dose::model::BeamModel;
 use tps_api::patient::Patient;
+use tps_core::dose::model::BeamModel;
 
 /// The water cylinder with a PTV and an OAR (`phantoms::cylinder`).
 pub fn cylinder_phantom(id: &str) -> Patient {
