@@ -482,7 +482,8 @@ fn ilia(f: Frame<'_>) -> (Mask, Mask) {
 fn sacrum(f: Frame<'_>) -> Mask {
     let Frame { grid, s, .. } = f;
     let (sacrum_y, sacrum_w, sacrum_d) = (SACRUM_Y, SACRUM_W, SACRUM_D);
-    let sacrum = rasterize_slices(
+
+    rasterize_slices(
         &grid,
         Bounds::new(
             [-60.0 * s, 30.0 * s, -25.0 * s],
@@ -499,8 +500,7 @@ fn sacrum(f: Frame<'_>) -> Mask {
             })
         },
         |&(cy, w, d), x, y| (x / w).abs().powi(3) + ((y - cy) / d).abs().powi(3) <= 1.0,
-    );
-    sacrum
+    )
 }
 
 /// Lumbar vertebral bodies, the spinal canal and the posterior arches.
@@ -649,8 +649,8 @@ fn bones(f: Frame<'_>, inner: &Mask) -> Result<Bones> {
     );
     pelvic_bones.subtract_in_place(&canal)?;
     // Bone stays under the skin and fat even in the slimmest patient.
-    pelvic_bones = pelvic_bones.intersection(&inner)?;
-    let mut femur = femur.intersection(&inner)?;
+    pelvic_bones = pelvic_bones.intersection(inner)?;
+    let mut femur = femur.intersection(inner)?;
     femur.subtract_in_place(&pelvic_bones)?;
     // Cortex is the outermost voxel layer (2.5 mm: cortical shells of the pelvis are 1-3 mm,
     // thicker where the femoral neck and acetabular rim carry load).
@@ -980,7 +980,7 @@ fn parametria(
         [54.0 * s, 18.0 * s, 22.0 * s],
     );
     let mut parametria =
-        rasterize(&grid, param_e.bounds(), |q| param_e.contains(q)).intersection(&cavity)?;
+        rasterize(&grid, param_e.bounds(), |q| param_e.contains(q)).intersection(cavity)?;
     for other in [&bladder, &rectum, &pelvic_bones, &psoas] {
         parametria.subtract_in_place(other)?;
     }
@@ -1032,10 +1032,10 @@ fn nodal_ctv(f: Frame<'_>, v: &Vessels, bones: &Bones, inner: &Mask) -> Result<M
         Bounds::new([-300.0, -300.0, p.nodal_top_mm * s], [300.0, 300.0, 300.0]),
         |_| true,
     );
-    for other in [&top_nodes, &pelvic_bones, &femur, &psoas] {
+    for other in [&top_nodes, pelvic_bones, femur, psoas] {
         nodal.subtract_in_place(other)?;
     }
-    nodal = nodal.intersection(&inner)?;
+    nodal = nodal.intersection(inner)?;
 
     Ok(nodal)
 }
@@ -1148,9 +1148,9 @@ fn ct_numbers(f: Frame<'_>, t: &TissueMap<'_>) -> Vec<i16> {
                 }
             });
     };
-    paint(&mut tissue, &external, Tissue::Fat);
-    paint(&mut tissue, &inner, Tissue::Muscle);
-    paint(&mut tissue, &cavity, Tissue::CavityFat);
+    paint(&mut tissue, external, Tissue::Fat);
+    paint(&mut tissue, inner, Tissue::Muscle);
+    paint(&mut tissue, cavity, Tissue::CavityFat);
     // Bowel loops: a smooth random field thresholded into soft-tissue loops, fat between
     // them and the odd gas bubble.
     let mut rng = SplitMix64::new(p.noise_seed ^ 0xB0E1);
@@ -1189,22 +1189,22 @@ fn ct_numbers(f: Frame<'_>, t: &TissueMap<'_>) -> Vec<i16> {
                 };
             }
         });
-    paint(&mut tissue, &sigmoid, Tissue::Rectum);
-    paint(&mut tissue, &parametria, Tissue::Parametrium);
-    paint(&mut tissue, &psoas, Tissue::Muscle);
-    paint(&mut tissue, &vessels, Tissue::Vessel);
-    paint(&mut tissue, &bladder, Tissue::Urine);
-    paint(&mut tissue, &uterus, Tissue::Uterus);
-    paint(&mut tissue, &vagina, Tissue::Vagina);
-    paint(&mut tissue, &cervix, Tissue::Cervix);
-    paint(&mut tissue, &prostate, Tissue::Prostate);
-    paint(&mut tissue, &rectum, Tissue::Rectum);
-    paint(&mut tissue, &rectal_gas, Tissue::RectalGas);
-    paint(&mut tissue, &pelvic_bones, Tissue::Cortex);
-    paint(&mut tissue, &femur, Tissue::Cortex);
-    paint(&mut tissue, &pelvic_marrow, Tissue::Marrow);
-    paint(&mut tissue, &femur_marrow, Tissue::Marrow);
-    paint(&mut tissue, &canal, Tissue::Csf);
+    paint(&mut tissue, sigmoid, Tissue::Rectum);
+    paint(&mut tissue, parametria, Tissue::Parametrium);
+    paint(&mut tissue, psoas, Tissue::Muscle);
+    paint(&mut tissue, vessels, Tissue::Vessel);
+    paint(&mut tissue, bladder, Tissue::Urine);
+    paint(&mut tissue, uterus, Tissue::Uterus);
+    paint(&mut tissue, vagina, Tissue::Vagina);
+    paint(&mut tissue, cervix, Tissue::Cervix);
+    paint(&mut tissue, prostate, Tissue::Prostate);
+    paint(&mut tissue, rectum, Tissue::Rectum);
+    paint(&mut tissue, rectal_gas, Tissue::RectalGas);
+    paint(&mut tissue, pelvic_bones, Tissue::Cortex);
+    paint(&mut tissue, femur, Tissue::Cortex);
+    paint(&mut tissue, pelvic_marrow, Tissue::Marrow);
+    paint(&mut tissue, femur_marrow, Tissue::Marrow);
+    paint(&mut tissue, canal, Tissue::Csf);
     // Nothing outside the body but air.
     tissue
         .par_iter_mut()

@@ -132,8 +132,7 @@ impl Dose {
         let mut dims = [0usize; 3];
         let mut spacing = [0.0; 3];
         let mut origin = [0.0; 3];
-        for a in 0..3 {
-            let c = axis_of[a];
+        for (a, &c) in axis_of.iter().enumerate() {
             dims[c] = g.dims[a];
             spacing[c] = g.spacing_mm[a];
         }

@@ -79,15 +79,15 @@ impl Grid {
     pub fn validate(&self) -> Result<()> {
         let d = &self.direction;
         let dot = |a: usize, b: usize| (0..3).map(|c| d[a][c] * d[b][c]).sum::<f64>();
-        for a in 0..3 {
-            let finite = d[a].iter().all(|v| v.is_finite());
+        for (a, row) in d.iter().enumerate() {
+            let finite = row.iter().all(|v| v.is_finite());
             let unit = (dot(a, a) - 1.0).abs() < 1e-6;
             let orthogonal = (a + 1..3).all(|b| dot(a, b).abs() < 1e-6);
             if !(finite && unit && orthogonal) {
                 return Err(Error::invalid(
                     "grid",
                     format!("direction[{a}]"),
-                    format!("{:?}", d[a]),
+                    format!("{row:?}"),
                     "grid directions must be orthogonal unit vectors",
                 ));
             }
