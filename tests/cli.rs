@@ -656,3 +656,67 @@ fn prostate_site_plans_with_its_protocol_file() {
         .unwrap();
     assert!((d95 - 6000.0).abs() < 1.0, "PTV D95 {d95}");
 }
+
+#[test]
+fn ctrl_c_stops_a_plan_after_its_step_with_the_transcript_ended_and_the_plan_written() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let out = tmp.path().join("plan");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(small_beams(&[
+            "plan",
+            "--patient-dir",
+            patient.to_str().unwrap(),
+            "--protocol",
+            "configs/protocols/cervix.toml",
+            "--out",
+            out.to_str().unwrap(),
+        ]))
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    // Interrupt as soon as the first report is shown (the loop is then advising or
+    // optimizing the second plan, the step it must finish).
+    loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen += &line;
+        if line.starts_with("iteration  1/20") {
+            break;
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let s = format!("{seen}{rest}{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(130), "{s}");
+    assert!(s.contains("stopping after the current step"), "{s}");
+    assert!(!s.contains("iteration  3/20"), "the plan went on: {s}");
+    let transcript = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
+    let last = transcript.lines().last().unwrap();
+    assert!(
+        last.contains("\"event\":\"end\"") && last.contains("\"reason\":\"Interrupted\""),
+        "{last}"
+    );
+    // The last good plan is normalized and written.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("ended: Interrupted"), "{report}");
+    for f in ["dose.nrrd", "metrics.csv", "dvh.png"] {
+        assert!(out.join(f).is_file(), "{f} missing: {s}");
+    }
+}

@@ -274,7 +274,9 @@ fn native_tps_conforms() {
         target: Some(target),
         // The scatter correction is refreshed after every solve, so the objective a warm
         // start minimizes differs slightly from the one that measured the plan before it.
-        warm_start_tolerance: 1e-2,
+        // Measured on this case: re-optimizing lowers the total by 77 %, once more by 0.35 %;
+        // 0.1 % of slack covers the refreshed correction without hiding a real regression.
+        warm_start_tolerance: 1e-3,
     };
     tps_api::conformance::check_all(
         &mut || {
