@@ -217,30 +217,6 @@ impl FakeTps {
         }
     }
 
-    fn apply(&self, goals: &[GoalChange]) -> Result<Vec<Objective>> {
-        let mut next = self.objectives.clone();
-        for (n, g) in goals.iter().enumerate() {
-            let Some(o) = next.iter_mut().find(|o| o.id == g.id) else {
-                return Err(Error::invalid(
-                    "goal changes",
-                    format!("[{n}].id"),
-                    &g.id,
-                    "no objective has this id",
-                ));
-            };
-            if !(g.goal_cgy.is_finite() && g.goal_cgy > 0.0 && g.goal_cgy <= 20_000.0) {
-                return Err(Error::invalid(
-                    "goal changes",
-                    format!("[{n}].goal-cgy"),
-                    g.goal_cgy.to_string(),
-                    "goals must be positive doses in cGy",
-                ));
-            }
-            o.goal_cgy = g.goal_cgy;
-        }
-        Ok(next)
-    }
-
     /// The relative shape of the target's doses (a 2 % ramp) and its D at the prescribed
     /// volume, so the dose's target D95 can be set exactly.
     fn target_pattern(&self, n: usize) -> (Vec<f64>, f64) {
@@ -265,7 +241,7 @@ impl Tps for FakeTps {
 
     fn optimize(&mut self, goals: &[GoalChange]) -> Result<IterationReport> {
         self.optimizations += 1;
-        let next = self.apply(goals)?;
+        let next = GoalChange::apply_all(&self.objectives, goals)?;
         if let Some((n, temporary)) = self.fail_at {
             if n == self.optimizations {
                 return Err(Error::backend(

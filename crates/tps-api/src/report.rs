@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::objectives::RangeStatus;
+use crate::error::{Error, Result};
+use crate::objectives::{Objective, RangeStatus};
 use crate::structure::Role;
 
 /// A new dose goal for one objective.
@@ -14,6 +15,38 @@ pub struct GoalChange {
     pub id: String,
     /// New goal, cGy.
     pub goal_cgy: f64,
+}
+
+/// Highest goal any TPS accepts, cGy (a dose no plan gives; it stops an absurd number early).
+pub const MAX_GOAL_CGY: f64 = 20_000.0;
+
+impl GoalChange {
+    /// `objectives` with `changes` applied, in order; an unknown id or a goal that is not a
+    /// positive dose up to [`MAX_GOAL_CGY`] is an error naming the change, and nothing is
+    /// applied. What every `Tps::optimize` does with its goal changes.
+    pub fn apply_all(objectives: &[Objective], changes: &[GoalChange]) -> Result<Vec<Objective>> {
+        let mut next = objectives.to_vec();
+        for (n, g) in changes.iter().enumerate() {
+            let Some(o) = next.iter_mut().find(|o| o.id == g.id) else {
+                return Err(Error::invalid(
+                    "goal changes",
+                    format!("[{n}].id"),
+                    &g.id,
+                    "no objective has this id",
+                ));
+            };
+            if !(g.goal_cgy.is_finite() && g.goal_cgy > 0.0 && g.goal_cgy <= MAX_GOAL_CGY) {
+                return Err(Error::invalid(
+                    "goal changes",
+                    format!("[{n}].goal-cgy"),
+                    g.goal_cgy.to_string(),
+                    "goals must be positive doses in cGy",
+                ));
+            }
+            o.goal_cgy = g.goal_cgy;
+        }
+        Ok(next)
+    }
 }
 
 /// One objective after an optimization, as the advisor reads it.

@@ -450,30 +450,6 @@ impl<'a> NativeTps<'a> {
             wall_s,
         }
     }
-
-    fn apply_goals(&self, goals: &[GoalChange]) -> Result<Vec<Objective>> {
-        let mut next = self.objectives.clone();
-        for (n, g) in goals.iter().enumerate() {
-            let Some(o) = next.iter_mut().find(|o| o.id == g.id) else {
-                return Err(Error::invalid(
-                    "goal changes",
-                    format!("[{n}].id"),
-                    &g.id,
-                    "no objective has this id",
-                ));
-            };
-            if !(g.goal_cgy.is_finite() && g.goal_cgy > 0.0 && g.goal_cgy <= 20_000.0) {
-                return Err(Error::invalid(
-                    "goal changes",
-                    format!("[{n}].goal-cgy"),
-                    g.goal_cgy.to_string(),
-                    "goals must be positive doses in cGy",
-                ));
-            }
-            o.goal_cgy = g.goal_cgy;
-        }
-        Ok(next)
-    }
 }
 
 /// A refreshed scatter correction and the dose it gives.
@@ -604,7 +580,7 @@ impl Tps for NativeTps<'_> {
     }
 
     fn optimize(&mut self, goals: &[GoalChange]) -> Result<IterationReport> {
-        let next = self.apply_goals(goals)?;
+        let next = GoalChange::apply_all(&self.objectives, goals)?;
         let t = Instant::now();
         let mut f = self.objective(&next);
         let lower = vec![0.0; self.x.len()];
