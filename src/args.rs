@@ -108,3 +108,12 @@ pub fn name_of(v: impl ValueEnum) -> String {
     v.to_possible_value()
         .map_or_else(String::new, |p| p.get_name().to_string())
 }
+
+/// A finite number above zero (MU, spacings): for `value_parser`.
+pub fn positive(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive number")),
+        Err(_) => Err(format!("{text:?} is not a number")),
+    }
+}

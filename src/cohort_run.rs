@@ -63,25 +63,78 @@ pub fn select_ids(
     Ok(ids)
 }
 
-/// A per-patient CSV (`patient,value,...`), one row appended as each patient ends, so that a
-/// crash loses at most the patient in progress and a rerun skips the patients already there.
+/// A per-patient table (`patient,value,...`) that a rerun resumes.
+///
+/// The unit of completion is the patient's case file, `<table>.cases/pNN.csv` (the header and
+/// one row), written to a temporary name and renamed into place when the patient is done, so
+/// no partial write can pass for a finished patient. The table itself is rebuilt from the case
+/// files (again through a temporary name) after every patient; it is a view, never read back.
 pub struct PatientRows {
     path: PathBuf,
+    cases: PathBuf,
+    header: Vec<String>,
     /// Patient id -> values in header order (after the patient column).
     pub done: BTreeMap<usize, Vec<f64>>,
 }
 
+/// Writes `text` to `path` through a temporary file in the same directory.
+fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("csv.tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// The values of one data row (`line`, number `row` of `file`), every cell a number or
+/// `NaN`; a garbage cell is an error naming the file, row and column.
+fn parse_row(file: &Path, row: usize, line: &str, header: &[String]) -> Result<(usize, Vec<f64>)> {
+    let cells: Vec<&str> = line.split(',').collect();
+    if cells.len() != header.len() {
+        bail!(
+            "{}: row {row} has {} cells, the header {}",
+            file.display(),
+            cells.len(),
+            header.len()
+        );
+    }
+    let id: usize = cells[0].trim_start_matches('p').parse().with_context(|| {
+        format!(
+            "{}: row {row}, column patient: {:?} is not a patient",
+            file.display(),
+            cells[0]
+        )
+    })?;
+    let values = cells[1..]
+        .iter()
+        .zip(&header[1..])
+        .map(|(c, column)| {
+            c.trim().parse::<f64>().with_context(|| {
+                format!(
+                    "{}: row {row}, column {column}: {c:?} is not a number",
+                    file.display()
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((id, values))
+}
+
 impl PatientRows {
-    /// Opens `path`, created with `header` when missing. A file with other columns is an
-    /// error; a row cut short by a crash is dropped (that patient runs again).
+    /// Opens the table at `path` and its case files. A table or case file with other columns is
+    /// an error; a case file cut by a crash (a leftover temporary file) is ignored, so that
+    /// patient runs again.
     pub fn open(path: &Path, header: &[String]) -> Result<Self> {
-        let mut done = BTreeMap::new();
+        let expected = header.join(",");
+        let cases = path.with_extension("cases");
+        let mut legacy = Vec::new();
         if path.exists() {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let mut lines = text.lines();
-            let first = lines.next().unwrap_or_default();
-            let expected = header.join(",");
+            let first = text.lines().next().unwrap_or_default();
             if first != expected {
                 bail!(
                     "{}: its columns ({first}) are not this protocol's ({expected}); move it away \
@@ -89,29 +142,78 @@ impl PatientRows {
                     path.display()
                 );
             }
-            for (n, line) in lines.enumerate() {
-                let cells: Vec<&str> = line.split(',').collect();
-                if cells.len() != header.len() {
-                    tracing::warn!("{}: line {} is incomplete, ignored", path.display(), n + 2);
-                    continue;
+            if !cases.exists() {
+                // A table from before case files: its whole rows become case files; a row cut
+                // or garbled by a crash is left out (that patient runs again).
+                for (n, line) in text.lines().enumerate().skip(1) {
+                    match parse_row(path, n + 1, line, header) {
+                        Ok(row) => legacy.push(row),
+                        Err(e) => tracing::warn!("{e:#}; that patient runs again"),
+                    }
                 }
-                let id: usize = cells[0].trim_start_matches('p').parse().with_context(|| {
-                    format!("{}: line {}: patient {:?}", path.display(), n + 2, cells[0])
-                })?;
-                let values = cells[1..]
-                    .iter()
-                    .map(|c| c.parse::<f64>().unwrap_or(f64::NAN))
-                    .collect();
-                done.insert(id, values);
             }
-        } else {
-            std::fs::write(path, header.join(",") + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
         }
-        Ok(Self {
+        std::fs::create_dir_all(&cases).with_context(|| format!("creating {}", cases.display()))?;
+        for (id, row) in &legacy {
+            let case = cases.join(format!("p{id:02}.csv"));
+            write_atomic(&case, &(header.join(",") + "\n" + &Self::line(*id, row)))?;
+        }
+        let mut done = BTreeMap::new();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&cases)
+            .with_context(|| format!("reading {}", cases.display()))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading {}", cases.display()))?;
+        files.sort();
+        for file in files {
+            if file.extension().is_none_or(|x| x != "csv") {
+                continue; // a temporary file of a write that never finished
+            }
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or_default();
+            if first != expected {
+                bail!(
+                    "{}: its columns ({first}) are not this protocol's ({expected}); move {} \
+                     away or choose another --out",
+                    file.display(),
+                    cases.display()
+                );
+            }
+            let line = lines
+                .next()
+                .with_context(|| format!("{}: no row after the header", file.display()))?;
+            let (id, values) = parse_row(&file, 2, line, header)?;
+            done.insert(id, values);
+        }
+        let rows = Self {
             path: path.to_path_buf(),
+            cases,
+            header: header.to_vec(),
             done,
-        })
+        };
+        rows.rebuild()?;
+        Ok(rows)
+    }
+
+    /// Rewrites the table from the finished cases.
+    fn rebuild(&self) -> Result<()> {
+        let mut text = self.header.join(",") + "\n";
+        for (id, row) in &self.done {
+            text += &Self::line(*id, row);
+        }
+        write_atomic(&self.path, &text)
+    }
+
+    fn line(id: usize, row: &[f64]) -> String {
+        format!(
+            "p{id:02},{}\n",
+            row.iter()
+                .map(|v| format!("{v:.4}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
     }
 
     /// The file.
@@ -127,23 +229,15 @@ impl PatientRows {
             .collect()
     }
 
-    /// Appends patient `id`'s row to the file at once, and keeps it.
+    /// Records patient `id` as done: its case file first (atomically), then the table.
     pub fn append(&mut self, id: usize, row: Vec<f64>) -> Result<()> {
-        let line = format!(
-            "p{id:02},{}\n",
-            row.iter()
-                .map(|v| format!("{v:.4}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .with_context(|| format!("appending to {}", self.path.display()))?;
-        f.write_all(line.as_bytes())
-            .with_context(|| format!("appending to {}", self.path.display()))?;
+        let case = self.cases.join(format!("p{id:02}.csv"));
+        write_atomic(
+            &case,
+            &(self.header.join(",") + "\n" + &Self::line(id, &row)),
+        )?;
         self.done.insert(id, row);
-        Ok(())
+        self.rebuild()
     }
 
     /// Column `k` (after the patient column) over `ids`.
@@ -202,5 +296,55 @@ mod tests {
         let other: Vec<String> = ["patient", "a"].map(String::from).to_vec();
         let e = PatientRows::open(&path, &other).err().unwrap().to_string();
         assert!(e.contains("rows.csv") && e.contains("columns"), "{e}");
+    }
+
+    #[test]
+    fn a_row_cut_by_a_crash_is_never_taken_for_a_finished_patient() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("plans.csv");
+        let header: Vec<String> = ["patient", "a", "b"].map(String::from).to_vec();
+        let mut rows = PatientRows::open(&path, &header).unwrap();
+        rows.append(3, vec![1.0, 2.5]).unwrap();
+        // A crash while patient 4 was written: its case file half written under its temporary
+        // name, and the table cut mid-row (a row with the right number of cells).
+        let cases = tmp.path().join("plans.cases");
+        std::fs::write(cases.join("p04.csv.tmp"), "patient,a,b\np04,7.0").unwrap();
+        let table = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, table + "p04,7.0,2").unwrap();
+        let mut again = PatientRows::open(&path, &header).unwrap();
+        assert_eq!(again.pending(&[3, 4, 5]), vec![4, 5]);
+        // The table is rebuilt whole: no row glued onto the cut one.
+        again.append(5, vec![3.0, 4.0]).unwrap();
+        again.append(4, vec![7.0, 2.25]).unwrap();
+        let table = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            table,
+            "patient,a,b\np03,1.0000,2.5000\np04,7.0000,2.2500\np05,3.0000,4.0000\n"
+        );
+        let third = PatientRows::open(&path, &header).unwrap();
+        assert!(third.pending(&[3, 4, 5]).is_empty());
+        assert_eq!(third.column(&[3, 4, 5], 1), vec![2.5, 2.25, 4.0]);
+        // A garbage cell names the file, row and column.
+        std::fs::write(cases.join("p06.csv"), "patient,a,b\np06,x,1\n").unwrap();
+        let e = PatientRows::open(&path, &header).err().unwrap().to_string();
+        assert!(
+            e.contains("p06.csv") && e.contains("row 2") && e.contains("column a"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_table_from_before_case_files_keeps_its_whole_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("plans.csv");
+        let header: Vec<String> = ["patient", "a", "b"].map(String::from).to_vec();
+        std::fs::write(&path, "patient,a,b\np03,1.0,2.5\np04,7.0").unwrap();
+        let rows = PatientRows::open(&path, &header).unwrap();
+        assert_eq!(rows.pending(&[3, 4]), vec![4]);
+        assert!(tmp.path().join("plans.cases/p03.csv").is_file());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "patient,a,b\np03,1.0000,2.5000\n"
+        );
     }
 }

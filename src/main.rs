@@ -8,6 +8,7 @@ mod cli;
 mod cmd;
 mod cohort_run;
 mod interrupt;
+mod lock;
 mod logging;
 mod pictures;
 

@@ -1,5 +1,11 @@
-//! Printing to stdout. A closed pipe (`autoplan ... | head`) ends the program quietly instead
-//! of panicking; any other write error ends it with a message.
+//! Printing to stdout. Printing never decides whether a run finishes: when stdout is closed
+//! (`autoplan plan ... | head -1`) or cannot be written, printing stops, stderr says so once,
+//! and the run goes on to write its outputs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once stdout could not be written.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 
 /// Writes a line to stdout.
 macro_rules! out {
@@ -11,16 +17,22 @@ macro_rules! outn {
     ($($arg:tt)*) => { $crate::output::emit(&format!($($arg)*)) };
 }
 
-/// Writes `s` to stdout and flushes it.
+/// Writes `s` to stdout and flushes it, unless stdout is gone.
 pub fn emit(s: &str) {
     use std::io::Write;
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_all(s.as_bytes()).and_then(|_| stdout.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+        if !STDOUT_GONE.swap(true, Ordering::Relaxed) {
+            let why = if e.kind() == std::io::ErrorKind::BrokenPipe {
+                "stdout was closed".to_string()
+            } else {
+                format!("stdout cannot be written ({e})")
+            };
+            eprintln!("note: {why}; printing stops, the run goes on and writes its outputs");
         }
-        eprintln!("error: writing to stdout: {e}");
-        std::process::exit(1);
     }
 }
 

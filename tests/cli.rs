@@ -720,3 +720,109 @@ fn ctrl_c_stops_a_plan_after_its_step_with_the_transcript_ended_and_the_plan_wri
         assert!(out.join(f).is_file(), "{f} missing: {s}");
     }
 }
+
+#[test]
+fn a_closed_stdout_stops_only_the_printing() {
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let protocol = capped_protocol(tmp.path(), "cervix", 1);
+    let out = tmp.path().join("plan");
+    // `autoplan plan ... | head -0`: the reader is gone before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(small_beams(&[
+            "plan",
+            "--patient-dir",
+            patient.to_str().unwrap(),
+            "--protocol",
+            protocol.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]))
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("stdout was closed"), "{err}");
+    for f in ["transcript.jsonl", "report.md", "metrics.csv", "dose.nrrd"] {
+        assert!(out.join(f).is_file(), "{f} missing: {err}");
+    }
+    let transcript = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
+    assert!(
+        transcript
+            .lines()
+            .last()
+            .unwrap()
+            .contains("\"event\":\"end\"")
+    );
+}
+
+#[test]
+fn a_second_run_into_a_locked_output_directory_stops_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("plan");
+    std::fs::create_dir_all(&out).unwrap();
+    // The lock of a run that is alive: this test's own process, on this host.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    std::fs::write(
+        out.join(".autoplan.lock"),
+        format!(
+            "pid = {}\nhost = \"{host}\"\ncommand = \"autoplan plan\"\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let o = autoplan(&[
+        "plan",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        "4",
+        "--protocol",
+        "configs/protocols/cervix.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(
+        s.contains("in use by autoplan PID") && s.contains(&std::process::id().to_string()),
+        "{s}"
+    );
+    assert!(
+        !out.join("transcript.jsonl").exists(),
+        "it wrote into the locked directory"
+    );
+    assert!(
+        out.join(".autoplan.lock").exists(),
+        "the holder's lock was removed"
+    );
+}
+
+#[test]
+fn eval_refuses_mu_that_is_not_a_positive_number() {
+    for mu in ["-5", "NaN", "0"] {
+        let o = autoplan(&[
+            "eval",
+            "--patient",
+            "nowhere",
+            "--dose",
+            "nowhere.nrrd",
+            "--protocol",
+            "configs/protocols/cervix.toml",
+            &format!("--mu={mu}"),
+        ]);
+        let s = text(&o);
+        assert!(!o.status.success(), "{mu}: {s}");
+        assert!(s.contains("--mu") && s.contains("positive"), "{mu}: {s}");
+    }
+}

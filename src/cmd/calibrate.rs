@@ -17,6 +17,7 @@ use tps_core::{NativeSettings, NativeTps};
 
 use crate::args::MachineArgs;
 use crate::cohort_run::{PatientRows, select_ids};
+use crate::lock::OutputLock;
 
 /// Plan every test patient of a cohort once with the protocol's initial goals (no
 /// adjustments), evaluate the protocol's metrics and tabulate them beside a published
@@ -56,7 +57,7 @@ pub fn run(a: &Args) -> Result<()> {
     let mut header = vec!["patient".to_string()];
     header.extend(metrics.iter().map(|m| m.to_string()));
     header.extend(["solver iterations", "optimize s"].map(String::from));
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let _lock = OutputLock::acquire(&a.out)?;
     let csv_path = a.out.join(CSV);
     let mut rows = PatientRows::open(&csv_path, &header)?;
     let todo = rows.pending(&ids);

@@ -24,8 +24,8 @@ pub struct Args {
     /// Protocol with the prescription and the metric list.
     #[arg(long)]
     pub protocol: PathBuf,
-    /// Monitor units per fraction of the plan, when known.
-    #[arg(long)]
+    /// Monitor units per fraction of the plan, when known (a positive number).
+    #[arg(long, value_parser = crate::args::positive)]
     pub mu: Option<f64>,
     /// Directory for isodose slices and the DVH figure (PNG and SVG).
     #[arg(long)]

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use evaluation::tables::plan::report_markdown;
 use tps_api::{GoalChange, Normalization, Protocol, Tps};
 use tps_core::NativeTps;
@@ -110,7 +110,7 @@ pub fn run(a: &Args) -> Result<()> {
         plan.mu_per_fraction
     );
     if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let _lock = crate::lock::OutputLock::acquire(dir)?;
         crate::output::write_file(dir, "report.md", &table)?;
         let dose = tps.dose()?;
         let p = tps.patient();

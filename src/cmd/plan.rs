@@ -21,6 +21,7 @@ use tps_core::NativeTps;
 
 use crate::args::{BeamArgs, Examples, Guard, MachineArgs};
 use crate::interrupt::{self, Interrupted};
+use crate::lock::OutputLock;
 use crate::output::write_file;
 use crate::pictures::{isodose_pngs, write_dvh};
 
@@ -153,8 +154,10 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
     let (model, curve) = a.machine.load()?;
     let settings = a.planner_settings()?;
     let patient = a.load_patient()?;
+    // A misspelt metric is found now, not after the plan.
+    protocol.check_metric_structures(&patient)?;
     let pid = patient.id.clone();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let _lock = OutputLock::acquire(&a.out)?;
     let t = Instant::now();
     out!(
         "planning {pid} with {} and advisor {} ({})",

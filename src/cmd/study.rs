@@ -15,6 +15,7 @@ use tps_api::Protocol;
 use super::plan::{Args, run_one};
 use crate::args::name_of;
 use crate::cohort_run::{PatientRows, select_ids};
+use crate::lock::OutputLock;
 
 /// Plans the patients `a.patients` names, each into `<out>/pNN`, resuming from `plans.csv`.
 pub fn run(a: &Args) -> Result<()> {
@@ -42,7 +43,7 @@ pub fn run(a: &Args) -> Result<()> {
     let mut header = vec!["patient".to_string()];
     header.extend(COLUMNS.map(String::from));
     header.extend(metrics.iter().map(|m| m.to_string()));
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let _lock = OutputLock::acquire(&a.out)?;
     let csv_path = a.out.join("plans.csv");
     let mut rows = PatientRows::open(&csv_path, &header)?;
     let todo = rows.pending(&ids);

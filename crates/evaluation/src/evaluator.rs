@@ -96,6 +96,23 @@ impl Evaluator for ProtocolEvaluator {
                 p.grid().origin_mm
             )));
         }
+        if let Some((n, v)) = plan.dose.first_invalid() {
+            let [nx, ny, _] = g.dims;
+            return Err(Error::Mismatch(format!(
+                "dose voxel {n} (i {}, j {}, k {}) is {v} cGy: a dose must be finite and not \
+                 negative",
+                n % nx,
+                (n / nx) % ny,
+                n / (nx * ny)
+            )));
+        }
+        if let Some(mu) = plan.mu_per_fraction {
+            if !(mu.is_finite() && mu > 0.0) {
+                return Err(Error::Mismatch(format!(
+                    "MU per fraction {mu}: must be a positive number"
+                )));
+            }
+        }
         let dose_cgy = plan.dose.cgy();
         // Every structure a metric needs, with the field that asked first (for messages).
         let mut needed: BTreeMap<String, String> = BTreeMap::new();
@@ -143,6 +160,16 @@ impl Evaluator for ProtocolEvaluator {
                 }
                 Metric::Hi => Some(homogeneity_index(&dvhs[&self.target])),
                 Metric::Mu => plan.mu_per_fraction,
+            };
+            // An undefined value (HI of a target without dose) is missing, not NaN.
+            let value = match value {
+                Some(v) if !v.is_finite() => {
+                    tracing::warn!(
+                        "{m} is undefined for this dose ({v}); written as missing (n/a)"
+                    );
+                    None
+                }
+                v => v,
             };
             out.push(MetricValue {
                 metric: m.clone(),

@@ -261,3 +261,37 @@ fn protocol_evaluator_refuses_bad_metrics_and_structures() {
         .to_string();
     assert!(e.contains("NaN"), "{e}");
 }
+
+#[test]
+fn a_dose_or_mu_that_is_not_a_dose_is_refused_and_an_undefined_metric_is_missing() {
+    let p = tiny_patient();
+    let ev = ProtocolEvaluator::from_protocol(&protocol("\"PTV: D98\", \"HI\", \"MU\"")).unwrap();
+    let eval = |dose: Vec<f32>, mu: Option<f64>| {
+        let dose = Dose::new(*p.grid(), dose).unwrap();
+        ev.evaluate(&PlanDose {
+            patient: &p,
+            dose: &dose,
+            mu_per_fraction: mu,
+        })
+    };
+    let n = p.grid().len();
+    // A negative voxel (it once gave PTV D98 = -5000 cGy) and a NaN voxel, named by index.
+    let mut dose = vec![3600.0f32; n];
+    dose[5] = -5000.0;
+    let e = eval(dose.clone(), None).unwrap_err().to_string();
+    assert!(e.contains("voxel 5") && e.contains("-5000"), "{e}");
+    dose[5] = f32::NAN;
+    let e = eval(dose, None).unwrap_err().to_string();
+    assert!(e.contains("voxel 5") && e.contains("NaN"), "{e}");
+    for mu in [-5.0, 0.0, f64::NAN] {
+        let e = eval(vec![3600.0; n], Some(mu)).unwrap_err().to_string();
+        assert!(e.contains("MU per fraction"), "{mu}: {e}");
+    }
+    // No dose at all: HI is undefined (D50 = 0) and is missing, not NaN.
+    let values = eval(vec![0.0; n], Some(500.0)).unwrap();
+    assert_eq!(values[0].value, Some(0.0));
+    assert_eq!(values[1].value, None, "HI of a dose of zero");
+    assert_eq!(values[2].value, Some(500.0));
+    let csv = evaluation::tables::plan::metrics_csv(&values);
+    assert!(csv.contains("HI,n/a,") && !csv.contains("NaN"), "{csv}");
+}

@@ -120,6 +120,15 @@ fn inside(dir: &Path, rel: &str, manifest: &Path, field: &str) -> Result<PathBuf
 /// Loads a patient directory written by [`save`] (or by hand, following the same layout).
 pub fn load(dir: &Path) -> Result<Patient> {
     let mpath = dir.join(MANIFEST);
+    if !dir.exists() {
+        return Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the patient directory does not exist",
+            ),
+        ));
+    }
     if !mpath.exists() {
         return Err(Error::corrupt(
             dir,
@@ -240,6 +249,17 @@ mod tests {
         assert_eq!(q.grid(), p.grid());
         assert_eq!(q.ct_hu(), p.ct_hu());
         assert_eq!(q.structures(), p.structures());
+    }
+
+    #[test]
+    fn a_missing_directory_is_said_not_to_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("p99");
+        let e = load(&gone).unwrap_err().to_string();
+        assert!(
+            e.contains("p99") && e.contains("does not exist") && !e.contains("corrupt"),
+            "{e}"
+        );
     }
 
     #[test]

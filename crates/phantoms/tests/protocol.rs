@@ -129,3 +129,55 @@ fn bad_protocols_name_file_and_field() {
         "{e}"
     );
 }
+
+#[test]
+fn protocols_that_would_plan_silently_wrong_are_refused_when_read() {
+    let text = std::fs::read_to_string(path()).unwrap();
+    // Every weight 0: the optimizer would return the starting fluence.
+    let mut zero = String::new();
+    for line in text.lines() {
+        if line.starts_with("weight = ") {
+            zero += "weight = 0.0\n";
+        } else {
+            zero += line;
+            zero += "\n";
+        }
+    }
+    let e = Protocol::parse(&zero, Path::new("zero.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("zero.toml") && e.contains("weight") && e.contains("positive weight"),
+        "{e}"
+    );
+    // A runaway iteration cap.
+    let huge = text.replace("max-iterations = 20", "max-iterations = 4000000000");
+    let e = Protocol::parse(&huge, Path::new("huge.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("planning.max-iterations") && e.contains("4000000000") && e.contains("1000"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_metric_naming_an_unknown_structure_is_found_before_planning() {
+    let text = std::fs::read_to_string(path()).unwrap();
+    let spec = CohortSpec::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cohorts/cervix-35.toml"),
+    )
+    .unwrap();
+    let patient = spec.generate(7).unwrap();
+    let good = Protocol::parse(&text, Path::new("cervix.toml")).unwrap();
+    // Rings the protocol builds count as known before they are built.
+    good.check_metric_structures(&patient).unwrap();
+    let bad = text.replace("\"Bladder: D50\"", "\"Bladdr: D50\"");
+    assert_ne!(bad, text, "the metric moved");
+    let bad = Protocol::parse(&bad, Path::new("typo.toml")).unwrap();
+    let e = bad
+        .check_metric_structures(&patient)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("typo.toml") && e.contains("Bladdr"), "{e}");
+}

@@ -11,8 +11,13 @@ use serde::Deserialize;
 use crate::error::{Error, Result, parse_toml};
 use crate::metric::Metric;
 use crate::objectives::{Objective, ObjectiveWire};
+
 use crate::patient::Patient;
 use crate::recipe::{Recipe, RecipeWire};
+
+/// Most optimizations a protocol may ask for (the study needed at most 20; a larger cap is a
+/// typo or a runaway run).
+pub const MAX_ITERATIONS: u32 = 1000;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -194,15 +199,24 @@ impl Protocol {
             }
             objectives.push(o);
         }
+        if !objectives.is_empty() && objectives.iter().all(|o| o.weight == 0.0) {
+            // The optimizer would minimize nothing and return the starting fluence.
+            return Err(Error::invalid(
+                &origin,
+                "objectives[*].weight",
+                "0",
+                "every objective has weight 0: give at least one a positive weight",
+            ));
+        }
         let planning = match w.planning {
             None => None,
             Some(p) => {
-                if p.max_iterations == 0 {
+                if !(1..=MAX_ITERATIONS).contains(&p.max_iterations) {
                     return Err(Error::invalid(
                         &origin,
                         "planning.max-iterations",
-                        "0",
-                        "at least one iteration",
+                        p.max_iterations.to_string(),
+                        format!("from 1 to {MAX_ITERATIONS} optimizations"),
                     ));
                 }
                 let [lo, hi] = p.coverage_window;
@@ -245,6 +259,21 @@ impl Protocol {
             objectives,
             planning,
         })
+    }
+
+    /// Checks that every structure the metrics name exists on `patient` or is built by the
+    /// protocol's auxiliary recipes, so a misspelt metric is found before a plan is made, not
+    /// after; the error names the file and the metric's field.
+    pub fn check_metric_structures(&self, patient: &Patient) -> Result<()> {
+        let origin = self.origin.display().to_string();
+        for (n, m) in self.metrics.iter().enumerate() {
+            if let Metric::Structure { name, .. } = m {
+                if !self.auxiliary.iter().any(|r| &r.name == name) {
+                    patient.require(name, &origin, &format!("evaluation.metrics[{n}]"))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every structure the objectives name exists on `patient` (after the
