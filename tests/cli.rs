@@ -826,3 +826,75 @@ fn eval_refuses_mu_that_is_not_a_positive_number() {
         assert!(s.contains("--mu") && s.contains("positive"), "{mu}: {s}");
     }
 }
+
+#[test]
+fn a_plan_made_by_the_fallback_is_not_reported_as_the_advisors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let protocol = capped_protocol(tmp.path(), "cervix", 3);
+    // An endpoint nobody listens on: every advice fails and the rule-based physicist stands in.
+    let provider = tmp.path().join("unreachable.toml");
+    std::fs::write(
+        &provider,
+        "kind = \"openai-compatible\"\nmodel = \"m\"\nendpoint = \"http://127.0.0.1:9/v1\"\n\
+         timeout-s = 5\nretries = 0\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = tmp.path().join(format!("plan{}", extra.len()));
+        let mut args = small_beams(&[
+            "plan",
+            "--patient-dir",
+            patient.to_str().unwrap(),
+            "--protocol",
+            protocol.to_str().unwrap(),
+            "--provider",
+            provider.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        args.extend(extra);
+        (autoplan(&args), out)
+    };
+    let (o, out) = run(&[]);
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(
+        s.contains("2 of 2 advice steps were made by the rule-based fallback")
+            && s.contains("not the advisor's")
+            && s.contains("--allow-fallback"),
+        "{s}"
+    );
+    // The outputs are written and say so too.
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("advice steps made by the rule-based fallback: 2 of 2"),
+        "{report}"
+    );
+    let (o, _) = run(&["--allow-fallback"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A study with any plan made partly by the fallback says so and fails after its tables.
+    let study = tmp.path().join("study");
+    let o = autoplan(&small_beams(&[
+        "plan",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patients",
+        "4",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--provider",
+        provider.to_str().unwrap(),
+        "--out",
+        study.to_str().unwrap(),
+    ]));
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(s.contains("not \n") || s.contains("not all"), "{s}");
+    let md = std::fs::read_to_string(study.join("study.md")).unwrap();
+    assert!(
+        md.contains("**Not all the advisor's:**") && md.contains("p04 (2 of 2)"),
+        "{md}"
+    );
+}

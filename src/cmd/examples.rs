@@ -58,6 +58,7 @@ pub fn run(a: &Args) -> Result<()> {
             n_examples: 0,
             selection: Examples::Fixed,
             max_advisor_failures: None,
+            allow_fallback: false,
             patients: None,
             reference: None,
             out: out.clone(),

@@ -10,7 +10,7 @@ use evaluation::tables::plan::{metrics_csv, metrics_text, report_markdown};
 use evaluation::tables::study::PlanNumbers;
 use evaluation::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
 use llm_providers::advice::LlmAdvisor;
-use llm_providers::config::{ProviderConfig, build};
+use llm_providers::config::{Kind, ProviderConfig, build};
 use llm_providers::rule_based::RuleBasedAdvisor;
 use phantoms::cohort::CohortSpec;
 use planner::guard::GuardSettings;
@@ -65,6 +65,12 @@ pub struct Args {
     /// physicist stands in for every failed advice, and each is counted).
     #[arg(long)]
     pub max_advisor_failures: Option<u32>,
+    /// Accept plans made largely by the rule-based fallback (an advisor that failed or gave
+    /// advice the guard replaced) as the advisor's. Without it, a single plan with more than
+    /// half of its advice steps from the fallback, or a study with any, ends with an error
+    /// after its outputs are written.
+    #[arg(long)]
+    pub allow_fallback: bool,
     /// Plan several cohort patients instead of one (`6-35`, `7,9`, `test` or `training`):
     /// each into OUT/pNN, a row each in OUT/plans.csv as it ends (a rerun resumes), and
     /// OUT/study.md with criteria met, iterations, times and the metrics beside --reference.
@@ -81,6 +87,15 @@ pub struct Args {
 
 impl Args {
     /// The advisor this plan asks, and how it was chosen.
+    /// Whether the advisor is the rule-based physicist (read from the provider file without
+    /// building the advisor).
+    pub fn rule_based(&self) -> Result<bool> {
+        Ok(match &self.provider {
+            None => true,
+            Some(path) => ProviderConfig::load(path)?.kind == Kind::RuleBased,
+        })
+    }
+
     fn advisor(&self) -> Result<(Box<dyn LlmAdvisor>, String)> {
         // No provider file: the rule-based physicist, which needs no configuration.
         Ok(match &self.provider {
@@ -133,15 +148,47 @@ impl Args {
 
 /// What one plan gave: the loop's numbers and the protocol's metrics.
 pub struct PlanRecord {
+    /// Patient id.
+    pub patient: String,
+    /// The advisor's name.
+    pub advisor: String,
     /// Criteria, iterations, normalization, times, guard counts.
     pub numbers: PlanNumbers,
     /// The protocol's metrics of the final plan.
     pub metrics: Vec<MetricValue>,
 }
 
-/// Runs `autoplan plan` on one patient.
+/// Advice steps of a plan of `iterations` optimizations (one after each but the last).
+pub fn advice_steps(n: &PlanNumbers) -> u32 {
+    n.iterations.saturating_sub(1)
+}
+
+/// Whether the rule-based physicist made some of these steps as a stand-in for another
+/// advisor (the rule-based advisor's own steps are its own).
+pub fn stood_in(rule_based: bool, n: &PlanNumbers) -> bool {
+    !rule_based && n.fallbacks > 0
+}
+
+/// Runs `autoplan plan` on one patient; a plan more than half made by the rule-based
+/// fallback is an error (after its outputs are written) unless `--allow-fallback`.
 pub fn run(a: &Args) -> Result<()> {
-    run_one(a).map(|_| ())
+    let r = run_one(a)?;
+    let steps = advice_steps(&r.numbers);
+    let rule_based = r.advisor == RuleBasedAdvisor.name();
+    if stood_in(rule_based, &r.numbers) && 2 * r.numbers.fallbacks > steps && !a.allow_fallback {
+        bail!(
+            "{}: {} of {} advice steps were made by the rule-based fallback, not by {} ({} advisor \
+             failures): this plan is not the advisor's. Its outputs are in {}; check the \
+             provider (endpoint, key, model), or pass --allow-fallback to accept it",
+            r.patient,
+            r.numbers.fallbacks,
+            steps,
+            r.advisor,
+            r.numbers.advisor_failures,
+            a.out.display()
+        );
+    }
+    Ok(())
 }
 
 /// Plans one patient and writes its outputs. A plan cut short (interrupted, the TPS or the
@@ -226,6 +273,8 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         TerminationReason::CriteriaMet | TerminationReason::MaxIterations => {}
     }
     Ok(PlanRecord {
+        patient: pid,
+        advisor: advisor.name(),
         numbers: PlanNumbers {
             criteria_met: outcome.reason == TerminationReason::CriteriaMet,
             iterations: last.iteration,
@@ -256,12 +305,16 @@ fn write_outputs(
         dir,
         "report.md",
         &format!(
-            "{}\n\nended: {:?}; normalization {:.4} (D{} = prescription on the CT grid, as evaluated); {:.1} MU per fraction\n",
+            "{}\n\nended: {:?}; normalization {:.4} (D{} = prescription on the CT grid, as evaluated); {:.1} MU per fraction\n\
+             advice steps made by the rule-based fallback: {} of {} ({} advisor failures)\n",
             report_markdown(last),
             outcome.reason,
             outcome.normalization,
             protocol.prescription.volume_percent,
-            mu
+            mu,
+            outcome.fallbacks,
+            outcome.reports.len().saturating_sub(1),
+            outcome.advisor_failures
         ),
     )?;
     patient_model::nrrd::write_f32(&dir.join("dose.nrrd"), dose.grid(), dose.cgy())?;

@@ -12,7 +12,7 @@ use evaluation::tables::study::{COLUMNS, PlanNumbers, StudyHeading, summary_mark
 use phantoms::cohort::CohortSpec;
 use tps_api::Protocol;
 
-use super::plan::{Args, run_one};
+use super::plan::{Args, advice_steps, run_one, stood_in};
 use crate::args::name_of;
 use crate::cohort_run::{PatientRows, select_ids};
 use crate::lock::OutputLock;
@@ -99,6 +99,21 @@ pub fn run(a: &Args) -> Result<()> {
         guard: &name_of(a.guard),
     };
     let mut md = summary_markdown(&heading, &plans)?;
+    let rule_based = a.rule_based()?;
+    let stood_in: Vec<String> = plans
+        .iter()
+        .filter(|(_, n)| stood_in(rule_based, n))
+        .map(|(id, n)| format!("{id} ({} of {})", n.fallbacks, advice_steps(n)))
+        .collect();
+    if !stood_in.is_empty() {
+        md += &format!(
+            "**Not all the advisor's:** the rule-based fallback made advice steps of {} of {} \
+             plans: {}.\n\n",
+            stood_in.len(),
+            plans.len(),
+            stood_in.join(", ")
+        );
+    }
     md += &rows.comparison(
         &ids,
         &metrics,
@@ -110,5 +125,14 @@ pub fn run(a: &Args) -> Result<()> {
     std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
     outn!("{md}");
     out!("wrote {} and {}", rows.path().display(), md_path.display());
+    if !stood_in.is_empty() && !a.allow_fallback {
+        bail!(
+            "the rule-based fallback made advice steps of {} of {} plans ({}): the study is not \
+             all {advisor}'s; check the provider, or pass --allow-fallback to accept it",
+            stood_in.len(),
+            plans.len(),
+            stood_in.join(", ")
+        );
+    }
     Ok(())
 }
