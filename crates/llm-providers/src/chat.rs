@@ -77,6 +77,30 @@ pub enum CallError {
     Decode(String),
 }
 
+impl CallError {
+    /// The same error with `key` (and any `Bearer` token) removed from its messages.
+    pub fn redacted(self, key: Option<&crate::secret::Secret>) -> Self {
+        let clean = |m: String| match key {
+            Some(k) => k.redact(&m),
+            None => crate::secret::redact_bearer(&m),
+        };
+        match self {
+            CallError::Http {
+                status,
+                message,
+                retry_after,
+            } => CallError::Http {
+                status,
+                message: clean(message),
+                retry_after,
+            },
+            CallError::Connect(m) => CallError::Connect(clean(m)),
+            CallError::Decode(m) => CallError::Decode(clean(m)),
+            CallError::Timeout => CallError::Timeout,
+        }
+    }
+}
+
 /// One chat API.
 #[async_trait]
 pub trait ChatBackend: Send + Sync {

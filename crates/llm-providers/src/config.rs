@@ -114,6 +114,25 @@ impl ProviderConfig {
             value,
             reason: reason.into(),
         };
+        // A key written into the file is refused before the TOML parser, whose messages quote
+        // the whole line.
+        for (n, line) in text.lines().enumerate() {
+            let Some((name, _)) = line.split_once('=') else {
+                continue;
+            };
+            let name = name.trim().trim_matches('"').to_ascii_lowercase();
+            let keyish = [
+                "api-key", "api_key", "apikey", "key", "token", "secret", "password",
+            ];
+            if keyish.contains(&name.as_str()) {
+                return Err(bad(
+                    &format!("{name} (line {})", n + 1),
+                    "[not shown]".into(),
+                    "a key never goes in a provider file: export it in an environment variable \
+                     and name the variable with api-key-env",
+                ));
+            }
+        }
         let w: Wire = toml::from_str(text).map_err(|e| {
             bad(
                 "(toml)",
@@ -212,11 +231,18 @@ impl ProviderConfig {
             }
         };
         if let Some(var) = &w.api_key_env {
-            if var.trim().is_empty() || var.contains(char::is_whitespace) {
+            let name_like = var
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !name_like {
+                // It may be the key itself: never echoed.
                 return Err(bad(
                     "api-key-env",
-                    format!("{var:?}"),
-                    "the name of an environment variable (not the key)",
+                    "[not shown]".into(),
+                    "must be the name of an environment variable (letters, digits and _, e.g. \
+                     OPENAI_API_KEY), not the key",
                 ));
             }
         }

@@ -109,7 +109,9 @@ impl ChatBackend for GeminiBackend {
         if let Some(key) = &self.api_key {
             builder = builder.header("x-goog-api-key", key.expose());
         }
-        let v = post_json(builder, &self.body(request)).await?;
+        let v = post_json(builder, &self.body(request))
+            .await
+            .map_err(|e| e.redacted(self.api_key.as_ref()))?;
         let parts = v
             .pointer("/candidates/0/content/parts")
             .and_then(Value::as_array)

@@ -149,7 +149,9 @@ impl ChatBackend for OpenAiBackend {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
-        let v = post_json(builder, &self.body(request)).await?;
+        let v = post_json(builder, &self.body(request))
+            .await
+            .map_err(|e| e.redacted(self.api_key.as_ref()))?;
         let text = v
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)

@@ -10,6 +10,35 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with this secret, and any `Bearer` token, replaced by a placeholder: for every
+    /// message a server sends back (a 401 body may echo the key or the Authorization header).
+    pub fn redact(&self, text: &str) -> String {
+        let text = if self.0.len() >= 4 {
+            text.replace(&self.0, "[redacted]")
+        } else {
+            text.to_string()
+        };
+        redact_bearer(&text)
+    }
+}
+
+/// `text` with the token after every `Bearer ` replaced by a placeholder.
+pub fn redact_bearer(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("Bearer ") {
+        out += &rest[..i + "Bearer ".len()];
+        rest = &rest[i + "Bearer ".len()..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';'))
+            .unwrap_or(rest.len());
+        if end > 0 {
+            out += "[redacted]";
+        }
+        rest = &rest[end..];
+    }
+    out + rest
 }
 
 impl From<String> for Secret {
@@ -52,5 +81,22 @@ mod tests {
             assert!(shown.contains("redacted"), "{shown}");
         }
         assert_eq!(key.expose(), "sk-live-1234567890");
+    }
+
+    #[test]
+    fn redaction_removes_the_key_and_bearer_tokens() {
+        let key = Secret::from("sk-live-1234567890");
+        let echoed =
+            "bad key sk-live-1234567890; header \"Authorization: Bearer sk-other-999\" end";
+        let r = key.redact(echoed);
+        assert!(
+            !r.contains("1234567890") && !r.contains("sk-other-999"),
+            "{r}"
+        );
+        assert_eq!(
+            r,
+            "bad key [redacted]; header \"Authorization: Bearer [redacted]\" end"
+        );
+        assert_eq!(redact_bearer("no token here"), "no token here");
     }
 }

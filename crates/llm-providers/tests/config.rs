@@ -93,9 +93,10 @@ fn bad_files_name_the_field_and_value() {
             "ftp://x",
         ),
         (
+            // A value that may be the key itself is never echoed.
             "kind = \"gemini\"\nmodel = \"m\"\napi-key-env = \"sk-123 456\"\n",
             "api-key-env",
-            "sk-123 456",
+            "[not shown]",
         ),
         (
             "kind = \"ollama\"\nmodel = \"m\"\nresponse-format = \"xml\"\n",
@@ -117,6 +118,27 @@ fn bad_files_name_the_field_and_value() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("p.toml"), "{e}");
+}
+
+#[test]
+fn a_key_in_the_file_or_in_place_of_a_variable_name_is_never_echoed() {
+    let key = "sk-proj-AbCdEf0123456789";
+    for text in [
+        format!("kind = \"openai-compatible\"\nmodel = \"m\"\napi-key = \"{key}\"\n"),
+        format!("kind = \"openai-compatible\"\nmodel = \"m\"\nkey=\"{key}\"\n"),
+        format!(
+            "kind = \"openai-compatible\"\nmodel = \"m\"\nendpoint = \"https://api.openai.com/v1\"\n\
+             api-key-env = \"{key}\"\n"
+        ),
+    ] {
+        let e = parse(&text).unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("AbCdEf0123456789"), "{text:?}: {shown}");
+        assert!(
+            shown.contains("p.toml") && shown.contains("api-key-env"),
+            "{shown}"
+        );
+    }
 }
 
 #[test]

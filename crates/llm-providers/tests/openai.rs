@@ -185,6 +185,29 @@ async fn a_bad_key_is_not_retried_and_names_the_endpoint() {
         "{text}"
     );
     assert!(text.contains(&server.uri()), "{text}");
+    // The real API echoes the key it refused; it never reaches a message or a transcript.
+    assert!(
+        !text.contains("sk-test") && text.contains("[redacted]"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_echoed_authorization_header_is_redacted() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(403).set_body_string("denied: Authorization: Bearer sk-test"),
+        )
+        .mount(&server)
+        .await;
+    let e = advisor(&server, ResponseFormat::JsonSchema, 0)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains("sk-test"), "{text}");
+    assert!(text.contains("Bearer [redacted]"), "{text}");
 }
 
 #[tokio::test]
