@@ -898,3 +898,29 @@ fn a_plan_made_by_the_fallback_is_not_reported_as_the_advisors() {
         "{md}"
     );
 }
+
+#[test]
+fn absurd_beam_counts_are_refused_before_any_memory_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let o = autoplan(&[
+        "plan",
+        "--patient-dir",
+        patient.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/cervix.toml",
+        "--arcs",
+        "100000",
+        "--beams-per-arc",
+        "100000",
+        "--out",
+        tmp.path().join("plan").to_str().unwrap(),
+    ]);
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(
+        s.contains("100000 x 100000") && s.contains("at most 8 arcs of 180 beams"),
+        "{s}"
+    );
+}

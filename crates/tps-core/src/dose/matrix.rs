@@ -32,6 +32,50 @@ pub struct MatrixSettings {
     pub threshold: f64,
 }
 
+/// An upper estimate of the memory the influence matrix of `rows` voxels under `fields` takes
+/// while it is built, bytes: each voxel receives entries from at most the beamlets within the
+/// cutoff of its ray in each beam (a disk of radius `cutoff_mm` at the isocentre, widened by
+/// half a beamlet), 4 bytes each. Thresholding and rows outside a beam make the real matrix
+/// smaller (cervix patient 7, 36 beams: estimated 383 MB, stored 161 MB).
+pub fn estimated_bytes(fields: &[FluenceMap], rows: usize, cutoff_mm: f64) -> f64 {
+    let per_row: f64 = fields
+        .iter()
+        .map(|f| {
+            let open = f.weights.iter().filter(|&&w| w > 0.0).count() as f64;
+            let reach = cutoff_mm / f.bixel_mm + 0.5;
+            open.min(std::f64::consts::PI * reach * reach)
+        })
+        .sum();
+    rows as f64 * per_row * 4.0
+}
+
+/// Memory this process may still take, bytes (`MemAvailable` of /proc/meminfo); `None` where
+/// it cannot be read.
+pub fn available_memory_bytes() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024.0)
+}
+
+/// Refuses a matrix estimated at `estimate` bytes when more than 80 % of `available` would
+/// go to it, with both numbers and what to change.
+pub fn fits_in_memory(estimate: f64, available: Option<f64>) -> Result<()> {
+    match available {
+        Some(a) if estimate > 0.8 * a => Err(Error::invalid(
+            "case opening",
+            "influence matrix",
+            format!("about {:.0} MB", estimate / 1e6),
+            format!(
+                "needs more than 80 % of the {:.0} MB of memory available: use fewer beams \
+                 (--arcs, --beams-per-arc), larger beamlets or a coarser dose grid (--grid-mm)",
+                a / 1e6
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Default for MatrixSettings {
     fn default() -> Self {
         Self {
@@ -111,6 +155,14 @@ impl InfluenceMatrix {
                 "must be in [0, 1)",
             ));
         }
+        let estimate = estimated_bytes(fields, rows.len(), settings.cutoff_mm);
+        tracing::info!(
+            "influence matrix: about {:.0} MB for {} rows x {} beams",
+            estimate / 1e6,
+            rows.len(),
+            fields.len()
+        );
+        fits_in_memory(estimate, available_memory_bytes())?;
         if let Some(&r) = rows.iter().find(|&&r| r as usize >= dose_grid.len()) {
             return Err(Error::invalid(
                 "influence matrix",
@@ -380,6 +432,17 @@ impl InfluenceMatrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_matrix_that_would_not_fit_is_refused_with_the_estimate_and_the_limit() {
+        assert!(fits_in_memory(1e9, Some(2e9)).is_ok());
+        assert!(fits_in_memory(1e9, None).is_ok());
+        let e = fits_in_memory(3e9, Some(2e9)).unwrap_err().to_string();
+        assert!(
+            e.contains("about 3000 MB") && e.contains("2000 MB") && e.contains("--grid-mm"),
+            "{e}"
+        );
+    }
 
     /// Wide column gaps are bridged by fillers and every value comes back within half a
     /// quantum of the row maximum.

@@ -10,6 +10,11 @@ use tps_api::grid::Grid;
 use tps_api::patient::Patient;
 use tps_api::structure::Mask;
 
+/// Most arcs a setup may have (the study used two).
+pub const MAX_ARCS: usize = 8;
+/// Most static beams per arc.
+pub const MAX_BEAMS_PER_ARC: usize = 180;
+
 /// Beam arrangement of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeamSetup {
@@ -47,6 +52,15 @@ impl BeamSetup {
                 "arcs x beams-per-arc",
                 format!("{} x {}", self.arcs, self.beams_per_arc),
                 "need at least one beam",
+            );
+        }
+        if self.arcs > MAX_ARCS || self.beams_per_arc > MAX_BEAMS_PER_ARC {
+            return bad(
+                "arcs x beams-per-arc",
+                format!("{} x {}", self.arcs, self.beams_per_arc),
+                &format!(
+                    "at most {MAX_ARCS} arcs of {MAX_BEAMS_PER_ARC} beams (one every 2 degrees)"
+                ),
             );
         }
         if !(self.bixel_mm.is_finite() && self.bixel_mm > 0.0) {
