@@ -523,6 +523,39 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
         out.to_str().unwrap(),
     ]));
     assert!(o.status.success(), "{}", text(&o));
+    // The pool belongs to the cervix protocol: another site's protocol refuses it, and the
+    // agreement measurement refuses more few-shot examples than the pool holds.
+    let o = autoplan(&small_beams(&[
+        "plan",
+        "--patient-dir",
+        patient.to_str().unwrap(),
+        "--protocol",
+        "configs/protocols/prostate.toml",
+        "--examples",
+        pool.to_str().unwrap(),
+        "--out",
+        tmp.path().join("prostate").to_str().unwrap(),
+    ]));
+    let s = text(&o);
+    assert!(!o.status.success() && s.contains("another protocol"), "{s}");
+    let o = autoplan(&[
+        "agreement",
+        "--provider",
+        "configs/providers/rule-based.toml",
+        "--examples",
+        pool.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--n-examples",
+        "50",
+        "--out",
+        tmp.path().join("agreement.csv").to_str().unwrap(),
+    ]);
+    let s = text(&o);
+    assert!(
+        !o.status.success() && s.contains("--n-examples 50") && s.contains("at most 0"),
+        "{s}"
+    );
 
     // Bad input: a protocol without [planning], an unknown provider kind.
     let bare = tmp.path().join("bare.toml");

@@ -99,6 +99,28 @@ pub fn run(a: &Args) -> Result<()> {
     if pool.is_empty() {
         bail!("{}: the example pool is empty", a.examples.display());
     }
+    planner::examples::check_pool(&pool, &protocol, &a.examples).map_err(anyhow::Error::msg)?;
+    let patients: std::collections::BTreeSet<&str> =
+        pool.iter().map(|e| patient_of(&e.source)).collect();
+    let fewest_others = pool
+        .iter()
+        .map(|ex| {
+            pool.iter()
+                .filter(|e| patient_of(&e.source) != patient_of(&ex.source))
+                .count()
+        })
+        .min()
+        .unwrap_or(0);
+    if a.n_examples > fewest_others {
+        bail!(
+            "--n-examples {}: {} holds {} examples of {} patients, so some reports have only \
+             {fewest_others} from other patients; ask for at most {fewest_others}",
+            a.n_examples,
+            a.examples.display(),
+            pool.len(),
+            patients.len()
+        );
+    }
     let selection = a.selection.selection();
     let n = a.limit.unwrap_or(pool.len()).min(pool.len());
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -54,11 +54,13 @@ pub fn run(a: &Args) -> Result<()> {
     }
     let dose = Dose::new(grid, cgy).with_context(|| a.dose.display().to_string())?;
     let ev = ProtocolEvaluator::from_protocol(&proto)?;
-    let values = ev.evaluate(&PlanDose {
-        patient: &p,
-        dose: &dose,
-        mu_per_fraction: a.mu,
-    })?;
+    let values = ev
+        .evaluate(&PlanDose {
+            patient: &p,
+            dose: &dose,
+            mu_per_fraction: a.mu,
+        })
+        .with_context(|| format!("evaluating {}", a.dose.display()))?;
     out!("{} with {} ({})", p.id, a.dose.display(), proto.site);
     outn!("{}", metrics_text(&values));
     if let Some(path) = &a.csv {

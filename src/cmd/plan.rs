@@ -110,9 +110,13 @@ impl Args {
         })
     }
 
-    fn planner_settings(&self) -> Result<PlannerSettings> {
+    fn planner_settings(&self, protocol: &Protocol) -> Result<PlannerSettings> {
         let examples = match &self.examples {
-            Some(path) => planner::examples::load(path).map_err(anyhow::Error::msg)?,
+            Some(path) => {
+                let pool = planner::examples::load(path).map_err(anyhow::Error::msg)?;
+                planner::examples::check_pool(&pool, protocol, path).map_err(anyhow::Error::msg)?;
+                pool
+            }
             None => Vec::new(),
         };
         Ok(PlannerSettings {
@@ -199,7 +203,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
     planner::planning_of(&protocol)?;
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
     let (model, curve) = a.machine.load()?;
-    let settings = a.planner_settings()?;
+    let settings = a.planner_settings(&protocol)?;
     let patient = a.load_patient()?;
     // A misspelt metric is found now, not after the plan.
     protocol.check_metric_structures(&patient)?;

@@ -117,7 +117,18 @@ pub(crate) async fn post_json(
     if !resp.status().is_success() {
         return Err(http_error(resp).await);
     }
-    let text = resp.text().await.map_err(|e| transport_error(&e))?;
+    // The server answered: a body that stops early is a broken reply, not an unreachable
+    // server.
+    let text = resp.text().await.map_err(|e| {
+        if e.is_timeout() {
+            CallError::Timeout
+        } else {
+            CallError::Decode(format!(
+                "the reply body was cut short before its end (shorter than its Content-Length, \
+                 or the connection closed): {e}"
+            ))
+        }
+    })?;
     serde_json::from_str(&text).map_err(|e| {
         CallError::Decode(format!(
             "response body is not JSON ({e}): {:?}",

@@ -330,3 +330,36 @@ async fn a_body_that_is_not_the_api_shape_is_a_protocol_error() {
         .unwrap_err();
     assert!(matches!(e, AdvisorError::Protocol { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_is_a_cut_reply_not_an_unreachable_server() {
+    use std::io::{Read, Write};
+    // A server that promises 500 bytes, sends 11 and closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serve = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 65536];
+        let _ = s.read(&mut buf).unwrap();
+        s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{\"choices\":",
+        )
+        .unwrap();
+    });
+    let backend = OpenAiBackend::new(
+        reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}/v1"),
+        "qwen-max",
+        None,
+        ResponseFormat::JsonSchema,
+    );
+    let advisor = layers::apply(
+        ChatAdvisor::new(backend, OutputMode::Goals, 0.2),
+        &common::policy(0),
+    );
+    let e = advisor.advise(&common::context()).await.unwrap_err();
+    serve.join().unwrap();
+    let text = e.to_string();
+    assert!(text.contains("cut short"), "{text}");
+    assert!(!text.contains("unreachable"), "{text}");
+}

@@ -17,6 +17,25 @@ pub fn build(recipe: &Recipe, patient: &Patient) -> Result<Structure> {
             .require(name, &recipe.origin, &format!("{}.{sub}", recipe.field))?
             .mask)
     };
+    // The structure a margin, ring or subtraction starts from: when it is empty, it is what to
+    // name (not the empty result).
+    let source_of = |name: &str| -> Result<&Mask> {
+        let m = get(name, "source")?;
+        if m.is_empty() {
+            return Err(Error::invalid(
+                &recipe.origin,
+                format!("{}.source", recipe.field),
+                name,
+                format!(
+                    "structure \"{name}\" has no voxels on this patient, so {} ({}) cannot \
+                     be built from it",
+                    recipe.name,
+                    recipe.describe()
+                ),
+            ));
+        }
+        Ok(m)
+    };
     let list = |names: &[String]| -> Result<Vec<&Mask>> {
         names
             .iter()
@@ -25,13 +44,13 @@ pub fn build(recipe: &Recipe, patient: &Patient) -> Result<Structure> {
             .collect()
     };
     let mut mask = match &recipe.op {
-        Op::Expand { source, margin_mm } => morph::expand(get(source, "source")?, *margin_mm)?,
-        Op::Contract { source, margin_mm } => morph::contract(get(source, "source")?, *margin_mm)?,
+        Op::Expand { source, margin_mm } => morph::expand(source_of(source)?, *margin_mm)?,
+        Op::Contract { source, margin_mm } => morph::contract(source_of(source)?, *margin_mm)?,
         Op::Ring {
             source,
             gap_mm,
             thickness_mm,
-        } => morph::ring(get(source, "source")?, *gap_mm, *thickness_mm)?,
+        } => morph::ring(source_of(source)?, *gap_mm, *thickness_mm)?,
         Op::Union { sources } => {
             let ms = list(sources)?;
             let mut acc = ms[0].clone();
@@ -49,7 +68,7 @@ pub fn build(recipe: &Recipe, patient: &Patient) -> Result<Structure> {
             acc
         }
         Op::Subtract { source, sources } => {
-            let mut acc = get(source, "source")?.clone();
+            let mut acc = source_of(source)?.clone();
             for m in list(sources)? {
                 acc.subtract_in_place(m)?;
             }

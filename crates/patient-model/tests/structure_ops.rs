@@ -330,3 +330,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_ring_around_an_empty_target_names_the_empty_target() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/protocols/cervix.toml");
+    let protocol = Protocol::load(&path).unwrap();
+    let mut p = patient_with_sphere();
+    let grid = *p.grid();
+    let mut empty = Patient::new("empty-ptv", grid, p.ct_hu().to_vec()).unwrap();
+    for s in p.structures() {
+        let mask = if s.name == "PTV" {
+            Mask::empty(grid)
+        } else {
+            s.mask.clone()
+        };
+        empty
+            .add_structure(Structure::new(s.name.clone(), s.role, mask))
+            .unwrap();
+    }
+    p = empty;
+    let e = recipes::build_auxiliary(&protocol, &mut p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cervix.toml")
+            && e.contains("structure \"PTV\" has no voxels")
+            && e.contains("so R2"),
+        "{e}"
+    );
+}

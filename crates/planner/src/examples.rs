@@ -6,7 +6,7 @@ use std::path::Path;
 
 use llm_providers::advice::FewShotExample;
 use serde::{Deserialize, Serialize};
-use tps_api::IterationReport;
+use tps_api::{IterationReport, Protocol};
 
 use crate::transcript::Event;
 
@@ -19,6 +19,34 @@ pub enum Selection {
     Fixed,
     /// The examples whose objective values are closest to the current report's.
     Nearest,
+}
+
+/// Checks that every example of `pool` (read from `origin`) was planned with `protocol`'s
+/// objectives (the same ids), so a pool from another site or protocol is refused instead of
+/// shown to an advisor as if it applied.
+pub fn check_pool(
+    pool: &[FewShotExample],
+    protocol: &Protocol,
+    origin: &Path,
+) -> Result<(), String> {
+    let mut want: Vec<&str> = protocol.objectives.iter().map(|o| o.id.as_str()).collect();
+    want.sort_unstable();
+    for ex in pool {
+        let mut have: Vec<&str> = ex.report.objectives.iter().map(|o| o.id.as_str()).collect();
+        have.sort_unstable();
+        if have != want {
+            return Err(format!(
+                "{}: example {:?} has objectives [{}], but {} has [{}]: the pool was planned with \
+                 another protocol",
+                origin.display(),
+                ex.source,
+                have.join(", "),
+                protocol.origin.display(),
+                want.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The worked iterations of a finished plan's transcript: each report followed by an advice

@@ -284,3 +284,33 @@ fn a_protocol_without_planning_is_refused_before_any_optimization() {
     assert_eq!(tps.optimizations(), 0);
     let _ = tps.normalize(Normalization::Report).unwrap();
 }
+
+#[test]
+fn an_example_pool_from_another_protocol_is_refused() {
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let mut w = TranscriptWriter::create(&path).unwrap();
+    plan(
+        &mut tps,
+        &RuleBasedAdvisor,
+        &protocol,
+        "fake",
+        &PlannerSettings::default(),
+        Some(&mut w),
+        |_| {},
+    )
+    .unwrap();
+    let pool = planner::examples::from_transcript(&read(&path).unwrap());
+    assert!(!pool.is_empty());
+    let origin = Path::new("pool.json");
+    planner::examples::check_pool(&pool, &protocol, origin).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let prostate = Protocol::load(&root.join("configs/protocols/prostate.toml")).unwrap();
+    let e = planner::examples::check_pool(&pool, &prostate, origin).unwrap_err();
+    assert!(
+        e.contains("pool.json") && e.contains("prostate.toml") && e.contains("another protocol"),
+        "{e}"
+    );
+}
