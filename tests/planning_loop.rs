@@ -209,11 +209,14 @@ impl LlmAdvisor for Scripted {
                 actions: Vec::new(),
                 rationale: "scripted".into(),
                 calls: Vec::new(),
+                repaired: Vec::new(),
             }),
             Err(raw) => Err(AdvisorError::BadReply {
                 provider: "scripted".into(),
                 reason: "not JSON".into(),
                 raw,
+                causes: vec![llm_providers::reply::ReplyCause::Malformed],
+                calls: Vec::new(),
             }),
         }
     }
@@ -268,6 +271,7 @@ fn hallucinated_advice_is_caught_and_counted() {
     assert!(count(Violation::NotAnOar) >= 1);
     assert!(count(Violation::DuplicateId) >= 1);
     assert!(count(Violation::RelaxBelowRange) + count(Violation::IneffectiveGoal) >= 1);
+    assert_eq!(count(Violation::MalformedReply), 1, "the prose reply");
     assert_eq!(outcome.advisor_failures, 1);
     assert_eq!(
         outcome.fallbacks, 1,

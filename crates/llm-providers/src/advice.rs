@@ -169,6 +169,10 @@ pub struct Advice {
     pub rationale: String,
     /// Every model call made for this advice (none for the rule-based physicist).
     pub calls: Vec<CallRecord>,
+    /// Why earlier replies of this advice could not be used (each one repaired by asking
+    /// again), by cause; empty when the first reply was usable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<crate::reply::ReplyCause>,
 }
 
 /// What a backend can do.

@@ -241,11 +241,12 @@ impl<B: ChatBackend> LlmAdvisor for ChatAdvisor<B> {
                     actions: p.actions,
                     rationale: p.rationale,
                     calls,
+                    repaired: Vec::new(),
                 });
             }
             Err(problem) => problem,
         };
-        calls.last_mut().expect("one call").error = Some(problem.clone());
+        calls.last_mut().expect("one call").error = Some(problem.message.clone());
         // One repair request quoting the problem.
         request.messages.push((Role::Assistant, first.text.clone()));
         request.messages.push((
@@ -264,12 +265,18 @@ impl<B: ChatBackend> LlmAdvisor for ChatAdvisor<B> {
                 actions: p.actions,
                 rationale: p.rationale,
                 calls,
+                repaired: vec![problem.cause],
             }),
-            Err(reason) => Err(AdvisorError::BadReply {
-                provider: self.backend.provider().to_string(),
-                reason,
-                raw: second.text,
-            }),
+            Err(second_problem) => {
+                calls.last_mut().expect("two calls").error = Some(second_problem.message.clone());
+                Err(AdvisorError::BadReply {
+                    provider: self.backend.provider().to_string(),
+                    reason: second_problem.message,
+                    raw: second.text,
+                    causes: vec![problem.cause, second_problem.cause],
+                    calls,
+                })
+            }
         }
     }
 }

@@ -229,6 +229,8 @@ fn run_error(e: impl std::fmt::Display) -> AdvisorError {
             text.lines().next().unwrap_or_default()
         ),
         raw: String::new(),
+        causes: Vec::new(),
+        calls: Vec::new(),
     }
 }
 
@@ -316,6 +318,8 @@ impl EmbeddedAdvisor {
                     m.context
                 ),
                 raw: String::new(),
+                causes: Vec::new(),
+                calls: Vec::new(),
             });
         }
         let mut s = Session {
@@ -390,11 +394,13 @@ impl EmbeddedAdvisor {
             error: None,
         };
         // The answer is built to the schema; parsing it is the same check every reply gets.
-        let parsed = parse(&text, context, OutputMode::Actions).map_err(|reason| {
+        let parsed = parse(&text, context, OutputMode::Actions).map_err(|problem| {
             AdvisorError::BadReply {
                 provider: self.name.clone(),
-                reason,
+                reason: problem.message,
                 raw: text.clone(),
+                causes: vec![problem.cause],
+                calls: vec![record.clone()],
             }
         })?;
         Ok(Advice {
@@ -406,6 +412,7 @@ impl EmbeddedAdvisor {
                 .collect(),
             rationale: parsed.rationale,
             calls: vec![record],
+            repaired: Vec::new(),
         })
     }
 }

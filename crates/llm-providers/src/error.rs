@@ -70,6 +70,10 @@ pub enum AdvisorError {
         reason: String,
         /// The reply as received.
         raw: String,
+        /// Why each reply could not be used, first to last.
+        causes: Vec<crate::reply::ReplyCause>,
+        /// Every model call made (prompts, replies, the repair request, attempts).
+        calls: Vec<crate::advice::CallRecord>,
     },
     /// The endpoint's answer did not have the API's shape.
     #[error("{provider} at {endpoint}: unexpected response: {message}")]

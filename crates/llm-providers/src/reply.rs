@@ -2,6 +2,7 @@
 //! fields, and checks against the report (known ids, finite positive goals, no duplicates).
 //! Anything wrong is a message the repair request quotes back to the model.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tps_api::report::GoalChange;
 
@@ -32,17 +33,55 @@ fn json_span(text: &str) -> &str {
     }
 }
 
+/// Why a reply could not be used, by kind: what the planner counts (the study's
+/// "hallucinations" are the id and goal kinds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplyCause {
+    /// Not JSON, not an object, a field missing or of the wrong type, a malformed action.
+    Malformed,
+    /// An objective id the report does not have.
+    UnknownId,
+    /// The same objective twice.
+    DuplicateId,
+    /// A goal that is not a finite positive dose (NaN, zero, negative).
+    NotFinitePositive,
+}
+
+/// A reply that could not be used: its cause and the message the repair request quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyProblem {
+    /// Kind.
+    pub cause: ReplyCause,
+    /// What is wrong, for the model and the user.
+    pub message: String,
+}
+
+impl std::fmt::Display for ReplyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn problem(cause: ReplyCause, message: impl Into<String>) -> ReplyProblem {
+    ReplyProblem {
+        cause,
+        message: message.into(),
+    }
+}
+
 /// Parses and checks `text` against `ctx` for `mode`.
-pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parsed, String> {
+pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parsed, ReplyProblem> {
+    use ReplyCause::*;
     let v: Value = serde_json::from_str(json_span(text))
-        .map_err(|e| format!("the reply is not valid JSON ({e})"))?;
+        .map_err(|e| problem(Malformed, format!("the reply is not valid JSON ({e})")))?;
     let obj = v
         .as_object()
-        .ok_or_else(|| "the reply is not a JSON object".to_string())?;
+        .ok_or_else(|| problem(Malformed, "the reply is not a JSON object"))?;
     let rationale = obj
         .get("rationale")
         .and_then(Value::as_str)
-        .ok_or_else(|| "field \"rationale\" (a string) is missing".to_string())?
+        .ok_or_else(|| problem(Malformed, "field \"rationale\" (a string) is missing"))?
         .to_string();
     let known = |id: &str| ctx.current.objectives.iter().any(|o| o.id == id);
     let ids: Vec<&str> = ctx
@@ -52,15 +91,21 @@ pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parse
         .map(|o| o.id.as_str())
         .collect();
     let mut seen = Vec::new();
-    let mut check_id = |id: &str| -> Result<(), String> {
+    let mut check_id = |id: &str| -> Result<(), ReplyProblem> {
         if !known(id) {
-            return Err(format!(
-                "objective id {id:?} does not exist (ids: {})",
-                ids.join(", ")
+            return Err(problem(
+                UnknownId,
+                format!(
+                    "objective id {id:?} does not exist (ids: {})",
+                    ids.join(", ")
+                ),
             ));
         }
         if seen.iter().any(|s: &String| s == id) {
-            return Err(format!("objective id {id:?} is listed twice"));
+            return Err(problem(
+                DuplicateId,
+                format!("objective id {id:?} is listed twice"),
+            ));
         }
         seen.push(id.to_string());
         Ok(())
@@ -70,23 +115,43 @@ pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parse
             let list = obj
                 .get("adjustments")
                 .and_then(Value::as_array)
-                .ok_or_else(|| "field \"adjustments\" (an array) is missing".to_string())?;
+                .ok_or_else(|| problem(Malformed, "field \"adjustments\" (an array) is missing"))?;
             let mut goals = Vec::with_capacity(list.len());
             for (n, item) in list.iter().enumerate() {
-                let id = item
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| format!("adjustments[{n}].id (a string) is missing"))?;
+                let id = item.get("id").and_then(Value::as_str).ok_or_else(|| {
+                    problem(
+                        Malformed,
+                        format!("adjustments[{n}].id (a string) is missing"),
+                    )
+                })?;
                 check_id(id)?;
                 let goal = item.get("goal_cgy").ok_or_else(|| {
-                    format!("adjustments[{n}].goal_cgy (a number in cGy) is missing")
+                    problem(
+                        Malformed,
+                        format!("adjustments[{n}].goal_cgy (a number in cGy) is missing"),
+                    )
                 })?;
-                let goal_cgy = goal
-                    .as_f64()
-                    .ok_or_else(|| format!("adjustments[{n}].goal_cgy = {goal} is not a number"))?;
+                let goal_cgy = goal.as_f64().ok_or_else(|| {
+                    // "NaN" or "inf" written as a string is a non-finite goal, not a typo.
+                    let non_finite = goal
+                        .as_str()
+                        .and_then(|t| t.trim().parse::<f64>().ok())
+                        .is_some_and(|v| !v.is_finite());
+                    problem(
+                        if non_finite {
+                            NotFinitePositive
+                        } else {
+                            Malformed
+                        },
+                        format!("adjustments[{n}].goal_cgy = {goal} is not a number"),
+                    )
+                })?;
                 if !(goal_cgy.is_finite() && goal_cgy > 0.0) {
-                    return Err(format!(
-                        "adjustments[{n}].goal_cgy = {goal_cgy} for {id}: goals are positive doses in cGy"
+                    return Err(problem(
+                        NotFinitePositive,
+                        format!(
+                            "adjustments[{n}].goal_cgy = {goal_cgy} for {id}: goals are positive doses in cGy"
+                        ),
                     ));
                 }
                 goals.push(GoalChange {
@@ -104,15 +169,16 @@ pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parse
             let list = obj
                 .get("actions")
                 .and_then(Value::as_array)
-                .ok_or_else(|| "field \"actions\" (an array) is missing".to_string())?;
+                .ok_or_else(|| problem(Malformed, "field \"actions\" (an array) is missing"))?;
             let mut actions = Vec::with_capacity(list.len());
             for (n, item) in list.iter().enumerate() {
                 let a: ObjectiveAction = serde_json::from_value(item.clone())
-                    .map_err(|e| format!("actions[{n}] = {item}: {e}"))?;
+                    .map_err(|e| problem(Malformed, format!("actions[{n}] = {item}: {e}")))?;
                 check_id(&a.id)?;
                 actions.push(a);
             }
-            let goals = actions_to_goals(&ctx.current, &actions)?;
+            let goals =
+                actions_to_goals(&ctx.current, &actions).map_err(|m| problem(Malformed, m))?;
             Ok(Parsed {
                 goals,
                 actions,
@@ -170,12 +236,14 @@ mod tests {
         assert!(
             parse(dup, &ctx(), OutputMode::Goals)
                 .unwrap_err()
+                .message
                 .contains("twice")
         );
         let bad = r#"{"rationale": "r", "actions": [{"id": "bladder-mean", "action": "halve", "step": "large"}]}"#;
         assert!(
             parse(bad, &ctx(), OutputMode::Actions)
                 .unwrap_err()
+                .message
                 .contains("actions[0]")
         );
         let ok = r#"{"rationale": "r", "actions": [{"id": "bladder-mean", "action": "tighten", "step": "medium"}]}"#;
@@ -184,6 +252,7 @@ mod tests {
         assert!(
             parse("[]", &ctx(), OutputMode::Goals)
                 .unwrap_err()
+                .message
                 .contains("object")
         );
     }

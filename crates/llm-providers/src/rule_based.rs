@@ -79,6 +79,7 @@ impl RuleBasedAdvisor {
                 .collect(),
             rationale,
             calls: Vec::new(),
+            repaired: Vec::new(),
         }
     }
 }

@@ -12,6 +12,7 @@ use llm_providers::error::AdvisorError;
 use llm_providers::layers;
 use llm_providers::openai::{OpenAiBackend, ResponseFormat};
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
+use llm_providers::reply::ReplyCause;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -261,6 +262,8 @@ async fn a_truncated_reply_gets_one_repair_request() {
             .contains("not valid JSON")
     );
     assert_eq!(advice.goals.len(), 2);
+    // The repaired reply is counted by its cause.
+    assert_eq!(advice.repaired, vec![ReplyCause::Malformed]);
 }
 
 #[tokio::test]
@@ -277,9 +280,25 @@ async fn prose_twice_is_a_typed_error_keeping_the_raw_text() {
         .await
         .unwrap_err();
     match e {
-        AdvisorError::BadReply { raw, reason, .. } => {
+        AdvisorError::BadReply {
+            raw,
+            reason,
+            causes,
+            calls,
+            ..
+        } => {
             assert_eq!(raw, prose);
             assert!(reason.contains("not valid JSON"));
+            // Both replies' causes, and both calls (the repair request included), are kept.
+            assert_eq!(causes, vec![ReplyCause::Malformed; 2]);
+            assert_eq!(calls.len(), 2);
+            assert!(
+                calls[1]
+                    .messages
+                    .iter()
+                    .any(|(_, m)| m.contains("could not be used"))
+            );
+            assert!(calls.iter().all(|c| c.error.is_some()));
         }
         other => panic!("{other}"),
     }
@@ -287,20 +306,28 @@ async fn prose_twice_is_a_typed_error_keeping_the_raw_text() {
 
 #[tokio::test]
 async fn unknown_ids_and_bad_goals_are_refused() {
-    for (answer, expect) in [
+    for (answer, expect, cause) in [
         (
             "{\"rationale\": \"x\", \"adjustments\": [{\"id\": \"kidney-mean\", \"goal_cgy\": 1500}]}",
             "does not exist",
+            ReplyCause::UnknownId,
         ),
         (
             "{\"rationale\": \"x\", \"adjustments\": [{\"id\": \"bladder-mean\", \"goal_cgy\": -200}]}",
             "positive doses",
+            ReplyCause::NotFinitePositive,
         ),
         (
             "{\"rationale\": \"x\", \"adjustments\": [{\"id\": \"bladder-mean\", \"goal_cgy\": \"NaN\"}]}",
             "is not a number",
+            ReplyCause::NotFinitePositive,
         ),
-        ("{\"adjustments\": []}", "rationale"),
+        (
+            "{\"rationale\": \"x\", \"adjustments\": [{\"id\": \"bladder-mean\", \"goal_cgy\": 2400}, {\"id\": \"bladder-mean\", \"goal_cgy\": 2300}]}",
+            "twice",
+            ReplyCause::DuplicateId,
+        ),
+        ("{\"adjustments\": []}", "rationale", ReplyCause::Malformed),
     ] {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -313,6 +340,10 @@ async fn unknown_ids_and_bad_goals_are_refused() {
             .await
             .unwrap_err();
         assert!(e.to_string().contains(expect), "{answer}: {e}");
+        match e {
+            AdvisorError::BadReply { causes, .. } => assert_eq!(causes, vec![cause; 2], "{answer}"),
+            other => panic!("{answer}: {other}"),
+        }
     }
 }
 

@@ -64,6 +64,22 @@ pub enum Violation {
     RelaxBelowRange,
     /// A goal left above the current dose of an objective whose value is 0 (no effect).
     IneffectiveGoal,
+    /// A reply that was not the answer's JSON (not JSON, a field missing or of the wrong
+    /// type), caught when the reply was read.
+    MalformedReply,
+}
+
+impl Violation {
+    /// The kind of a reply the advisor's reader refused (and asked to repair).
+    pub fn of_reply(cause: llm_providers::reply::ReplyCause) -> Self {
+        use llm_providers::reply::ReplyCause;
+        match cause {
+            ReplyCause::Malformed => Violation::MalformedReply,
+            ReplyCause::UnknownId => Violation::UnknownId,
+            ReplyCause::DuplicateId => Violation::DuplicateId,
+            ReplyCause::NotFinitePositive => Violation::NotFinitePositive,
+        }
+    }
 }
 
 /// The guard's decision on one proposed change.

@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use llm_providers::advice::{AdvisorContext, HistoryEntry, LlmAdvisor};
+use llm_providers::error::AdvisorError;
 use llm_providers::rule_based::RuleBasedAdvisor;
 use tps_api::{GoalChange, IterationReport, Normalization, PlanSummary, Protocol, Tps};
 
-use crate::guard::{self, ViolationCounts, judge};
+use crate::guard::{self, Violation, ViolationCounts, judge};
 use crate::observers::{Observer, Timing};
 use crate::termination::{StopFlag, TerminationReason};
 use crate::transcript::Event;
@@ -153,11 +154,16 @@ impl<'a> Planner<'a> {
         let outcome = runtime.block_on(self.advisor.advise(&context));
         let advisor_s = t.elapsed().as_secs_f64();
         let rule = RuleBasedAdvisor.decide(&context);
-        let (advice, error, verdict) = match outcome {
+        let (advice, error, verdict, failed_calls) = match outcome {
             Ok(advice) => {
                 state.failures_in_a_row = 0;
+                // Replies the reader refused before this one was usable count as the guard's
+                // violations do: one place holds every rejected or repaired answer by cause.
+                for c in &advice.repaired {
+                    *state.violations.entry(Violation::of_reply(*c)).or_default() += 1;
+                }
                 let verdict = judge(&advice.goals, report, &settings.guard, &rule.goals);
-                (Some(advice), None, verdict)
+                (Some(advice), None, verdict, Vec::new())
             }
             Err(e) => {
                 tracing::warn!(
@@ -166,6 +172,15 @@ impl<'a> Planner<'a> {
                 );
                 state.advisor_failures += 1;
                 state.failures_in_a_row += 1;
+                let failed_calls = match &e {
+                    AdvisorError::BadReply { causes, calls, .. } => {
+                        for c in causes {
+                            *state.violations.entry(Violation::of_reply(*c)).or_default() += 1;
+                        }
+                        calls.clone()
+                    }
+                    _ => Vec::new(),
+                };
                 let verdict = judge(&rule.goals, report, &settings.guard, &rule.goals);
                 (
                     None,
@@ -174,6 +189,7 @@ impl<'a> Planner<'a> {
                         fell_back: true,
                         ..verdict
                     },
+                    failed_calls,
                 )
             }
         };
@@ -205,6 +221,7 @@ impl<'a> Planner<'a> {
             iteration: report.iteration,
             advice,
             error,
+            failed_calls,
             verdict,
             advisor_s,
         };

@@ -48,6 +48,10 @@ pub enum Event {
         advice: Option<Advice>,
         /// The advisor's error, if it failed.
         error: Option<String>,
+        /// The model calls of a failed advice (prompts, replies, the repair request,
+        /// attempts), so a failure can be audited like a success.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed_calls: Vec<llm_providers::advice::CallRecord>,
         /// The guard's verdict.
         verdict: Verdict,
         /// Time in the advisor, s.

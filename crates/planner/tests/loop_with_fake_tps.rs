@@ -314,3 +314,88 @@ fn an_example_pool_from_another_protocol_is_refused() {
         "{e}"
     );
 }
+
+/// First a reply refused twice (unknown id, then NaN goal), then one repaired once (it was
+/// not JSON), then the rule's own advice.
+struct Hallucinating(std::sync::Mutex<u32>);
+
+#[async_trait]
+impl LlmAdvisor for Hallucinating {
+    fn name(&self) -> String {
+        "hallucinating".into()
+    }
+    fn capabilities(&self) -> Capabilities {
+        RuleBasedAdvisor.capabilities()
+    }
+    async fn advise(&self, ctx: &AdvisorContext) -> Result<Advice, AdvisorError> {
+        use llm_providers::reply::ReplyCause;
+        let mut n = self.0.lock().unwrap();
+        *n += 1;
+        let call = |reply: &str| llm_providers::advice::CallRecord {
+            provider: "hallucinating".into(),
+            model: "m".into(),
+            system: "system prompt".into(),
+            messages: vec![("user".into(), "the report".into())],
+            reply: reply.into(),
+            latency_s: 0.0,
+            tokens_in: None,
+            tokens_out: None,
+            attempts: 1,
+            error: Some("refused".into()),
+        };
+        match *n {
+            1 => Err(AdvisorError::BadReply {
+                provider: "hallucinating".into(),
+                reason: "goal NaN".into(),
+                raw: "{...}".into(),
+                causes: vec![ReplyCause::UnknownId, ReplyCause::NotFinitePositive],
+                calls: vec![call("kidney-mean"), call("NaN")],
+            }),
+            2 => Ok(Advice {
+                repaired: vec![ReplyCause::Malformed],
+                ..RuleBasedAdvisor.decide(ctx)
+            }),
+            _ => Ok(RuleBasedAdvisor.decide(ctx)),
+        }
+    }
+}
+
+#[test]
+fn refused_and_repaired_replies_are_counted_by_cause_and_failed_calls_are_kept() {
+    use planner::guard::Violation;
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let mut w = TranscriptWriter::create(&path).unwrap();
+    let o = plan(
+        &mut tps,
+        &Hallucinating(std::sync::Mutex::new(0)),
+        &protocol,
+        "fake",
+        &PlannerSettings::default(),
+        Some(&mut w),
+        |_| {},
+    )
+    .unwrap();
+    let count = |v: Violation| o.violations.get(&v).copied().unwrap_or(0);
+    assert_eq!(count(Violation::UnknownId), 1, "{:?}", o.violations);
+    assert_eq!(count(Violation::NotFinitePositive), 1);
+    assert_eq!(count(Violation::MalformedReply), 1);
+    assert_eq!(o.advisor_failures, 1);
+    let events = read(&path).unwrap();
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Advice {
+                error: Some(_),
+                failed_calls,
+                ..
+            } => Some(failed_calls.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].len(), 2);
+    assert_eq!(failed[0][1].reply, "NaN");
+}
