@@ -1,28 +1,12 @@
 //! End-to-end tests of the `autoplan` binary: the commands a user runs, on the shipped
 //! configuration files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-fn autoplan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_autoplan"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run autoplan")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{autoplan, capped_protocol, root, save_phantom, small_beams, text};
 
 /// A PNG's width and height, read from its IHDR chunk.
 fn png_size(path: &Path) -> (u32, u32) {
@@ -36,48 +20,6 @@ fn png_size(path: &Path) -> (u32, u32) {
     let w = u32::from_be_bytes(b[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(b[20..24].try_into().unwrap());
     (w, h)
-}
-
-/// Generates cohort patient `id` and saves it into `dir`.
-/// `args` with one 7-beam arc on a 5 mm grid, which keeps a planning test short.
-fn small_beams<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut v = args.to_vec();
-    v.extend(["--arcs", "1", "--beams-per-arc", "7", "--grid-mm", "5"]);
-    v
-}
-
-/// A copy of `configs/protocols/<site>.toml` in `dir` with the iteration cap lowered to
-/// `iterations`, to keep a planning test short.
-fn capped_protocol(dir: &Path, site: &str, iterations: u32) -> PathBuf {
-    let text =
-        std::fs::read_to_string(root().join(format!("configs/protocols/{site}.toml"))).unwrap();
-    assert!(
-        text.contains("max-iterations = 20"),
-        "{site}: the cap moved"
-    );
-    let path = dir.join(format!("{site}-{iterations}.toml"));
-    std::fs::write(
-        &path,
-        text.replace(
-            "max-iterations = 20",
-            &format!("max-iterations = {iterations}"),
-        ),
-    )
-    .unwrap();
-    path
-}
-
-fn save_phantom(id: usize, dir: &Path) {
-    let o = autoplan(&[
-        "phantom",
-        "--cohort",
-        "configs/cohorts/cervix-35.toml",
-        "--patient",
-        &id.to_string(),
-        "--save",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
 }
 
 #[test]

@@ -1,0 +1,69 @@
+//! What the workspace's end-to-end tests share: running the `autoplan` binary on the shipped
+//! configuration files, and small fast cases to run it on.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn autoplan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run autoplan")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `args` with one 7-beam arc on a 5 mm grid, which keeps a planning test short.
+pub fn small_beams<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend(["--arcs", "1", "--beams-per-arc", "7", "--grid-mm", "5"]);
+    v
+}
+
+/// A copy of `configs/protocols/<site>.toml` in `dir` with the iteration cap lowered to
+/// `iterations`, to keep a planning test short.
+pub fn capped_protocol(dir: &Path, site: &str, iterations: u32) -> PathBuf {
+    let text =
+        std::fs::read_to_string(root().join(format!("configs/protocols/{site}.toml"))).unwrap();
+    assert!(
+        text.contains("max-iterations = 20"),
+        "{site}: the cap moved"
+    );
+    let path = dir.join(format!("{site}-{iterations}.toml"));
+    std::fs::write(
+        &path,
+        text.replace(
+            "max-iterations = 20",
+            &format!("max-iterations = {iterations}"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Generates cohort patient `id` and saves it into `dir`.
+pub fn save_phantom(id: usize, dir: &Path) {
+    let o = autoplan(&[
+        "phantom",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patient",
+        &id.to_string(),
+        "--save",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
