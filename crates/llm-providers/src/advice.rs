@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use tps_api::report::{GoalChange, IterationReport};
 
 use crate::error::Result;
+pub use crate::record::CallRecord;
 
 /// How a model answers: new goals in cGy, or per-objective actions that deterministic code turns
 /// into goals (for small models that get arithmetic wrong).
@@ -133,31 +134,6 @@ impl AdvisorContext {
     }
 }
 
-/// Record of one call to a model, for transcripts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CallRecord {
-    /// Provider name.
-    pub provider: String,
-    /// Model.
-    pub model: String,
-    /// System prompt.
-    pub system: String,
-    /// Messages sent, as (role, text).
-    pub messages: Vec<(String, String)>,
-    /// Raw reply text (empty when the call failed).
-    pub reply: String,
-    /// Wall time of the call including retries, s.
-    pub latency_s: f64,
-    /// Prompt tokens, when the API reports them.
-    pub tokens_in: Option<u64>,
-    /// Reply tokens, when the API reports them.
-    pub tokens_out: Option<u64>,
-    /// HTTP attempts made.
-    pub attempts: u32,
-    /// Why the call or its reply failed, if it did.
-    pub error: Option<String>,
-}
-
 /// An advisor's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Advice {
@@ -172,7 +148,7 @@ pub struct Advice {
     /// Why earlier replies of this advice could not be used (each one repaired by asking
     /// again), by cause; empty when the first reply was usable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub repaired: Vec<crate::reply::ReplyCause>,
+    pub repaired: Vec<crate::record::ReplyCause>,
 }
 
 /// What a backend can do.

@@ -71,9 +71,9 @@ pub enum AdvisorError {
         /// The reply as received.
         raw: String,
         /// Why each reply could not be used, first to last.
-        causes: Vec<crate::reply::ReplyCause>,
+        causes: Vec<crate::record::ReplyCause>,
         /// Every model call made (prompts, replies, the repair request, attempts).
-        calls: Vec<crate::advice::CallRecord>,
+        calls: Vec<crate::record::CallRecord>,
     },
     /// The endpoint's answer did not have the API's shape.
     #[error("{provider} at {endpoint}: unexpected response: {message}")]

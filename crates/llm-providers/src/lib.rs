@@ -29,6 +29,7 @@ pub mod layers;
 pub mod ollama;
 pub mod openai;
 pub mod prompt;
+pub mod record;
 pub mod reply;
 pub mod rule_based;
 pub mod secret;

@@ -2,11 +2,11 @@
 //! fields, and checks against the report (known ids, finite positive goals, no duplicates).
 //! Anything wrong is a message the repair request quotes back to the model.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tps_api::report::GoalChange;
 
 use crate::advice::{AdvisorContext, ObjectiveAction, OutputMode};
+pub use crate::record::ReplyCause;
 use crate::steps::actions_to_goals;
 
 /// A usable reply.
@@ -31,21 +31,6 @@ fn json_span(text: &str) -> &str {
         (Some(a), Some(b)) if b > a => &t[a..=b],
         _ => t,
     }
-}
-
-/// Why a reply could not be used, by kind: what the planner counts (the study's
-/// "hallucinations" are the id and goal kinds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReplyCause {
-    /// Not JSON, not an object, a field missing or of the wrong type, a malformed action.
-    Malformed,
-    /// An objective id the report does not have.
-    UnknownId,
-    /// The same objective twice.
-    DuplicateId,
-    /// A goal that is not a finite positive dose (NaN, zero, negative).
-    NotFinitePositive,
 }
 
 /// A reply that could not be used: its cause and the message the repair request quotes.
