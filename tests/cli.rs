@@ -6,7 +6,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{autoplan, capped_protocol, root, save_phantom, small_beams, text};
+use common::{autoplan, capped_protocol, hold_lock, root, save_phantom, small_beams, text};
 
 /// A PNG's width and height, read from its IHDR chunk.
 fn png_size(path: &Path) -> (u32, u32) {
@@ -742,20 +742,8 @@ fn a_closed_stdout_stops_only_the_printing() {
 fn a_second_run_into_a_locked_output_directory_stops_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("plan");
-    std::fs::create_dir_all(&out).unwrap();
     // The lock of a run that is alive: this test's own process, on this host.
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .unwrap()
-        .trim()
-        .to_string();
-    std::fs::write(
-        out.join(".autoplan.lock"),
-        format!(
-            "pid = {}\nhost = \"{host}\"\ncommand = \"autoplan plan\"\n",
-            std::process::id()
-        ),
-    )
-    .unwrap();
+    hold_lock(&out);
     let o = autoplan(&[
         "plan",
         "--cohort",

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{autoplan, capped_protocol, root, save_phantom, small_beams, text};
+use common::{autoplan, capped_protocol, hold_lock, root, save_phantom, small_beams, text};
 
 /// A key the suite hands to the program; it must never come back out.
 const KEY: &str = "sk-fault-suite-0123456789abcdef";
@@ -527,17 +527,7 @@ fn fault_injection_suite() {
 
     // ---- Runs that compete or are cut short ------------------------------------------------
     let locked = t.join("locked");
-    std::fs::create_dir_all(&locked).unwrap();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    std::fs::write(
-        locked.join(".autoplan.lock"),
-        format!(
-            "pid = {}\nhost = \"{}\"\ncommand = \"autoplan plan\"\n",
-            std::process::id(),
-            host.trim()
-        ),
-    )
-    .unwrap();
+    hold_lock(&locked);
     let mut run2 = |name: &'static str, output: Output, out_dir: Option<PathBuf>, expect| {
         cases.push(Case {
             name,

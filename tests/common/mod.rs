@@ -67,3 +67,19 @@ pub fn save_phantom(id: usize, dir: &Path) {
     ]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+/// Writes into `dir` the lock file of a run that is alive (this test process, on this host),
+/// as `autoplan` writes it.
+pub fn hold_lock(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    std::fs::write(
+        dir.join(".autoplan.lock"),
+        format!(
+            "pid = {}\nhost = \"{}\"\ncommand = \"autoplan plan\"\n",
+            std::process::id(),
+            host.trim()
+        ),
+    )
+    .unwrap();
+}

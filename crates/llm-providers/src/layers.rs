@@ -19,6 +19,24 @@ use async_trait::async_trait;
 use crate::advice::{Advice, AdvisorContext, Capabilities, LlmAdvisor};
 use crate::error::{AdvisorError, Result};
 
+/// The methods a decorator does not change, answered by the advisor it wraps (`self.inner`):
+/// a decorated advisor keeps the name, capabilities and endpoint of the one inside.
+macro_rules! forward_to_inner {
+    () => {
+        fn name(&self) -> String {
+            self.inner.name()
+        }
+
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
+
+        fn endpoint(&self) -> Option<String> {
+            self.inner.endpoint()
+        }
+    };
+}
+
 /// How calls to an advisor are bounded and retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CallPolicy {
@@ -93,17 +111,7 @@ impl<A> Timeout<A> {
 
 #[async_trait]
 impl<A: LlmAdvisor> LlmAdvisor for Timeout<A> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn endpoint(&self) -> Option<String> {
-        self.inner.endpoint()
-    }
+    forward_to_inner!();
 
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
         match tokio::time::timeout(self.limit, self.inner.advise(context)).await {
@@ -140,17 +148,7 @@ impl<A> RateLimit<A> {
 
 #[async_trait]
 impl<A: LlmAdvisor> LlmAdvisor for RateLimit<A> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn endpoint(&self) -> Option<String> {
-        self.inner.endpoint()
-    }
+    forward_to_inner!();
 
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
         {
@@ -205,17 +203,7 @@ impl<A> Retry<A> {
 
 #[async_trait]
 impl<A: LlmAdvisor> LlmAdvisor for Retry<A> {
-    fn name(&self) -> String {
-        self.inner.name()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn endpoint(&self) -> Option<String> {
-        self.inner.endpoint()
-    }
+    forward_to_inner!();
 
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
         let started = tokio::time::Instant::now();

@@ -13,15 +13,36 @@ use llm_providers::rule_based::RuleBasedAdvisor;
 use planner::observers::{Observer, Timing};
 use planner::transcript::{Event, TranscriptWriter, read};
 use planner::{
-    PlanError, Planner, PlannerSettings, ProgressObserver, StopFlag, TerminationReason, plan,
-    replay,
+    PlanError, PlanOutcome, Planner, PlannerSettings, ProgressObserver, StopFlag,
+    TerminationReason, plan, replay,
 };
 use tps_api::fake::FakeTps;
-use tps_api::{Normalization, Protocol, Tps};
+use tps_api::{Protocol, Tps};
 
 fn protocol() -> Protocol {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap()
+}
+
+/// A whole plan of the cervix protocol on a fresh `FakeTps` with `advisor`, and the events
+/// its transcript holds.
+fn plan_with_transcript(advisor: &dyn LlmAdvisor) -> (PlanOutcome, Vec<Event>) {
+    let protocol = protocol();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.jsonl");
+    let mut w = TranscriptWriter::create(&path).unwrap();
+    let o = plan(
+        &mut tps,
+        advisor,
+        &protocol,
+        "fake",
+        &PlannerSettings::default(),
+        Some(&mut w),
+        |_| {},
+    )
+    .unwrap();
+    (o, read(&path).unwrap())
 }
 
 /// An advisor whose every call fails as an unreachable server would.
@@ -282,27 +303,13 @@ fn a_protocol_without_planning_is_refused_before_any_optimization() {
     .unwrap_err();
     assert!(err.to_string().contains("[planning] is missing"), "{err}");
     assert_eq!(tps.optimizations(), 0);
-    let _ = tps.normalize(Normalization::Report).unwrap();
 }
 
 #[test]
 fn an_example_pool_from_another_protocol_is_refused() {
     let protocol = protocol();
-    let mut tps = FakeTps::new(&protocol).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.jsonl");
-    let mut w = TranscriptWriter::create(&path).unwrap();
-    plan(
-        &mut tps,
-        &RuleBasedAdvisor,
-        &protocol,
-        "fake",
-        &PlannerSettings::default(),
-        Some(&mut w),
-        |_| {},
-    )
-    .unwrap();
-    let pool = planner::examples::from_transcript(&read(&path).unwrap());
+    let (_, events) = plan_with_transcript(&RuleBasedAdvisor);
+    let pool = planner::examples::from_transcript(&events);
     assert!(!pool.is_empty());
     let origin = Path::new("pool.json");
     planner::examples::check_pool(&pool, &protocol, origin).unwrap();
@@ -363,27 +370,12 @@ impl LlmAdvisor for Hallucinating {
 #[test]
 fn refused_and_repaired_replies_are_counted_by_cause_and_failed_calls_are_kept() {
     use planner::guard::Violation;
-    let protocol = protocol();
-    let mut tps = FakeTps::new(&protocol).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.jsonl");
-    let mut w = TranscriptWriter::create(&path).unwrap();
-    let o = plan(
-        &mut tps,
-        &Hallucinating(std::sync::Mutex::new(0)),
-        &protocol,
-        "fake",
-        &PlannerSettings::default(),
-        Some(&mut w),
-        |_| {},
-    )
-    .unwrap();
+    let (o, events) = plan_with_transcript(&Hallucinating(std::sync::Mutex::new(0)));
     let count = |v: Violation| o.violations.get(&v).copied().unwrap_or(0);
     assert_eq!(count(Violation::UnknownId), 1, "{:?}", o.violations);
     assert_eq!(count(Violation::NotFinitePositive), 1);
     assert_eq!(count(Violation::MalformedReply), 1);
     assert_eq!(o.advisor_failures, 1);
-    let events = read(&path).unwrap();
     let failed: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
