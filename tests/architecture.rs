@@ -79,12 +79,11 @@ fn closure(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> BTreeSet<S
 }
 
 /// Crates that speak HTTP (clients, servers, mocks).
-const HTTP: [&str; 9] = [
+const HTTP: [&str; 8] = [
     "reqwest",
     "hyper",
     "ureq",
     "axum",
-    "ollama-rs",
     "wiremock",
     "tiny_http",
     "actix-web",

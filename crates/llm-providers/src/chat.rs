@@ -57,6 +57,35 @@ pub struct ChatReply {
     pub tokens_out: Option<u64>,
 }
 
+impl ChatReply {
+    /// The reply in an API's JSON answer `v`: the text at JSON pointer `text`, the model the
+    /// answer names (else `model`), and the token counts at `tokens_in` and `tokens_out`. No
+    /// text is an error quoting the answer.
+    pub fn from_json(
+        v: &Value,
+        model: &str,
+        [text, tokens_in, tokens_out]: [&str; 3],
+    ) -> std::result::Result<Self, CallError> {
+        let reply = v.pointer(text).and_then(Value::as_str).ok_or_else(|| {
+            CallError::Decode(format!(
+                "no {} in {}",
+                text.trim_start_matches('/').replace('/', "."),
+                crate::openai::excerpt(&v.to_string())
+            ))
+        })?;
+        Ok(Self {
+            text: reply.to_string(),
+            model: v
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or(model)
+                .to_string(),
+            tokens_in: v.pointer(tokens_in).and_then(Value::as_u64),
+            tokens_out: v.pointer(tokens_out).and_then(Value::as_u64),
+        })
+    }
+}
+
 /// A failed HTTP attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {

@@ -8,8 +8,8 @@
 //!   deterministic; the reproducible baseline and the teacher for few-shot examples;
 //! - [`chat::ChatAdvisor`] over a chat backend: [`openai::OpenAiBackend`] (OpenAI-compatible
 //!   chat completions: DashScope/Qwen, vLLM, llama.cpp server, OpenAI),
-//!   [`gemini::GeminiBackend`] (`generateContent`) and [`ollama::OllamaBackend`] (`/api/chat`
-//!   through `ollama-rs`), with one repair request for an unusable reply and a record of every
+//!   [`gemini::GeminiBackend`] (`generateContent`) and [`ollama::OllamaBackend`] (`/api/chat`),
+//!   with one repair request for an unusable reply and a record of every
 //!   call.
 //!
 //! Timeouts, retries with seeded backoff and rate limits are layers ([`layers`]) that wrap any

@@ -77,8 +77,14 @@ pub(crate) fn transport_error(e: &reqwest::Error) -> CallError {
     }
 }
 
+/// The first 200 characters of `text`, quoted.
+pub(crate) fn excerpt(text: &str) -> String {
+    format!("{:?}", text.chars().take(200).collect::<String>())
+}
+
 /// Reads an error response: status, `Retry-After` (seconds) and the API's message
-/// (`{"error": {"message": ...}}` for OpenAI and Gemini) or the body.
+/// (`{"error": {"message": ...}}` for OpenAI and Gemini, `{"error": "..."}` for Ollama) or
+/// the body.
 pub(crate) async fn http_error(resp: reqwest::Response) -> CallError {
     let status = resp.status().as_u16();
     let retry_after = resp
@@ -93,6 +99,7 @@ pub(crate) async fn http_error(resp: reqwest::Response) -> CallError {
         .ok()
         .and_then(|v| {
             v.pointer("/error/message")
+                .or_else(|| v.get("error"))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         })
@@ -131,8 +138,8 @@ pub(crate) async fn post_json(
     })?;
     serde_json::from_str(&text).map_err(|e| {
         CallError::Decode(format!(
-            "response body is not JSON ({e}): {:?}",
-            text.chars().take(200).collect::<String>()
+            "response body is not JSON ({e}): {}",
+            excerpt(&text)
         ))
     })
 }
@@ -163,21 +170,14 @@ impl ChatBackend for OpenAiBackend {
         let v = post_json(builder, &self.body(request))
             .await
             .map_err(|e| e.redacted(self.api_key.as_ref()))?;
-        let text = v
-            .pointer("/choices/0/message/content")
-            .and_then(Value::as_str)
-            .ok_or_else(|| CallError::Decode(format!("no choices[0].message.content in {v}")))?;
-        Ok(ChatReply {
-            text: text.to_string(),
-            model: v
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or(&self.model)
-                .to_string(),
-            tokens_in: v.pointer("/usage/prompt_tokens").and_then(Value::as_u64),
-            tokens_out: v
-                .pointer("/usage/completion_tokens")
-                .and_then(Value::as_u64),
-        })
+        ChatReply::from_json(
+            &v,
+            &self.model,
+            [
+                "/choices/0/message/content",
+                "/usage/prompt_tokens",
+                "/usage/completion_tokens",
+            ],
+        )
     }
 }

@@ -1,4 +1,4 @@
-//! The Ollama backend (through ollama-rs) against a local server speaking `/api/chat`.
+//! The Ollama backend against a local server speaking `/api/chat`.
 
 mod common;
 
@@ -40,16 +40,12 @@ fn chat_response(content: &str) -> Value {
     })
 }
 
-/// The fields Ollama's `/api/chat` reads, checked one by one (ollama-rs may add fields with
-/// their defaults, which the server ignores).
-struct ChatBody(Vec<(&'static str, Value)>);
+/// The whole body of the request, compared as JSON.
+struct ChatBody(Value);
 
 impl Match for ChatBody {
     fn matches(&self, request: &Request) -> bool {
-        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
-            return false;
-        };
-        self.0.iter().all(|(p, v)| body.pointer(p) == Some(v))
+        serde_json::from_slice::<Value>(&request.body).is_ok_and(|b| b == self.0)
     }
 }
 
@@ -59,19 +55,16 @@ async fn sends_model_messages_schema_and_options() {
     let ctx = common::context();
     Mock::given(method("POST"))
         .and(path("/api/chat"))
-        .and(ChatBody(vec![
-            ("/model", json!("llama3.2")),
-            ("/stream", json!(false)),
-            ("/messages/0/role", json!("system")),
-            (
-                "/messages/0/content",
-                json!(system_prompt(&ctx, OutputMode::Goals)),
-            ),
-            ("/messages/1/role", json!("user")),
-            ("/messages/1/content", json!(user_prompt(&ctx))),
-            ("/format", answer_schema(&ctx, OutputMode::Goals)),
-            ("/options/temperature", json!(0.2)),
-        ]))
+        .and(ChatBody(json!({
+            "model": "llama3.2",
+            "messages": [
+                {"role": "system", "content": system_prompt(&ctx, OutputMode::Goals)},
+                {"role": "user", "content": user_prompt(&ctx)}
+            ],
+            "stream": false,
+            "format": answer_schema(&ctx, OutputMode::Goals),
+            "options": {"temperature": 0.2}
+        })))
         .respond_with(ResponseTemplate::new(200).set_body_json(chat_response(common::GOOD_ANSWER)))
         .expect(1)
         .mount(&server)
@@ -126,4 +119,66 @@ async fn an_overloaded_server_is_retried() {
         .await
         .unwrap();
     assert_eq!(advice.calls[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn a_reply_that_is_not_json_is_quoted_in_the_error() {
+    // A proxy in front of the server answering with its own page.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            "<html><body>Gateway login required</body></html>",
+            "text/html",
+        ))
+        .mount(&server)
+        .await;
+    let message = protocol_error(&server).await;
+    assert!(message.contains("not JSON"), "{message}");
+    assert!(message.contains("Gateway login required"), "{message}");
+}
+
+#[tokio::test]
+async fn the_status_of_an_error_is_the_servers_and_an_error_object_is_read() {
+    // A 404 whose body carries an error object (a server in front of Ollama), not a string.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
+            "error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let e = advisor(&server, 3)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    match e {
+        AdvisorError::Http {
+            status, message, ..
+        } => {
+            assert_eq!(status, 404);
+            assert_eq!(message, "File Not Found");
+        }
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_reply_without_a_message_is_a_protocol_error_quoting_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "model": "llama3.2", "created_at": "2026-11-29T04:30:04Z", "done": true})))
+        .mount(&server)
+        .await;
+    let message = protocol_error(&server).await;
+    assert!(message.contains("message.content"), "{message}");
+    assert!(message.contains("created_at"), "{message}");
+}
+
+/// The message of the protocol error an advice from `server` ends with (no retries).
+async fn protocol_error(server: &MockServer) -> String {
+    match advisor(server, 0).advise(&common::context()).await {
+        Err(AdvisorError::Protocol { message, .. }) => message,
+        other => panic!("{:?}", other.map(|a| a.rationale)),
+    }
 }
