@@ -12,6 +12,9 @@ use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::model::BeamModel;
 use tps_core::dose::plan::BeamSetup;
 
+/// Most few-shot examples one prompt may show (each adds a report table to the prompt).
+pub const MAX_EXAMPLES: i64 = 20;
+
 /// The treatment machine and the CT calibration, shared by the commands that compute dose.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MachineArgs {

@@ -298,7 +298,7 @@ fn dose_of_uniform_arcs_is_computed_scaled_and_drawn() {
     // Bad inputs.
     let out = text(&run(&["--bixel-mm", "0"]));
     assert!(
-        out.contains("bixel-mm") && out.contains("positive"),
+        out.contains("bixel-mm") && out.contains("2 to 20 mm"),
         "{out}"
     );
     let out = text(&run(&["--fluence", "optimized"]));
@@ -465,6 +465,12 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
         out.to_str().unwrap(),
     ]));
     assert!(o.status.success(), "{}", text(&o));
+    // Three examples asked for (the default), two in the pool: said, not hidden.
+    assert!(
+        text(&o).contains("holds 2 examples, so each prompt shows 2"),
+        "{}",
+        text(&o)
+    );
     // The pool belongs to the cervix protocol: another site's protocol refuses it, and the
     // agreement measurement refuses more few-shot examples than the pool holds.
     let o = autoplan(&small_beams(&[
@@ -489,13 +495,13 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
         "--protocol",
         protocol.to_str().unwrap(),
         "--n-examples",
-        "50",
+        "5",
         "--out",
         tmp.path().join("agreement.csv").to_str().unwrap(),
     ]);
     let s = text(&o);
     assert!(
-        !o.status.success() && s.contains("--n-examples 50") && s.contains("at most 0"),
+        !o.status.success() && s.contains("--n-examples 5") && s.contains("at most 0"),
         "{s}"
     );
 
@@ -886,4 +892,117 @@ fn absurd_beam_counts_are_refused_before_any_memory_is_taken() {
         s.contains("100000 x 100000") && s.contains("at most 8 arcs of 180 beams"),
         "{s}"
     );
+}
+
+/// Numeric flags outside their ranges stop the command before any work, naming the flag, the
+/// value and the range (a 1 m beamlet once aborted on a 93 GB allocation; a synthetic dose
+/// 10^30 times the prescription was written).
+#[test]
+fn numeric_flags_outside_their_ranges_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let p = patient.to_str().unwrap();
+    let proto = "configs/protocols/cervix.toml";
+    let out = tmp.path().join("out");
+    let o = out.to_str().unwrap();
+    let nrrd = tmp.path().join("s.nrrd");
+    let n = nrrd.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, i32, Vec<&str>)> = vec![
+        (
+            vec![
+                "dose",
+                "--patient",
+                p,
+                "--protocol",
+                proto,
+                "--bixel-mm",
+                "1e6",
+            ],
+            1,
+            vec!["bixel-mm", "1000000", "2 to 20 mm"],
+        ),
+        (
+            vec![
+                "optimize",
+                "--patient",
+                p,
+                "--protocol",
+                proto,
+                "--smoothing",
+                "1e300",
+            ],
+            1,
+            vec!["smoothing", "0 to 1 per MU^2"],
+        ),
+        (
+            vec![
+                "synthetic-dose",
+                "--patient",
+                p,
+                "--protocol",
+                proto,
+                "--out",
+                n,
+                "--hot",
+                "1e30",
+            ],
+            1,
+            vec!["hot", "1e30", "at most 2"],
+        ),
+        (
+            vec![
+                "synthetic-dose",
+                "--patient",
+                p,
+                "--protocol",
+                proto,
+                "--out",
+                n,
+                "--falloff-mm",
+                "1e9",
+            ],
+            1,
+            vec!["falloff-mm", "1000000000.0", "at most 500 mm"],
+        ),
+        (
+            vec![
+                "plan",
+                "--patient-dir",
+                p,
+                "--protocol",
+                proto,
+                "--out",
+                o,
+                "--max-advisor-failures",
+                "0",
+            ],
+            2,
+            vec!["--max-advisor-failures", "0", "1..=1000"],
+        ),
+        (
+            vec![
+                "plan",
+                "--patient-dir",
+                p,
+                "--protocol",
+                proto,
+                "--out",
+                o,
+                "--n-examples",
+                "1000000",
+            ],
+            2,
+            vec!["--n-examples", "1000000", "0..=20"],
+        ),
+    ];
+    for (args, code, tokens) in cases {
+        let r = autoplan(&args);
+        let s = text(&r);
+        assert_eq!(r.status.code(), Some(code), "{args:?}: {s}");
+        for t in tokens {
+            assert!(s.contains(t), "{args:?}: no {t:?} in {s}");
+        }
+    }
+    assert!(!nrrd.exists() && !out.exists());
 }

@@ -8,9 +8,10 @@
 //! suite fails on any panic, silently wrong or lost case, and prints its table; with
 //! `AUTOPLAN_FAULTS_MD=<file>` it also writes the table there (docs/reliability.md quotes it).
 //!
-//! The LLM server is a scripted HTTP/1.1 server on 127.0.0.1 speaking the OpenAI chat
-//! completions wire format (the `chat.completion` object, the API's error body), one scripted
-//! answer per request.
+//! The LLM server is a scripted HTTP/1.1 server on 127.0.0.1, one scripted answer per request,
+//! speaking either the OpenAI chat completions wire format (the `chat.completion` object, the
+//! API's error body) or Ollama's `/api/chat` (its non-streaming chat response, `{"error": ...}`
+//! bodies).
 
 mod common;
 
@@ -30,10 +31,25 @@ const KEY: &str = "sk-fault-suite-0123456789abcdef";
 enum Answer {
     /// Status and JSON body.
     Json(u16, String),
+    /// Status, content type and body (a page from a proxy in front of the server).
+    Raw(u16, &'static str, String),
     /// A 200 whose body stops after `n` bytes of the promised Content-Length.
     Cut(usize),
     /// Waits before answering (a server slower than the timeout).
     Slow(Duration),
+}
+
+/// Ollama's non-streaming `/api/chat` response, with `content` as the model's reply.
+fn ollama_chat(content: &str) -> String {
+    serde_json::json!({
+        "model": "m", "created_at": "2026-12-03T09:00:00.000000Z",
+        "message": {"role": "assistant", "content": content},
+        "done_reason": "stop", "done": true,
+        "total_duration": 2416542416u64, "load_duration": 28095125,
+        "prompt_eval_count": 900, "prompt_eval_duration": 1010000000,
+        "eval_count": 30, "eval_duration": 1300000000u64
+    })
+    .to_string()
 }
 
 /// The `chat.completion` object the API returns, with `content` as the model's reply.
@@ -56,10 +72,10 @@ fn api_error(message: &str, code: &str) -> String {
 }
 
 /// Serves `script` on 127.0.0.1, one answer per request (the last one repeats), in a thread
-/// that ends with the test process; returns the base URL.
+/// that ends with the test process; returns `http://127.0.0.1:<port>`.
 fn serve(script: Vec<Answer>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         let mut n = 0;
         for stream in listener.incoming() {
@@ -96,22 +112,24 @@ fn serve(script: Vec<Answer>) -> String {
                     Ok(k) => buf.extend_from_slice(&chunk[..k]),
                 }
             }
-            let reply = |status: u16, body: &str, promised: usize| {
+            let reply = |status: u16, kind: &str, body: &str, promised: usize| {
                 format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: \
+                    "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: \
                      {promised}\r\nConnection: close\r\n\r\n{body}"
                 )
             };
+            let json = "application/json";
             let bytes = match answer {
-                Answer::Json(status, body) => reply(status, &body, body.len()),
+                Answer::Json(status, body) => reply(status, json, &body, body.len()),
+                Answer::Raw(status, kind, body) => reply(status, kind, &body, body.len()),
                 Answer::Cut(k) => {
                     let body = completion("{\"rationale\": \"keep\", \"adjustments\": []}");
-                    reply(200, &body[..k], body.len())
+                    reply(200, json, &body[..k], body.len())
                 }
                 Answer::Slow(d) => {
                     std::thread::sleep(d);
                     let body = completion("{\"rationale\": \"keep\", \"adjustments\": []}");
-                    reply(200, &body, body.len())
+                    reply(200, json, &body, body.len())
                 }
             };
             let _ = s.write_all(bytes.as_bytes());
@@ -220,17 +238,25 @@ fn refuse(tokens: &[&str]) -> Expect {
     Expect::Refuse(tokens.iter().map(|s| s.to_string()).collect())
 }
 
-/// A provider file for the fake server at `url` (the key comes from the environment).
-fn provider(dir: &Path, name: &str, url: &str, extra: &str) -> PathBuf {
+/// The wire format a fake server speaks.
+#[derive(Clone, Copy)]
+enum Wire {
+    OpenAi,
+    Ollama,
+}
+
+/// A provider file for the fake server at `url` (an OpenAI-compatible one takes its key from
+/// the environment).
+fn provider(dir: &Path, name: &str, wire: Wire, url: &str, extra: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "kind = \"openai-compatible\"\nmodel = \"m\"\nendpoint = \"{url}\"\n\
-             api-key-env = \"AUTOPLAN_FAULT_KEY\"\nresponse-format = \"json-object\"\n{extra}"
+    let head = match wire {
+        Wire::OpenAi => format!(
+            "kind = \"openai-compatible\"\nmodel = \"m\"\nendpoint = \"{url}/v1\"\n\
+             api-key-env = \"AUTOPLAN_FAULT_KEY\"\nresponse-format = \"json-object\"\n"
         ),
-    )
-    .unwrap();
+        Wire::Ollama => format!("kind = \"ollama\"\nmodel = \"m\"\nendpoint = \"{url}\"\n"),
+    };
+    std::fs::write(&path, head + extra).unwrap();
     path
 }
 
@@ -391,6 +417,37 @@ fn fault_injection_suite() {
         None,
         refuse(&["100000 x 100000", "at most"]),
     );
+    // Beamlets 1 m wide once aborted on a 93 GB allocation.
+    let bixel: Vec<String> = [
+        "dose",
+        "--patient",
+        &s(&patient),
+        "--protocol",
+        &s(&protocol),
+        "--bixel-mm",
+        "1e6",
+    ]
+    .map(String::from)
+    .to_vec();
+    run(
+        "1 m beamlets",
+        bixel,
+        None,
+        refuse(&["bixel-mm", "2 to 20 mm"]),
+    );
+    let machine = std::fs::read_to_string(root().join("configs/machines/generic-6mv.toml"))
+        .unwrap()
+        .replace("energy-mv = 6.0", "energy-mv = 6e6");
+    let m = t.join("machine-6e6.toml");
+    std::fs::write(&m, machine).unwrap();
+    let mut args = plan_args(&s(&patient), &s(&protocol), &t.join("o10"));
+    args.extend(["--machine".to_string(), s(&m)]);
+    run(
+        "machine energy of 6 TeV",
+        args,
+        Some(t.join("o10")),
+        refuse(&["machine-6e6.toml", "energy-mv", "1 to 25"]),
+    );
 
     // ---- Doses ----------------------------------------------------------------------------
     let dose = t.join("dose.nrrd");
@@ -471,8 +528,14 @@ fn fault_injection_suite() {
     // ---- LLM server faults --------------------------------------------------------------
     let keep = completion("{\"rationale\": \"keep the goals\", \"adjustments\": []}");
     let server_case = |name: &'static str, script: Vec<Answer>, extra: &str, expect: Expect| {
+        let wire = if name.starts_with("ollama") {
+            Wire::Ollama
+        } else {
+            Wire::OpenAi
+        };
         let url = serve(script);
-        let prov = provider(t, name.split(' ').next().unwrap(), &url, extra);
+        let file = name.replace(' ', "-").replace(['(', ')'], "");
+        let prov = provider(t, &file, wire, &url, extra);
         let out = t.join(name.replace(' ', "-"));
         Case {
             name,
@@ -523,6 +586,40 @@ fn fault_injection_suite() {
         vec![Answer::Slow(Duration::from_secs(3))],
         "retries = 0\ntimeout-s = 1\n",
         refuse(&["not the advisor's"]),
+    ));
+    let ollama_keep = ollama_chat("{\"rationale\": \"keep the goals\", \"adjustments\": []}");
+    cases.push(server_case(
+        "ollama busy (503) then answering",
+        vec![
+            Answer::Json(
+                503,
+                serde_json::json!({"error": "server busy, please try again.  maximum pending \
+                                             requests exceeded"})
+                .to_string(),
+            ),
+            Answer::Json(200, ollama_keep),
+        ],
+        "retries = 2\nbackoff-s = 0.05\n",
+        Expect::Finish(planned.clone()),
+    ));
+    cases.push(server_case(
+        "ollama model not pulled (404)",
+        vec![Answer::Json(
+            404,
+            serde_json::json!({"error": "model \"m\" not found, try pulling it first"}).to_string(),
+        )],
+        "retries = 3\n",
+        refuse(&["not the advisor's", "HTTP 404", "try pulling it first"]),
+    ));
+    cases.push(server_case(
+        "ollama behind a proxy answering with its page",
+        vec![Answer::Raw(
+            200,
+            "text/html",
+            "<html><body>Proxy sign-in required</body></html>".into(),
+        )],
+        "retries = 0\n",
+        refuse(&["not the advisor's", "not JSON", "Proxy sign-in required"]),
     ));
 
     // ---- Runs that compete or are cut short ------------------------------------------------

@@ -55,12 +55,6 @@ fn parse_goal(g: &str) -> Result<GoalChange, String> {
 
 /// Runs `autoplan optimize`.
 pub fn run(a: &Args) -> Result<()> {
-    if !(a.smoothing.is_finite() && a.smoothing >= 0.0) {
-        bail!(
-            "--smoothing {}: must be finite and non-negative",
-            a.smoothing
-        );
-    }
     let settings = tps_core::NativeSettings {
         smoothing: a.smoothing,
         ..a.beams.settings()

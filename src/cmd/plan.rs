@@ -56,14 +56,14 @@ pub struct Args {
     #[arg(long)]
     pub examples: Option<PathBuf>,
     /// How many examples each prompt shows.
-    #[arg(long, default_value_t = 3)]
-    pub n_examples: usize,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(0..=crate::args::MAX_EXAMPLES))]
+    pub n_examples: u16,
     /// Which examples: fixed (spread over the pool) or nearest (most similar iterations).
     #[arg(long, value_enum, default_value_t = Examples::Fixed)]
     pub selection: Examples,
     /// End a plan when the advisor fails this many times in a row (default: the rule-based
     /// physicist stands in for every failed advice, and each is counted).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_advisor_failures: Option<u32>,
     /// Accept plans made largely by the rule-based fallback (an advisor that failed or gave
     /// advice the guard replaced) as the advisor's. Without it, a single plan with more than
@@ -115,6 +115,15 @@ impl Args {
             Some(path) => {
                 let pool = planner::examples::load(path).map_err(anyhow::Error::msg)?;
                 planner::examples::check_pool(&pool, protocol, path).map_err(anyhow::Error::msg)?;
+                if usize::from(self.n_examples) > pool.len() {
+                    tracing::warn!(
+                        "--n-examples {}: {} holds {} examples, so each prompt shows {}",
+                        self.n_examples,
+                        path.display(),
+                        pool.len(),
+                        pool.len()
+                    );
+                }
                 pool
             }
             None => Vec::new(),
@@ -125,7 +134,7 @@ impl Args {
                 ..Default::default()
             },
             examples,
-            n_examples: self.n_examples,
+            n_examples: usize::from(self.n_examples),
             selection: self.selection.selection(),
             max_advisor_failures: self.max_advisor_failures,
         })

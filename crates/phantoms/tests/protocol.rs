@@ -181,3 +181,57 @@ fn a_metric_naming_an_unknown_structure_is_found_before_planning() {
         .to_string();
     assert!(e.contains("typo.toml") && e.contains("Bladdr"), "{e}");
 }
+
+/// Every number a protocol holds has a range, and a value outside it is refused with the
+/// field, the value and the range.
+#[test]
+fn numbers_outside_their_ranges_are_refused_with_the_range() {
+    let text = std::fs::read_to_string(path()).unwrap();
+    for (from, to, field, range) in [
+        (
+            "fractions = 20",
+            "fractions = 100000",
+            "prescription.fractions",
+            "1 to 100",
+        ),
+        (
+            "coverage-window = [1.00, 1.02]",
+            "coverage-window = [0.1, 50.0]",
+            "planning.coverage-window",
+            "0.8 <= low <= high <= 1.5",
+        ),
+        (
+            "weight = 1000.0",
+            "weight = 1e300",
+            "objectives[0].weight",
+            "0 to 1000000",
+        ),
+        (
+            "ideal-range = [1e-4, 1e-2]",
+            "ideal-range = [1e-4, 1e30]",
+            "objectives[0].ideal-range",
+            "high <= 1",
+        ),
+        (
+            "gap-mm = 5.0",
+            "gap-mm = 1e15",
+            "auxiliary[0].gap-mm",
+            "at most 500 mm",
+        ),
+        (
+            "thickness-mm = 25.0",
+            "thickness-mm = 1e9",
+            "auxiliary[0].thickness-mm",
+            "at most 500 mm",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let e = Protocol::parse(&text.replacen(from, to, 1), Path::new("range.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("range.toml") && e.contains(field) && e.contains(range),
+            "{to}: {e}"
+        );
+    }
+}

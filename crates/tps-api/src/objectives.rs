@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Largest objective weight (the study's largest is 1000).
+pub const MAX_WEIGHT: f64 = 1e6;
+
 /// What an objective constrains.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -122,11 +125,11 @@ impl ObjectiveWire {
         if self.structure.trim().is_empty() {
             return Err(bad("structure", "\"\"".into(), "name the structure"));
         }
-        if !(self.weight.is_finite() && self.weight >= 0.0) {
+        if !(0.0..=MAX_WEIGHT).contains(&self.weight) {
             return Err(bad(
                 "weight",
                 self.weight.to_string(),
-                "weights must be finite and non-negative",
+                &format!("weights must be 0 to {MAX_WEIGHT}"),
             ));
         }
         if !(self.goal_cgy.is_finite() && self.goal_cgy > 0.0 && self.goal_cgy <= 20_000.0) {
@@ -137,11 +140,12 @@ impl ObjectiveWire {
             ));
         }
         let [lo, hi] = self.ideal_range;
-        if !(lo.is_finite() && hi.is_finite() && lo >= 0.0 && lo <= hi) {
+        if !(lo >= 0.0 && lo <= hi && hi <= 1.0) {
             return Err(bad(
                 "ideal-range",
                 format!("[{lo}, {hi}]"),
-                "expected [low, high] with 0 <= low <= high",
+                "expected [low, high] with 0 <= low <= high <= 1 (a value of 1 is a dose \
+                 twice its goal)",
             ));
         }
         let volume = |v: Option<f64>| -> Result<f64> {

@@ -18,6 +18,8 @@ use crate::recipe::{Recipe, RecipeWire};
 /// Most optimizations a protocol may ask for (the study needed at most 20; a larger cap is a
 /// typo or a runaway run).
 pub const MAX_ITERATIONS: u32 = 1000;
+/// Most fractions a prescription may have.
+pub const MAX_FRACTIONS: u32 = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -153,12 +155,12 @@ impl Protocol {
                 "expected a total dose in cGy between 0 and 10000",
             ));
         }
-        if rx.fractions == 0 {
+        if !(1..=MAX_FRACTIONS).contains(&rx.fractions) {
             return Err(Error::invalid(
                 &origin,
                 "prescription.fractions",
-                "0",
-                "at least one fraction",
+                rx.fractions.to_string(),
+                format!("from 1 to {MAX_FRACTIONS} fractions"),
             ));
         }
         if !(rx.volume_percent > 0.0 && rx.volume_percent <= 100.0) {
@@ -220,12 +222,13 @@ impl Protocol {
                     ));
                 }
                 let [lo, hi] = p.coverage_window;
-                if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && lo <= hi) {
+                if !(0.8 <= lo && lo <= hi && hi <= 1.5) {
                     return Err(Error::invalid(
                         &origin,
                         "planning.coverage-window",
                         format!("[{lo}, {hi}]"),
-                        "expected [low, high] fractions of the prescription with 0 < low <= high",
+                        "expected [low, high] fractions of the prescription with \
+                         0.8 <= low <= high <= 1.5",
                     ));
                 }
                 Some(Planning {

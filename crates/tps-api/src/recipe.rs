@@ -120,6 +120,9 @@ pub struct Recipe {
     pub field: String,
 }
 
+/// Largest margin, gap or thickness of a recipe, mm: more than any patient is wide.
+pub const MAX_DISTANCE_MM: f64 = 500.0;
+
 impl RecipeWire {
     /// Checks a recipe read from `origin` at `field`.
     pub fn check(self, origin: &str, field: &str) -> Result<Recipe> {
@@ -161,14 +164,17 @@ impl RecipeWire {
                     &format!("op `{op_name}` needs this field"),
                 )
             })?;
-            let ok = v.is_finite() && if positive { v > 0.0 } else { v >= 0.0 };
+            let ok = v <= MAX_DISTANCE_MM && if positive { v > 0.0 } else { v >= 0.0 };
             if !ok {
                 let why = if positive {
-                    "must be a positive distance in mm"
+                    format!("must be a positive distance in mm, at most {MAX_DISTANCE_MM} mm")
                 } else {
-                    "must be a non-negative distance in mm (use op = \"contract\" to shrink)"
+                    format!(
+                        "must be a non-negative distance in mm, at most {MAX_DISTANCE_MM} mm \
+                         (use op = \"contract\" to shrink)"
+                    )
                 };
-                return Err(invalid(k, v.to_string(), why));
+                return Err(invalid(k, v.to_string(), &why));
             }
             Ok(v)
         };

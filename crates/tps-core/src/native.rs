@@ -82,6 +82,57 @@ impl Default for NativeSettings {
     }
 }
 
+/// Largest smoothing weight, per MU^2. The weight depends on the dose scale (1e-8 suits a
+/// course of tens of Gy, 1e-3 a single 2 Gy fraction); 1 is far above any of them.
+pub const MAX_SMOOTHING: f64 = 1.0;
+/// Largest solver iteration cap (of a first optimization and of a re-optimization).
+pub const MAX_SOLVER_ITERATIONS: usize = 100_000;
+
+impl NativeSettings {
+    /// Refuses a setting outside its range, naming it and the range (the beam setup and the
+    /// dose grid are checked where they are used).
+    pub fn check(&self) -> Result<()> {
+        let bad =
+            |f: &str, v: String, why: String| Err(Error::invalid("native TPS settings", f, v, why));
+        if !(0.0..=MAX_SMOOTHING).contains(&self.smoothing) {
+            return bad(
+                "smoothing",
+                self.smoothing.to_string(),
+                format!("smoothing weights of 0 to {MAX_SMOOTHING} per MU^2 are supported"),
+            );
+        }
+        if !(1..=16).contains(&self.body_stride) {
+            return bad(
+                "body-stride",
+                self.body_stride.to_string(),
+                "body sampling strides of 1 to 16 voxels are supported".into(),
+            );
+        }
+        for (field, v) in [
+            ("max-iterations", self.solver.max_iterations),
+            ("warm-max-iterations", self.warm_max_iterations),
+        ] {
+            if !(1..=MAX_SOLVER_ITERATIONS).contains(&v) {
+                return bad(
+                    field,
+                    v.to_string(),
+                    format!("solver iteration caps of 1 to {MAX_SOLVER_ITERATIONS} are supported"),
+                );
+            }
+        }
+        if let Some(n) = self.structure_sample
+            && n < 100
+        {
+            return bad(
+                "structure-sample",
+                n.to_string(),
+                "a structure sample needs at least 100 voxels".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The native TPS with an open case. The dose engine borrows `model`. A clone is an independent
 /// copy of the case and its current plan (the matrix included).
 #[derive(Clone)]
@@ -134,6 +185,7 @@ pub fn case_geometry(
     protocol: &Protocol,
     settings: &NativeSettings,
 ) -> Result<CaseGeometry> {
+    settings.check()?;
     let origin = protocol.origin.display().to_string();
     let target = &protocol.prescription.target;
     patient.require(target, &origin, "prescription.target")?;
@@ -176,6 +228,7 @@ impl<'a> NativeTps<'a> {
         calibration: &DensityCurve,
         settings: NativeSettings,
     ) -> Result<Self> {
+        settings.check()?;
         let origin = protocol.origin.display().to_string();
         patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
         protocol.check_objective_structures(&patient)?;

@@ -84,3 +84,58 @@ fn bad_setups_are_refused() {
         .to_string();
     assert!(e.contains("spacing-mm") && e.contains("2 to 5"), "{e}");
 }
+
+/// Settings outside their ranges are refused before any beamlet is set up: a 1 m beamlet once
+/// asked for 93 GB and aborted, a 0.01 mm one ran for hours.
+#[test]
+fn setups_outside_their_ranges_are_refused_with_the_range() {
+    let p = patient(|x, y, z| x * x + y * y + z * z < 400.0);
+    let refused = |setup: BeamSetup, field: &str, range: &str| {
+        let e = setup_fields(&p, "PTV", &setup).unwrap_err().to_string();
+        assert!(e.contains(field) && e.contains(range), "{e}");
+    };
+    for bixel_mm in [0.01, 1.9, 20.5, 1e6, f64::NAN] {
+        refused(
+            BeamSetup {
+                bixel_mm,
+                ..Default::default()
+            },
+            "bixel-mm",
+            "2 to 20 mm",
+        );
+    }
+    for target_margin_mm in [-1.0, 31.0, f64::INFINITY] {
+        refused(
+            BeamSetup {
+                target_margin_mm,
+                ..Default::default()
+            },
+            "target-margin-mm",
+            "0 to 30 mm",
+        );
+    }
+    for sad_mm in [0.0, 499.0, 2001.0] {
+        refused(
+            BeamSetup {
+                sad_mm,
+                ..Default::default()
+            },
+            "sad-mm",
+            "500 to 2000 mm",
+        );
+    }
+    // The edges are accepted.
+    for bixel_mm in [2.0, 20.0] {
+        setup_fields(
+            &p,
+            "PTV",
+            &BeamSetup {
+                arcs: 1,
+                beams_per_arc: 2,
+                bixel_mm,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+}

@@ -197,6 +197,61 @@ fn opening_refuses_protocols_that_do_not_fit_the_patient() {
     );
 }
 
+/// Settings outside their ranges are refused when the case opens, before the matrix.
+#[test]
+fn opening_refuses_settings_outside_their_ranges() {
+    let m = model();
+    let proto = || Protocol::parse(PROTOCOL, Path::new("test.toml")).unwrap();
+    let refused = |s: NativeSettings, field: &str, range: &str| {
+        let e = NativeTps::open(phantom(), proto(), &m, &DensityCurve::water(), s)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains(field) && e.contains(range), "{e}");
+    };
+    for smoothing in [-1e-9, 1.1, 1e300, f64::NAN] {
+        refused(
+            NativeSettings {
+                smoothing,
+                ..settings()
+            },
+            "smoothing",
+            "0 to 1 per MU^2",
+        );
+    }
+    for body_stride in [0, 17] {
+        refused(
+            NativeSettings {
+                body_stride,
+                ..settings()
+            },
+            "body-stride",
+            "1 to 16",
+        );
+    }
+    for warm_max_iterations in [0, 100_001] {
+        refused(
+            NativeSettings {
+                warm_max_iterations,
+                ..settings()
+            },
+            "warm-max-iterations",
+            "1 to 100000",
+        );
+    }
+    let mut s = settings();
+    s.solver.max_iterations = 0;
+    refused(s, "max-iterations", "1 to 100000");
+    refused(
+        NativeSettings {
+            structure_sample: Some(10),
+            ..settings()
+        },
+        "structure-sample",
+        "at least 100",
+    );
+}
+
 #[test]
 fn smoothing_lowers_the_monitor_units() {
     let m = model();

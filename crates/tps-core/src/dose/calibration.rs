@@ -43,12 +43,13 @@ impl DensityCurve {
             ));
         }
         for (n, p) in w.points.iter().enumerate() {
-            if !(p[0].is_finite() && p[1].is_finite() && p[1] >= 0.0) {
+            // CT numbers of a 16-bit extended scale; densities up to the densest element.
+            if !((-2000.0..=32767.0).contains(&p[0]) && (0.0..=23.0).contains(&p[1])) {
                 return Err(Error::invalid(
                     &origin,
                     format!("points[{n}]"),
                     format!("[{}, {}]", p[0], p[1]),
-                    "CT number and density must be finite, density non-negative",
+                    "CT numbers must be -2000 to 32767 HU and densities 0 to 23 g/cm3",
                 ));
             }
             if n > 0 {
@@ -123,6 +124,26 @@ mod tests {
         assert_eq!(c.density(-5000.0), 0.0);
         assert_eq!(c.density(5000.0), 2.9);
         assert_eq!(c.densities(&[0, 40]), vec![1.0, 1.04]);
+    }
+
+    #[test]
+    fn points_outside_their_ranges_are_refused_with_the_range() {
+        for (points, range) in [
+            ("[[-1000.0, 0.0], [0.0, 1e12]]", "0 to 23"),
+            ("[[-1e9, 0.0], [0.0, 1.0]]", "-2000 to 32767"),
+            ("[[-1000.0, 0.0], [1e30, 1.0]]", "-2000 to 32767"),
+        ] {
+            let e = DensityCurve::parse(
+                &format!("name = \"x\"\npoints = {points}"),
+                Path::new("c.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("c.toml") && e.contains("points[") && e.contains(range),
+                "{e}"
+            );
+        }
     }
 
     #[test]

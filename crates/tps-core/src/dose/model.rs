@@ -111,21 +111,34 @@ impl BeamModel {
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let w: MachineWire = parse_toml(text, path)?;
         let o = path.display().to_string();
-        let positive = |field: &str, v: f64| -> Result<()> {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(Error::invalid(
-                    &o,
-                    field,
-                    v.to_string(),
-                    "must be finite and positive",
-                ))
+        // Each number within a physical range (NaN fails every comparison): `open` excludes the
+        // lower end.
+        let within = |field: &str, v: f64, (lo, hi): (f64, f64), open: bool| -> Result<()> {
+            let above = if open { v > lo } else { v >= lo };
+            if above && v <= hi {
+                return Ok(());
             }
+            let range = if open {
+                format!("above {lo} and at most {hi}")
+            } else {
+                format!("{lo} to {hi}")
+            };
+            Err(Error::invalid(
+                &o,
+                field,
+                v.to_string(),
+                format!("must be {range}"),
+            ))
         };
-        positive("sad-mm", w.sad_mm)?;
-        positive("energy-mv", w.energy_mv)?;
-        positive("build-up.beta-per-mm", w.build_up.beta_per_mm)?;
+        within("sad-mm", w.sad_mm, (500.0, 2000.0), false)?;
+        // Cobalt-60 (1.25 MeV) to the highest clinical linac energies.
+        within("energy-mv", w.energy_mv, (1.0, 25.0), false)?;
+        within(
+            "build-up.beta-per-mm",
+            w.build_up.beta_per_mm,
+            (0.01, 10.0),
+            false,
+        )?;
         if w.component.is_empty() {
             return Err(Error::invalid(
                 &o,
@@ -135,18 +148,12 @@ impl BeamModel {
             ));
         }
         for (n, c) in w.component.iter().enumerate() {
-            positive(&format!("component[{n}].amplitude"), c.amplitude)?;
-            positive(&format!("component[{n}].sigma-mm"), c.sigma_mm)?;
-            for (f, v) in [("mu-per-mm", c.mu_per_mm), ("sigma-slope", c.sigma_slope)] {
-                if !(v.is_finite() && v >= 0.0) {
-                    return Err(Error::invalid(
-                        &o,
-                        format!("component[{n}].{f}"),
-                        v.to_string(),
-                        "must be finite and non-negative",
-                    ));
-                }
-            }
+            let f = |k: &str| format!("component[{n}].{k}");
+            within(&f("amplitude"), c.amplitude, (0.0, 1e6), true)?;
+            within(&f("sigma-mm"), c.sigma_mm, (0.0, 200.0), true)?;
+            // Ten times the attenuation of water for megavoltage photons (about 0.005/mm).
+            within(&f("mu-per-mm"), c.mu_per_mm, (0.0, 0.1), false)?;
+            within(&f("sigma-slope"), c.sigma_slope, (0.0, 5.0), false)?;
             let _ = &c.name;
         }
         let mut m = Self {
@@ -245,5 +252,56 @@ mod tests {
             e.contains("m.toml") && e.contains("component[0].sigma-mm") && e.contains("-1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn machine_numbers_outside_their_ranges_are_refused_with_the_range() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (from, to, field, range) in [
+            ("sad-mm = 1000.0", "sad-mm = 1e12", "sad-mm", "500 to 2000"),
+            ("sad-mm = 1000.0", "sad-mm = 10.0", "sad-mm", "500 to 2000"),
+            ("energy-mv = 6.0", "energy-mv = 1e9", "energy-mv", "1 to 25"),
+            (
+                "beta-per-mm = 0.310709",
+                "beta-per-mm = 1e9",
+                "build-up.beta-per-mm",
+                "0.01 to 10",
+            ),
+            (
+                "amplitude = 1.0",
+                "amplitude = 1e300",
+                "component[0].amplitude",
+                "at most 1000000",
+            ),
+            (
+                "mu-per-mm = 0.00419081",
+                "mu-per-mm = 1e6",
+                "component[0].mu-per-mm",
+                "0 to 0.1",
+            ),
+            (
+                "sigma-mm = 1.40072",
+                "sigma-mm = 1e9",
+                "component[0].sigma-mm",
+                "at most 200",
+            ),
+            (
+                "sigma-slope = 0.0076586",
+                "sigma-slope = 1e9",
+                "component[0].sigma-slope",
+                "0 to 5",
+            ),
+        ] {
+            assert!(text.contains(from), "{from}");
+            let e = BeamModel::parse(&text.replacen(from, to, 1), Path::new("m.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("m.toml") && e.contains(field) && e.contains(range),
+                "{to}: {e}"
+            );
+        }
     }
 }

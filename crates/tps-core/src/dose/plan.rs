@@ -14,6 +14,13 @@ use tps_api::structure::Mask;
 pub const MAX_ARCS: usize = 8;
 /// Most static beams per arc.
 pub const MAX_BEAMS_PER_ARC: usize = 180;
+/// Smallest beamlet side, mm: finer than any MLC leaf, and the beamlet count grows with the
+/// inverse square.
+pub const MIN_BIXEL_MM: f64 = 2.0;
+/// Largest beamlet side, mm.
+pub const MAX_BIXEL_MM: f64 = 20.0;
+/// Largest margin around the target that beamlet rays must pass through, mm.
+pub const MAX_TARGET_MARGIN_MM: f64 = 30.0;
 
 /// Beam arrangement of a plan.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,18 +70,30 @@ impl BeamSetup {
                 ),
             );
         }
-        if !(self.bixel_mm.is_finite() && self.bixel_mm > 0.0) {
+        // NaN fails every range.
+        let outside = |v: f64, lo: f64, hi: f64| !(lo..=hi).contains(&v);
+        if outside(self.bixel_mm, MIN_BIXEL_MM, MAX_BIXEL_MM) {
             return bad(
                 "bixel-mm",
                 self.bixel_mm.to_string(),
-                "beamlet size must be positive",
+                &format!(
+                    "beamlets of {MIN_BIXEL_MM} to {MAX_BIXEL_MM} mm are supported (MLC leaves \
+                     are 2.5 to 10 mm wide)"
+                ),
             );
         }
-        if !(self.target_margin_mm.is_finite() && self.target_margin_mm >= 0.0) {
+        if outside(self.target_margin_mm, 0.0, MAX_TARGET_MARGIN_MM) {
             return bad(
                 "target-margin-mm",
                 self.target_margin_mm.to_string(),
-                "margin must be non-negative",
+                &format!("margins of 0 to {MAX_TARGET_MARGIN_MM} mm are supported"),
+            );
+        }
+        if outside(self.sad_mm, 500.0, 2000.0) {
+            return bad(
+                "sad-mm",
+                self.sad_mm.to_string(),
+                "source-axis distances of 500 to 2000 mm are supported (linacs use 1000 mm)",
             );
         }
         Ok(())
