@@ -2,7 +2,6 @@
 //! to run, a per-patient CSV that a rerun resumes, and the metric table beside a reference.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -77,18 +76,6 @@ pub struct PatientRows {
     pub done: BTreeMap<usize, Vec<f64>>,
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory.
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("csv.tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
-
 /// The values of one data row (`line`, number `row` of `file`), every cell a number or
 /// `NaN`; a garbage cell is an error naming the file, row and column.
 fn parse_row(file: &Path, row: usize, line: &str, header: &[String]) -> Result<(usize, Vec<f64>)> {
@@ -156,7 +143,7 @@ impl PatientRows {
         std::fs::create_dir_all(&cases).with_context(|| format!("creating {}", cases.display()))?;
         for (id, row) in &legacy {
             let case = cases.join(format!("p{id:02}.csv"));
-            write_atomic(&case, &(header.join(",") + "\n" + &Self::line(*id, row)))?;
+            crate::output::write_text(&case, &(header.join(",") + "\n" + &Self::line(*id, row)))?;
         }
         let mut done = BTreeMap::new();
         let mut files: Vec<PathBuf> = std::fs::read_dir(&cases)
@@ -203,7 +190,7 @@ impl PatientRows {
         for (id, row) in &self.done {
             text += &Self::line(*id, row);
         }
-        write_atomic(&self.path, &text)
+        crate::output::write_text(&self.path, &text)
     }
 
     fn line(id: usize, row: &[f64]) -> String {
@@ -232,7 +219,7 @@ impl PatientRows {
     /// Records patient `id` as done: its case file first (atomically), then the table.
     pub fn append(&mut self, id: usize, row: Vec<f64>) -> Result<()> {
         let case = self.cases.join(format!("p{id:02}.csv"));
-        write_atomic(
+        crate::output::write_text(
             &case,
             &(self.header.join(",") + "\n" + &Self::line(id, &row)),
         )?;
@@ -308,7 +295,7 @@ mod tests {
         // A crash while patient 4 was written: its case file half written under its temporary
         // name, and the table cut mid-row (a row with the right number of cells).
         let cases = tmp.path().join("plans.cases");
-        std::fs::write(cases.join("p04.csv.tmp"), "patient,a,b\np04,7.0").unwrap();
+        std::fs::write(cases.join("p04.csv.partial"), "patient,a,b\np04,7.0").unwrap();
         let table = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, table + "p04,7.0,2").unwrap();
         let mut again = PatientRows::open(&path, &header).unwrap();

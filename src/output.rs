@@ -36,9 +36,13 @@ pub fn emit(s: &str) {
     }
 }
 
-/// Writes `text` to `dir/name`, naming the file in the error.
+/// Writes `text` to `dir/name` whole or not at all ([`tps_api::files`]), naming the file in
+/// the error.
 pub fn write_file(dir: &std::path::Path, name: &str, text: &str) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let path = dir.join(name);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    write_text(&dir.join(name), text)
+}
+
+/// Writes `text` to `path` whole or not at all, naming the file in the error.
+pub fn write_text(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    Ok(tps_api::files::write_atomic(path, text.as_bytes())?)
 }

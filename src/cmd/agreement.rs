@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use llm_providers::advice::{AdvisorContext, LlmAdvisor};
 use llm_providers::config::{ProviderConfig, build};
 use llm_providers::rule_based::RuleBasedAdvisor;
@@ -36,14 +36,14 @@ pub struct Args {
     #[arg(long)]
     pub protocol: PathBuf,
     /// Few-shot examples per prompt (from other patients than the report's).
-    #[arg(long, default_value_t = 0)]
-    pub n_examples: usize,
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=crate::args::MAX_EXAMPLES))]
+    pub n_examples: u16,
     /// Which examples: fixed or nearest.
     #[arg(long, value_enum, default_value_t = Examples::Nearest)]
     pub selection: Examples,
     /// Ask about the first N reports only.
-    #[arg(long)]
-    pub limit: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
     /// CSV with one row per report and OAR objective.
     #[arg(long)]
     pub out: PathBuf,
@@ -111,7 +111,8 @@ pub fn run(a: &Args) -> Result<()> {
         })
         .min()
         .unwrap_or(0);
-    if a.n_examples > fewest_others {
+    let n_examples = usize::from(a.n_examples);
+    if n_examples > fewest_others {
         bail!(
             "--n-examples {}: {} holds {} examples of {} patients, so some reports have only \
              {fewest_others} from other patients; ask for at most {fewest_others}",
@@ -122,7 +123,10 @@ pub fn run(a: &Args) -> Result<()> {
         );
     }
     let selection = a.selection.selection();
-    let n = a.limit.unwrap_or(pool.len()).min(pool.len());
+    let n = a
+        .limit
+        .map_or(pool.len(), |l| usize::try_from(l).unwrap_or(usize::MAX))
+        .min(pool.len());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -149,7 +153,7 @@ pub fn run(a: &Args) -> Result<()> {
             planning,
             report.clone(),
             Vec::new(),
-            planner::examples::select(&others, report, a.n_examples, selection),
+            planner::examples::select(&others, report, n_examples, selection),
         );
         let rule = RuleBasedAdvisor.decide(&ctx);
         let t = Instant::now();
@@ -203,7 +207,7 @@ pub fn run(a: &Args) -> Result<()> {
             latency.last().copied().unwrap_or_default()
         );
     }
-    std::fs::write(&a.out, &csv).with_context(|| format!("writing {}", a.out.display()))?;
+    crate::output::write_text(&a.out, &csv)?;
     let total: usize = counts.values().sum();
     let pct = |c: &str| 100.0 * *counts.get(c).unwrap_or(&0) as f64 / total.max(1) as f64;
     let mean_latency = latency.iter().sum::<f64>() / latency.len().max(1) as f64;

@@ -120,7 +120,7 @@ pub fn run(a: &Args) -> Result<()> {
         &format!("native TPS, initial goals (n = {})", ids.len()),
     )?;
     let md = a.out.join("calibration.md");
-    std::fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
+    crate::output::write_text(&md, &table)?;
     outn!("{table}");
     out!("wrote {} and {}", csv_path.display(), md.display());
     Ok(())

@@ -96,7 +96,7 @@ pub fn run(a: &Args) -> Result<()> {
         elapsed.as_secs_f64()
     );
     if let Some(path) = &a.table {
-        std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+        crate::output::write_text(path, &md)?;
         out!("wrote {}", path.display());
     }
     if rows.len() != spec.patients {

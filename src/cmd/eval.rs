@@ -64,7 +64,7 @@ pub fn run(a: &Args) -> Result<()> {
     out!("{} with {} ({})", p.id, a.dose.display(), proto.site);
     outn!("{}", metrics_text(&values));
     if let Some(path) = &a.csv {
-        std::fs::write(path, metrics_csv(&values))
+        crate::output::write_text(path, &metrics_csv(&values))
             .with_context(|| format!("writing {}", path.display()))?;
         out!("wrote {}", path.display());
     }

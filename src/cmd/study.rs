@@ -122,7 +122,7 @@ pub fn run(a: &Args) -> Result<()> {
         &format!("native TPS, {advisor} (n = {})", ids.len()),
     )?;
     let md_path = a.out.join("study.md");
-    std::fs::write(&md_path, &md).with_context(|| format!("writing {}", md_path.display()))?;
+    crate::output::write_text(&md_path, &md)?;
     outn!("{md}");
     out!("wrote {} and {}", rows.path().display(), md_path.display());
     if !stood_in.is_empty() && !a.allow_fallback {

@@ -90,21 +90,12 @@ fn write_bytes(path: &Path, grid: &Grid, ty: VoxelType, bytes: &[u8]) -> Result<
         fmt_vec(grid.direction[2].map(|c| c * grid.spacing_mm[2])),
         fmt_vec(grid.origin_mm),
     );
-    let tmp = path.with_extension("nrrd.partial");
-    let io = |e| Error::io(path, e);
-    {
-        let file = std::fs::File::create(&tmp).map_err(io)?;
-        let mut w = std::io::BufWriter::new(file);
-        w.write_all(header.as_bytes()).map_err(io)?;
+    tps_api::files::write_atomic_with(path, |w| {
+        w.write_all(header.as_bytes())?;
         let mut gz = GzEncoder::new(w, Compression::fast());
-        gz.write_all(bytes).map_err(io)?;
-        let w = gz.finish().map_err(io)?;
-        w.into_inner()
-            .map_err(|e| Error::io(path, e.into_error()))?
-            .sync_all()
-            .map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
+        gz.write_all(bytes)?;
+        gz.finish().map(|_| ())
+    })
 }
 
 /// Writes a CT (HU) volume.

@@ -95,10 +95,7 @@ pub fn save(patient: &Patient, dir: &Path) -> Result<()> {
     };
     let text = toml::to_string(&manifest)
         .map_err(|e| Error::io(dir.join(MANIFEST), std::io::Error::other(e.to_string())))?;
-    let path = dir.join(MANIFEST);
-    let tmp = dir.join(format!("{MANIFEST}.partial"));
-    std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    tps_api::files::write_atomic(&dir.join(MANIFEST), text.as_bytes())
 }
 
 fn inside(dir: &Path, rel: &str, manifest: &Path, field: &str) -> Result<PathBuf> {

@@ -132,15 +132,15 @@ impl Image {
 
     /// Writes the image as an 8-bit RGB PNG.
     pub fn write_png(&self, path: &Path) -> Result<()> {
-        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let w = std::io::BufWriter::new(file);
-        let mut enc = png::Encoder::new(w, self.width as u32, self.height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let to_io = |e: png::EncodingError| Error::io(path, std::io::Error::other(e.to_string()));
-        let mut writer = enc.write_header().map_err(to_io)?;
-        writer.write_image_data(&self.rgb).map_err(to_io)?;
-        writer.finish().map_err(to_io)
+        tps_api::files::write_atomic_with(path, |w| {
+            let mut enc = png::Encoder::new(w, self.width as u32, self.height as u32);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let to_io = |e: png::EncodingError| std::io::Error::other(e.to_string());
+            let mut writer = enc.write_header().map_err(to_io)?;
+            writer.write_image_data(&self.rgb).map_err(to_io)?;
+            writer.finish().map_err(to_io)
+        })
     }
 }
 

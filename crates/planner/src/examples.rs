@@ -137,7 +137,7 @@ pub fn select(
 /// Writes a pool as JSON.
 pub fn save(path: &Path, pool: &[FewShotExample]) -> Result<(), String> {
     let text = serde_json::to_string_pretty(pool).map_err(|e| e.to_string())?;
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    tps_api::files::write_atomic(path, text.as_bytes()).map_err(|e| e.to_string())
 }
 
 /// Reads a pool written by [`save`]; a malformed file is an error naming it.

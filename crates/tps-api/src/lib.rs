@@ -16,6 +16,7 @@
 pub mod dose;
 pub mod dose_volume;
 pub mod error;
+pub mod files;
 pub mod grid;
 pub mod metric;
 pub mod objectives;
