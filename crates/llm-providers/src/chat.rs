@@ -57,6 +57,11 @@ pub struct ChatReply {
     pub tokens_out: Option<u64>,
 }
 
+/// The first 200 characters of `text`, quoted (for errors about a server's answer).
+pub(crate) fn excerpt(text: &str) -> String {
+    format!("{:?}", text.chars().take(200).collect::<String>())
+}
+
 impl ChatReply {
     /// The reply in an API's JSON answer `v`: the text at JSON pointer `text`, the model the
     /// answer names (else `model`), and the token counts at `tokens_in` and `tokens_out`. No
@@ -70,7 +75,7 @@ impl ChatReply {
             CallError::Decode(format!(
                 "no {} in {}",
                 text.trim_start_matches('/').replace('/', "."),
-                crate::openai::excerpt(&v.to_string())
+                excerpt(&v.to_string())
             ))
         })?;
         Ok(Self {

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use crate::chat::{CallError, ChatBackend, ChatReply, ChatRequest};
+use crate::chat::{CallError, ChatBackend, ChatReply, ChatRequest, excerpt};
 use crate::secret::Secret;
 
 /// How the answer's format is requested.
@@ -75,11 +75,6 @@ pub(crate) fn transport_error(e: &reqwest::Error) -> CallError {
     } else {
         CallError::Connect(e.to_string())
     }
-}
-
-/// The first 200 characters of `text`, quoted.
-pub(crate) fn excerpt(text: &str) -> String {
-    format!("{:?}", text.chars().take(200).collect::<String>())
 }
 
 /// Reads an error response: status, `Retry-After` (seconds) and the API's message
