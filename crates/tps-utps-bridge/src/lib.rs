@@ -1,9 +1,20 @@
-//! `Tps` over a remote protocol.
+//! The uTPS bridge: the planning loop drives a TPS in another process or on another machine
+//! through protocol v1 (docs/tps-protocol.md), exactly as it drives the native one.
 //!
-//! This crate will hold the client that implements `tps_api::Tps` by talking to an external
-//! treatment planning system through a documented protocol, and the gateway that serves any
-//! `Tps` over that protocol, so that the planner loop can drive another TPS exactly as it
-//! drives the native one. It depends on `tps-api` alone (checked by `tests/architecture.rs`),
-//! and its client will pass `tps_api::conformance` like every `Tps`.
+//! - [`client::RemoteTps`] implements `tps_api::Tps` over the protocol, with per-call
+//!   timeouts, retries of temporary failures and a total time limit;
+//! - [`gateway`] serves any `Tps` (through a [`gateway::CaseOpener`]) over the protocol;
+//! - [`config::TpsConfig`] reads `configs/tps/*.toml`, which choose the TPS;
+//! - [`wire`] holds the request and answer bodies both sides share.
+//!
+//! It builds on `tps-api` alone among the project's crates, never on the native engine
+//! (checked by `tests/architecture.rs`).
 
+pub mod client;
+pub mod config;
+pub mod gateway;
+pub mod wire;
+
+pub use client::RemoteTps;
+pub use config::{RemoteConfig, TpsConfig};
 pub use tps_api::Tps;
