@@ -53,6 +53,9 @@ enum Command {
     Agreement(cmd::agreement::Args),
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect(cmd::inspect::Args),
+    /// Serve the native TPS over the TPS protocol (v1, docs/tps-protocol.md) so that a loop in
+    /// another process or on another machine can plan with it (`plan --tps FILE`).
+    ServeTps(cmd::serve_tps::Args),
 }
 
 /// Runs the parsed command line.
@@ -70,6 +73,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Examples(a) => cmd::examples::run(a),
         Command::Agreement(a) => cmd::agreement::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::ServeTps(a) => cmd::serve_tps::run(a),
     }
 }
 

@@ -51,6 +51,7 @@ pub fn run(a: &Args) -> Result<()> {
             patient_dir: None,
             protocol: a.protocol.clone(),
             provider: None,
+            tps: None,
             machine: a.machine.clone(),
             guard: Guard::Fallback,
             beams: a.beams.clone(),

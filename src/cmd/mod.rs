@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod optimize;
 pub mod phantom;
 pub mod plan;
+pub mod serve_tps;
 pub mod study;
 pub mod synthetic_dose;
 

@@ -18,6 +18,7 @@ use planner::transcript::TranscriptWriter;
 use planner::{PlanOutcome, Planner, PlannerSettings, ProgressObserver, TerminationReason};
 use tps_api::{Patient, Protocol, Tps};
 use tps_core::NativeTps;
+use tps_utps_bridge::{RemoteTps, TpsConfig};
 
 use crate::args::{BeamArgs, Examples, Guard, MachineArgs};
 use crate::interrupt::{self, Interrupted};
@@ -45,6 +46,11 @@ pub struct Args {
     /// Provider file choosing the advisor (default: the rule-based physicist).
     #[arg(long)]
     pub provider: Option<PathBuf>,
+    /// TPS file choosing the TPS (`configs/tps/*.toml`; default: the native TPS in-process).
+    /// A remote TPS gets the patient and the protocol; the beam and grid flags are the
+    /// server's.
+    #[arg(long)]
+    pub tps: Option<PathBuf>,
     #[command(flatten)]
     pub machine: MachineArgs,
     /// What the guard does with a bad change.
@@ -225,20 +231,51 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         advisor.name(),
         provider_text
     );
-    let mut tps = NativeTps::open(
-        patient,
-        protocol.clone(),
-        &model,
-        &curve,
-        a.beams.settings(),
-    )
-    .with_context(|| format!("opening {pid}"))?;
-    out!("case opened in {:.1} s", t.elapsed().as_secs_f64());
+    // The structures the outputs are evaluated on, the protocol's rings included.
+    let mut evaluated = patient.clone();
+    patient_model::recipes::build_missing_auxiliary(&protocol, &mut evaluated)?;
+    let tps_config = match &a.tps {
+        Some(f) => TpsConfig::load(f)?,
+        None => TpsConfig::Native,
+    };
+    let mut tps: Box<dyn Tps + '_> = match &tps_config {
+        TpsConfig::Native => Box::new(
+            NativeTps::open(
+                patient,
+                protocol.clone(),
+                &model,
+                &curve,
+                a.beams.settings(),
+            )
+            .with_context(|| format!("opening {pid}"))?,
+        ),
+        TpsConfig::Remote(remote) => {
+            // A cohort patient has no directory yet: it is saved to a private one to send.
+            let saved;
+            let dir = match &a.patient_dir {
+                Some(d) => d.as_path(),
+                None => {
+                    saved = tempfile::tempdir()?;
+                    patient_model::patient_files::save(&patient, saved.path())?;
+                    saved.path()
+                }
+            };
+            Box::new(
+                RemoteTps::open(remote, dir, &a.protocol)
+                    .with_context(|| format!("opening {pid} on {}", remote.endpoint))?,
+            )
+        }
+    };
+    out!(
+        "case opened on {} in {:.1} s",
+        tps.name(),
+        t.elapsed().as_secs_f64()
+    );
     let transcript_path = a.out.join("transcript.jsonl");
     let mut transcript = TranscriptWriter::create(&transcript_path)
         .with_context(|| format!("creating {}", transcript_path.display()))?;
     let volume = protocol.prescription.volume_percent;
-    let outcome = Planner::new(&mut tps, advisor.as_ref(), &protocol, &pid, &settings)
+    let outcome = Planner::new(tps.as_mut(), advisor.as_ref(), &protocol, &pid, &settings)
         .observe(&mut transcript)
         .observe(ProgressObserver::new(|p| {
             out!(
@@ -272,7 +309,14 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
             outcome.violations
         );
     }
-    let metrics = write_outputs(&tps, &protocol, &evaluator, &outcome, &a.out)?;
+    let metrics = write_outputs(
+        tps.as_ref(),
+        &evaluated,
+        &protocol,
+        &evaluator,
+        &outcome,
+        &a.out,
+    )?;
     let total_s = t.elapsed().as_secs_f64();
     out!("total {total_s:.1} s");
     match outcome.reason {
@@ -304,7 +348,8 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
 }
 
 fn write_outputs(
-    tps: &NativeTps<'_>,
+    tps: &dyn Tps,
+    p: &Patient,
     protocol: &Protocol,
     evaluator: &ProtocolEvaluator,
     outcome: &PlanOutcome,
@@ -312,7 +357,6 @@ fn write_outputs(
 ) -> Result<Vec<MetricValue>> {
     let last = outcome.reports.last().expect("at least one report");
     let dose = tps.dose()?;
-    let p = tps.patient();
     let mu = outcome.plan.mu_per_fraction;
     write_file(
         dir,

@@ -1,0 +1,202 @@
+//! The native TPS behind `autoplan serve-tps`, driven through the TPS protocol: it passes the
+//! conformance suite over client -> gateway -> native, and `autoplan plan --tps` gives the
+//! same plan as the native TPS in-process.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{autoplan, capped_protocol, root, save_phantom, small_beams, text};
+use tps_api::conformance::{Expectations, check_all};
+use tps_api::{Protocol, Tps};
+use tps_utps_bridge::RemoteTps;
+use tps_utps_bridge::config::{PatientTransfer, RemoteConfig};
+
+const TOKEN_VAR: &str = "AUTOPLAN_GATEWAY_TEST_TOKEN";
+const TOKEN: &str = "gateway-test-token-abcdef0123";
+
+/// `autoplan serve-tps` on a free loopback port, stopped (by its PID) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Self {
+        let mut args = vec![
+            "serve-tps",
+            "--addr",
+            "127.0.0.1:0",
+            "--token-env",
+            TOKEN_VAR,
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+            .args(small_beams(&args))
+            .env(TOKEN_VAR, TOKEN)
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        assert!(!line.contains(TOKEN), "{line}");
+        Self { child, url }
+    }
+
+    fn config(&self) -> RemoteConfig {
+        // SAFETY: the tests of this file set this one variable to one value.
+        unsafe { std::env::set_var(TOKEN_VAR, TOKEN) };
+        RemoteConfig {
+            origin: "test.toml".into(),
+            endpoint: self.url.clone(),
+            token_env: Some(TOKEN_VAR.into()),
+            patient: PatientTransfer::Upload,
+            timeout: Duration::from_secs(120),
+            retries: 2,
+            backoff: Duration::from_millis(50),
+            total_limit: Duration::from_secs(600),
+            poll: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_native_tps_conforms_through_the_gateway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let server = Server::start(&[]);
+    let config = server.config();
+    let protocol = root().join("configs/protocols/cervix.toml");
+    let p = patient_model::patient_files::load(&patient).unwrap();
+    let proto = Protocol::load(&protocol).unwrap();
+    let expect = Expectations {
+        prescription_cgy: proto.prescription.dose_cgy,
+        volume_percent: proto.prescription.volume_percent,
+        dose_grid: Some(*p.grid()),
+        target: Some(p.structure("PTV").unwrap().mask.clone()),
+        // As for the native TPS in-process (crates/tps-core/tests/native_tps.rs).
+        warm_start_tolerance: 1e-3,
+    };
+    check_all(
+        &mut || Box::new(RemoteTps::open(&config, &patient, &protocol).unwrap()) as Box<dyn Tps>,
+        &expect,
+    );
+}
+
+fn metrics(dir: &Path) -> Vec<(String, f64)> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (cells[0].to_string(), cells[1].parse().unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
+fn plan(patient: &Path, protocol: &Path, out: &Path, tps: Option<&Path>) -> String {
+    let (p, pr, o) = (
+        patient.to_str().unwrap(),
+        protocol.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let mut args = vec!["plan", "--patient-dir", p, "--protocol", pr, "--out", o];
+    if let Some(t) = tps {
+        args.extend(["--tps", t.to_str().unwrap()]);
+    }
+    let r = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(small_beams(&args))
+        .env(TOKEN_VAR, TOKEN)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let s = text(&r);
+    assert!(r.status.success(), "{s}");
+    s
+}
+
+#[test]
+fn a_plan_through_the_gateway_is_the_plan_made_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p07");
+    save_phantom(7, &patient);
+    let protocol = capped_protocol(tmp.path(), "cervix", 4);
+    let server = Server::start(&[]);
+    let tps_file: PathBuf = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &tps_file,
+        format!(
+            "kind = \"remote\"\nendpoint = \"{}\"\ntoken-env = \"{TOKEN_VAR}\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let native = tmp.path().join("native");
+    let remote = tmp.path().join("remote");
+    plan(&patient, &protocol, &native, None);
+    let said = plan(&patient, &protocol, &remote, Some(&tps_file));
+    assert!(
+        said.contains(&format!("native at {}", server.url)),
+        "{said}"
+    );
+    let (a, b) = (metrics(&native), metrics(&remote));
+    assert_eq!(a.len(), b.len());
+    assert!(a.len() > 10, "{a:?}");
+    for ((name, x), (name_b, y)) in a.iter().zip(&b) {
+        assert_eq!(name, name_b);
+        assert!(
+            (x - y).abs() <= 1e-6 * x.abs().max(1.0) || (x.is_nan() && y.is_nan()),
+            "{name}: {x} in process, {y} through the gateway"
+        );
+    }
+    for f in ["transcript.jsonl", "report.md", "dose.nrrd", "dvh.png"] {
+        assert!(remote.join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn serve_tps_refuses_to_start_without_a_token_unless_local_only() {
+    let o = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(["serve-tps", "--token-env", "AUTOPLAN_GATEWAY_TEST_UNSET"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(
+        s.contains("AUTOPLAN_GATEWAY_TEST_UNSET is not set") && s.contains("--local-only-no-token"),
+        "{s}"
+    );
+    let o = autoplan(&[
+        "serve-tps",
+        "--addr",
+        "0.0.0.0:0",
+        "--token-env",
+        "AUTOPLAN_GATEWAY_TEST_UNSET",
+        "--local-only-no-token",
+    ]);
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(s.contains("loopback addresses only"), "{s}");
+}
