@@ -299,7 +299,7 @@ impl Tps for RemoteTps {
                 .min(self.config.timeout.mul_f64(0.8));
             job = self.json(
                 Method::GET,
-                &format!("/v1/jobs/{}?wait-s={:.3}", job.job, wait.as_secs_f64()),
+                &format!("/v1/jobs/{}?wait_s={:.3}", job.job, wait.as_secs_f64()),
                 None,
             )?;
         }

@@ -558,7 +558,7 @@ async fn optimize(
 /// The query of a job poll.
 #[derive(Debug, Deserialize)]
 struct Wait {
-    #[serde(rename = "wait-s", default)]
+    #[serde(default)]
     wait_s: f64,
 }
 

@@ -17,7 +17,7 @@ pub const DOSE_MEDIA_TYPE: &str = "application/vnd.autoplan.dose";
 
 /// `GET /v1/hello`: who answers and which versions it speaks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Hello {
     /// Always [`PROTOCOL`].
     pub protocol: String,
@@ -31,7 +31,7 @@ pub struct Hello {
 
 /// Where the patient of a new case comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum PatientSource {
     /// A patient directory the server can read, relative to the directory it serves patients
     /// from.
@@ -48,7 +48,7 @@ pub enum PatientSource {
 
 /// One file of an uploaded patient directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct UploadFile {
     /// Path inside the patient directory, `/`-separated, e.g. `structures/PTV.nrrd`.
     pub path: String,
@@ -58,7 +58,7 @@ pub struct UploadFile {
 
 /// `POST /v1/cases`: open a case.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct OpenCase {
     /// The patient.
     pub patient: PatientSource,
@@ -71,7 +71,7 @@ pub struct OpenCase {
 
 /// The answer to [`OpenCase`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Opened {
     /// The case id for the other calls.
     pub case: String,
@@ -83,7 +83,7 @@ pub struct Opened {
 
 /// `POST /v1/cases/{case}/optimize`: apply goal changes and optimize, as a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct Optimize {
     /// Goal changes by objective id.
     pub changes: Vec<GoalChange>,
@@ -94,7 +94,7 @@ pub struct Optimize {
 
 /// `POST /v1/cases/{case}/normalize`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct Normalize {
     /// Where the coverage is measured.
     pub basis: Normalization,
@@ -104,7 +104,7 @@ pub struct Normalize {
 
 /// The answer to [`Normalize`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Normalized {
     /// The factor applied.
     pub factor: f64,
@@ -112,7 +112,7 @@ pub struct Normalized {
 
 /// `GET /v1/cases/{case}/objectives`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Objectives {
     /// In protocol order.
     pub objectives: Vec<Objective>,
@@ -120,7 +120,7 @@ pub struct Objectives {
 
 /// State of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Still optimizing.
     Running,
@@ -132,7 +132,7 @@ pub enum JobState {
 
 /// A job: the answer to [`Optimize`] and to `GET /v1/jobs/{job}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct Job {
     /// The job id.
     pub job: String,
@@ -150,7 +150,7 @@ pub struct Job {
 
 /// An error: the body of every non-2xx answer is `{"error": ErrorBody}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub struct ErrorBody {
     /// Machine-readable, e.g. `unknown-case`, `busy`, `invalid`.
     pub code: String,
@@ -169,7 +169,7 @@ pub struct ErrorEnvelope {
 
 /// The JSON header of a dose body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct DoseHeader {
     /// The grid the values lie on, x fastest.
     pub grid: Grid,
