@@ -200,3 +200,76 @@ fn serve_tps_refuses_to_start_without_a_token_unless_local_only() {
     assert_eq!(o.status.code(), Some(1), "{s}");
     assert!(s.contains("loopback addresses only"), "{s}");
 }
+
+/// The gateway killed in the middle of a plan: the plan stops with an error naming the
+/// gateway, after the retries, and its transcript still parses and ends with the reason.
+#[test]
+fn a_gateway_killed_mid_plan_stops_the_plan_cleanly_with_its_transcript_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let protocol = capped_protocol(tmp.path(), "cervix", 20);
+    let mut server = Server::start(&[]);
+    let tps_file = tmp.path().join("gateway.toml");
+    std::fs::write(
+        &tps_file,
+        format!(
+            "kind = \"remote\"\nendpoint = \"{}\"\ntoken-env = \"{TOKEN_VAR}\"\nretries = 2\n\
+             backoff-s = 0.1\ntotal-limit-s = 30\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("plan");
+    let (p, pr, o, t) = (
+        patient.to_str().unwrap(),
+        protocol.to_str().unwrap(),
+        out.to_str().unwrap(),
+        tps_file.to_str().unwrap(),
+    );
+    let mut plan = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(small_beams(&[
+            "plan",
+            "--patient-dir",
+            p,
+            "--protocol",
+            pr,
+            "--out",
+            o,
+            "--tps",
+            t,
+        ]))
+        .env(TOKEN_VAR, TOKEN)
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed once the plan has its first report, or after 120 s at most.
+    let transcript = out.join("transcript.jsonl");
+    for _ in 0..2400 {
+        let reports = std::fs::read_to_string(&transcript)
+            .map(|t| t.matches("\"report\"").count())
+            .unwrap_or(0);
+        if reports >= 1 || plan.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let o = plan.wait_with_output().unwrap();
+    let s = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{s}");
+    assert!(s.contains(&server.url) && s.contains("unreachable"), "{s}");
+    assert!(!s.contains("panicked"), "{s}");
+    let events = planner::transcript::read(&transcript).unwrap();
+    match events.last() {
+        Some(planner::transcript::Event::End { reason, .. }) => {
+            assert_eq!(reason, "TpsFailed", "{s}")
+        }
+        other => panic!("the transcript ends with {other:?}: {s}"),
+    }
+    // No dose of a plan that could not be finished.
+    assert!(!out.join("dose.nrrd").exists());
+}

@@ -304,17 +304,28 @@ impl<'a> Planner<'a> {
             }
         };
         let t = Instant::now();
-        let factor = self.tps.normalize(Normalization::Dose)?;
-        let plan = self.tps.plan()?;
+        let finished = self
+            .tps
+            .normalize(Normalization::Dose)
+            .and_then(|factor| Ok((factor, self.tps.plan()?)));
+        let failed = finished.as_ref().err().map(|e| {
+            let last = format!("the final normalization failed: {e}");
+            match &error {
+                Some(first) => format!("{first}; {last}"),
+                None => last,
+            }
+        });
         let end = Event::End {
             reason: format!("{reason:?}"),
             iterations: state.report.iteration,
-            normalization: factor,
-            plan: plan.clone(),
+            normalization: finished.as_ref().ok().map(|f| f.0),
+            plan: finished.as_ref().ok().map(|f| f.1.clone()),
             tps_s: t.elapsed().as_secs_f64(),
-            error: error.clone(),
+            error: failed.or_else(|| error.clone()),
         };
+        // The transcript ends with the reason even when the TPS is gone.
         self.emit(&mut timing, &end)?;
+        let (factor, plan) = finished?;
         Ok(PlanOutcome {
             reason,
             error,

@@ -64,10 +64,11 @@ pub enum Event {
         /// Optimizations run.
         iterations: u32,
         /// Factor of the final normalization, on the dose as evaluated
-        /// ([`tps_api::Normalization::Dose`]), from the last optimized plan.
-        normalization: f64,
-        /// MU of the final plan.
-        plan: PlanSummary,
+        /// ([`tps_api::Normalization::Dose`]), from the last optimized plan; absent when the
+        /// TPS could not normalize (then `error` says why).
+        normalization: Option<f64>,
+        /// MU of the final plan; absent when the TPS could not give them.
+        plan: Option<PlanSummary>,
         /// Time of the final normalization in the TPS, s.
         #[serde(default)]
         tps_s: f64,
