@@ -273,3 +273,39 @@ fn a_gateway_killed_mid_plan_stops_the_plan_cleanly_with_its_transcript_intact()
     // No dose of a plan that could not be finished.
     assert!(!out.join("dose.nrrd").exists());
 }
+
+/// The conformance suite against pyRadPlan behind its adapter, a TPS we did not write
+/// (scripts/pyradplan/run-tg119.sh installs it, starts the adapter and runs this test with
+/// the adapter's URL and the exported TG-119 patient in the environment).
+#[test]
+#[ignore = "needs the pyRadPlan adapter: run scripts/pyradplan/run-tg119.sh"]
+fn the_pyradplan_adapter_conforms() {
+    let url = std::env::var("AUTOPLAN_PYRADPLAN_URL").expect("AUTOPLAN_PYRADPLAN_URL");
+    let patient = PathBuf::from(std::env::var("AUTOPLAN_TG119_DIR").expect("AUTOPLAN_TG119_DIR"));
+    let config = RemoteConfig {
+        origin: "test.toml".into(),
+        endpoint: url,
+        token_env: Some("AUTOPLAN_TPS_TOKEN".into()),
+        patient: PatientTransfer::Upload,
+        timeout: Duration::from_secs(120),
+        retries: 1,
+        backoff: Duration::from_secs(1),
+        total_limit: Duration::from_secs(1800),
+        poll: Duration::from_secs(30),
+    };
+    let protocol = root().join("configs/protocols/tg119.toml");
+    let p = patient_model::patient_files::load(&patient).unwrap();
+    let expect = Expectations {
+        prescription_cgy: 5000.0,
+        volume_percent: 95.0,
+        dose_grid: Some(*p.grid()),
+        target: Some(p.structure("OuterTarget").unwrap().mask.clone()),
+        // pyRadPlan optimizes from zero fluence every time: unchanged goals give the same
+        // plan.
+        warm_start_tolerance: 1e-9,
+    };
+    check_all(
+        &mut || Box::new(RemoteTps::open(&config, &patient, &protocol).unwrap()) as Box<dyn Tps>,
+        &expect,
+    );
+}
