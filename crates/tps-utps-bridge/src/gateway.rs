@@ -219,6 +219,14 @@ impl AppState {
         ))
     }
 
+    /// Drops the jobs of a closed case.
+    fn forget_jobs(&self, case: &str) {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .retain(|_, rx| rx.borrow().case != case);
+    }
+
     /// Closes the cases idle past the limit that are not optimizing.
     fn close_idle(&self) {
         let limit = self.config.limits.idle;
@@ -230,6 +238,7 @@ impl AppState {
             .collect();
         for id in idle {
             cases.remove(&id);
+            self.forget_jobs(&id);
             tracing::info!("case {id} closed after {} s idle", limit.as_secs());
             self.expired.lock().expect("expired lock").insert(id);
         }
@@ -435,6 +444,7 @@ async fn close_case(
         return Err(busy("close it"));
     }
     s.cases.lock().expect("cases lock").remove(&id);
+    s.forget_jobs(&id);
     tracing::info!("case {id} closed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -282,3 +282,82 @@ fn a_path_outside_the_protocol_version_names_the_version() {
     assert_eq!(body["error"]["code"], "unsupported-version");
     assert_eq!(body["error"]["temporary"], false);
 }
+
+#[test]
+fn a_patient_is_opened_by_path_under_the_servers_patient_root_only() {
+    let patients = tempfile::tempdir().unwrap();
+    let patient = patients.path().join("p01");
+    std::fs::create_dir_all(patient.join("structures")).unwrap();
+    std::fs::write(patient.join("patient.toml"), "id = \"fake/p01\"\n").unwrap();
+    std::fs::write(patient.join("structures/PTV.nrrd"), [1u8]).unwrap();
+    let gw = Gateway::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(FakeOpener {
+            fail_at: None,
+            opened: AtomicU32::new(0),
+        }),
+        Config {
+            token: Some(TOKEN.into()),
+            patients_root: Some(patients.path().to_path_buf()),
+            limits: Limits::default(),
+            server: "bridge test".into(),
+        },
+    )
+    .unwrap();
+    let mut config = client_config(&gw.url());
+    config.patient = PatientTransfer::Path {
+        root: patients.path().to_path_buf(),
+    };
+    let mut tps = RemoteTps::open(&config, &patient, &protocol_path()).unwrap();
+    tps.optimize(&[]).unwrap();
+    // A patient outside the root is refused here, before anything is sent.
+    let elsewhere = patient_dir();
+    let e = RemoteTps::open(&config, elsewhere.path(), &protocol_path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("patient.root") && e.contains("not under it"),
+        "{e}"
+    );
+    // A server without a patient root refuses paths.
+    let plain = gateway(None, Limits::default());
+    config.endpoint = plain.url();
+    let e = RemoteTps::open(&config, &patient, &protocol_path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("path-not-served"), "{e}");
+}
+
+#[test]
+fn the_jobs_of_a_closed_case_are_forgotten() {
+    let gw = gateway(None, Limits::default());
+    let tps = RemoteTps::open(
+        &client_config(&gw.url()),
+        patient_dir().path(),
+        &protocol_path(),
+    )
+    .unwrap();
+    let http = reqwest::blocking::Client::new();
+    let job: serde_json::Value = http
+        .post(format!("{}/v1/cases/{}/optimize", gw.url(), tps.case()))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"changes": [], "idempotency_key": "k"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let url = format!(
+        "{}/v1/jobs/{}?wait_s=5",
+        gw.url(),
+        job["job"].as_str().unwrap()
+    );
+    let poll = || http.get(&url).bearer_auth(TOKEN).send().unwrap();
+    assert_eq!(poll().status(), 200);
+    drop(tps);
+    let gone = poll();
+    assert_eq!(gone.status(), 404);
+    let body: serde_json::Value = gone.json().unwrap();
+    assert_eq!(body["error"]["code"], "unknown-job");
+}
