@@ -6,7 +6,9 @@ use std::process::Command;
 
 mod common;
 
-use common::{autoplan, capped_protocol, hold_lock, root, save_phantom, small_beams, text};
+use common::{
+    autoplan, capped_protocol, hold_lock, plan_command, root, save_phantom, small_beams, text,
+};
 
 /// A PNG's width and height, read from its IHDR chunk.
 fn png_size(path: &Path) -> (u32, u32) {
@@ -711,17 +713,7 @@ fn a_closed_stdout_stops_only_the_printing() {
     let protocol = capped_protocol(tmp.path(), "cervix", 1);
     let out = tmp.path().join("plan");
     // `autoplan plan ... | head -0`: the reader is gone before the first line.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_autoplan"))
-        .args(small_beams(&[
-            "plan",
-            "--patient-dir",
-            patient.to_str().unwrap(),
-            "--protocol",
-            protocol.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]))
-        .current_dir(root())
+    let mut child = plan_command(&patient, &protocol, &out, &[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -8,36 +8,26 @@
 //! suite fails on any panic, silently wrong or lost case, and prints its table; with
 //! `AUTOPLAN_FAULTS_MD=<file>` it also writes the table there (docs/reliability.md quotes it).
 //!
-//! The LLM server is a scripted HTTP/1.1 server on 127.0.0.1, one scripted answer per request,
+//! The LLM server is `tps_utps_bridge::testing::serve`, a scripted HTTP/1.1 server on
+//! 127.0.0.1, one scripted answer per request,
 //! speaking either the OpenAI chat completions wire format (the `chat.completion` object, the
 //! API's error body) or Ollama's `/api/chat` (its non-streaming chat response, `{"error": ...}`
 //! bodies).
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{autoplan, capped_protocol, hold_lock, root, save_phantom, small_beams, text};
+use tps_utps_bridge::testing::{Answer, serve};
+
+use common::{
+    autoplan, capped_protocol, hold_lock, plan_command, root, save_phantom, small_beams, text,
+};
 
 /// A key the suite hands to the program; it must never come back out.
 const KEY: &str = "sk-fault-suite-0123456789abcdef";
-
-/// One scripted answer of the fake server.
-#[derive(Clone)]
-enum Answer {
-    /// Status and JSON body.
-    Json(u16, String),
-    /// Status, content type and body (a page from a proxy in front of the server).
-    Raw(u16, &'static str, String),
-    /// A 200 whose body stops after `n` bytes of the promised Content-Length.
-    Cut(usize),
-    /// Waits before answering (a server slower than the timeout).
-    Slow(Duration),
-}
 
 /// Ollama's non-streaming `/api/chat` response, with `content` as the model's reply.
 fn ollama_chat(content: &str) -> String {
@@ -69,73 +59,6 @@ fn api_error(message: &str, code: &str) -> String {
     serde_json::json!({"error": {"message": message, "type": "invalid_request_error",
                                   "param": null, "code": code}})
     .to_string()
-}
-
-/// Serves `script` on 127.0.0.1, one answer per request (the last one repeats), in a thread
-/// that ends with the test process; returns `http://127.0.0.1:<port>`.
-fn serve(script: Vec<Answer>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut n = 0;
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let answer = script[n.min(script.len() - 1)].clone();
-            n += 1;
-            // Read the request: headers, then the body its Content-Length announces.
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 8192];
-            let body_start = loop {
-                let Ok(k) = s.read(&mut chunk) else {
-                    break None;
-                };
-                if k == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..k]);
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break Some(i + 4);
-                }
-            };
-            let Some(body_start) = body_start else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while buf.len() < body_start + length {
-                match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
-            }
-            let reply = |status: u16, kind: &str, body: &str, promised: usize| {
-                format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: \
-                     {promised}\r\nConnection: close\r\n\r\n{body}"
-                )
-            };
-            let json = "application/json";
-            let bytes = match answer {
-                Answer::Json(status, body) => reply(status, json, &body, body.len()),
-                Answer::Raw(status, kind, body) => reply(status, kind, &body, body.len()),
-                Answer::Cut(k) => {
-                    let body = completion("{\"rationale\": \"keep\", \"adjustments\": []}");
-                    reply(200, json, &body[..k], body.len())
-                }
-                Answer::Slow(d) => {
-                    std::thread::sleep(d);
-                    let body = completion("{\"rationale\": \"keep\", \"adjustments\": []}");
-                    reply(200, json, &body, body.len())
-                }
-            };
-            let _ = s.write_all(bytes.as_bytes());
-        }
-    });
-    url
 }
 
 /// What a case expects.
@@ -262,22 +185,15 @@ fn provider(dir: &Path, name: &str, wire: Wire, url: &str, extra: &str) -> PathB
 
 /// `autoplan plan` on the saved patient with a provider, the key in the environment.
 fn plan_with(patient: &Path, protocol: &Path, provider: &Path, out: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_autoplan"))
-        .args(small_beams(&[
-            "plan",
-            "--patient-dir",
-            patient.to_str().unwrap(),
-            "--protocol",
-            protocol.to_str().unwrap(),
-            "--provider",
-            provider.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]))
-        .env("AUTOPLAN_FAULT_KEY", KEY)
-        .current_dir(root())
-        .output()
-        .unwrap()
+    plan_command(
+        patient,
+        protocol,
+        out,
+        &["--provider", provider.to_str().unwrap()],
+    )
+    .env("AUTOPLAN_FAULT_KEY", KEY)
+    .output()
+    .unwrap()
 }
 
 #[test]
@@ -548,15 +464,15 @@ fn fault_injection_suite() {
     cases.push(server_case(
         "overloaded (503) then answering",
         vec![
-            Answer::Json(503, api_error("The server is overloaded", "overloaded")),
-            Answer::Json(200, keep.clone()),
+            Answer::json(503, api_error("The server is overloaded", "overloaded")),
+            Answer::json(200, keep.clone()),
         ],
         "retries = 2\nbackoff-s = 0.05\n",
         Expect::Finish(planned.clone()),
     ));
     cases.push(server_case(
         "wrong key (401 echoing it)",
-        vec![Answer::Json(
+        vec![Answer::json(
             401,
             api_error(
                 &format!("Incorrect API key provided: {KEY}. Authorization: Bearer {KEY}"),
@@ -568,7 +484,7 @@ fn fault_injection_suite() {
     ));
     cases.push(server_case(
         "prose instead of JSON",
-        vec![Answer::Json(
+        vec![Answer::json(
             200,
             completion("I would lower the bladder goal a little."),
         )],
@@ -577,13 +493,13 @@ fn fault_injection_suite() {
     ));
     cases.push(server_case(
         "body cut short",
-        vec![Answer::Cut(40)],
+        vec![Answer::cut(keep.clone(), 40)],
         "retries = 0\n",
         refuse(&["not the advisor's"]),
     ));
     cases.push(server_case(
         "slower than the timeout",
-        vec![Answer::Slow(Duration::from_secs(3))],
+        vec![Answer::json(200, keep.clone()).after(Duration::from_secs(3))],
         "retries = 0\ntimeout-s = 1\n",
         refuse(&["not the advisor's"]),
     ));
@@ -591,20 +507,20 @@ fn fault_injection_suite() {
     cases.push(server_case(
         "ollama busy (503) then answering",
         vec![
-            Answer::Json(
+            Answer::json(
                 503,
                 serde_json::json!({"error": "server busy, please try again.  maximum pending \
                                              requests exceeded"})
                 .to_string(),
             ),
-            Answer::Json(200, ollama_keep),
+            Answer::json(200, ollama_keep),
         ],
         "retries = 2\nbackoff-s = 0.05\n",
         Expect::Finish(planned.clone()),
     ));
     cases.push(server_case(
         "ollama model not pulled (404)",
-        vec![Answer::Json(
+        vec![Answer::json(
             404,
             serde_json::json!({"error": "model \"m\" not found, try pulling it first"}).to_string(),
         )],
@@ -613,10 +529,10 @@ fn fault_injection_suite() {
     ));
     cases.push(server_case(
         "ollama behind a proxy answering with its page",
-        vec![Answer::Raw(
+        vec![Answer::raw(
             200,
             "text/html",
-            "<html><body>Proxy sign-in required</body></html>".into(),
+            "<html><body>Proxy sign-in required</body></html>",
         )],
         "retries = 0\n",
         refuse(&["not the advisor's", "not JSON", "Proxy sign-in required"]),

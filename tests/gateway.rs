@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{autoplan, capped_protocol, root, save_phantom, small_beams, text};
+use common::{autoplan, capped_protocol, plan_command, root, save_phantom, small_beams, text};
 use tps_api::conformance::{Expectations, check_all};
 use tps_api::{Protocol, Tps};
 use tps_utps_bridge::RemoteTps;
@@ -116,19 +116,12 @@ fn metrics(dir: &Path) -> Vec<(String, f64)> {
 }
 
 fn plan(patient: &Path, protocol: &Path, out: &Path, tps: Option<&Path>) -> String {
-    let (p, pr, o) = (
-        patient.to_str().unwrap(),
-        protocol.to_str().unwrap(),
-        out.to_str().unwrap(),
-    );
-    let mut args = vec!["plan", "--patient-dir", p, "--protocol", pr, "--out", o];
-    if let Some(t) = tps {
-        args.extend(["--tps", t.to_str().unwrap()]);
-    }
-    let r = Command::new(env!("CARGO_BIN_EXE_autoplan"))
-        .args(small_beams(&args))
+    let extra = match tps {
+        Some(t) => vec!["--tps", t.to_str().unwrap()],
+        None => Vec::new(),
+    };
+    let r = plan_command(patient, protocol, out, &extra)
         .env(TOKEN_VAR, TOKEN)
-        .current_dir(root())
         .output()
         .unwrap();
     let s = text(&r);
@@ -221,30 +214,17 @@ fn a_gateway_killed_mid_plan_stops_the_plan_cleanly_with_its_transcript_intact()
     )
     .unwrap();
     let out = tmp.path().join("plan");
-    let (p, pr, o, t) = (
-        patient.to_str().unwrap(),
-        protocol.to_str().unwrap(),
-        out.to_str().unwrap(),
-        tps_file.to_str().unwrap(),
-    );
-    let mut plan = Command::new(env!("CARGO_BIN_EXE_autoplan"))
-        .args(small_beams(&[
-            "plan",
-            "--patient-dir",
-            p,
-            "--protocol",
-            pr,
-            "--out",
-            o,
-            "--tps",
-            t,
-        ]))
-        .env(TOKEN_VAR, TOKEN)
-        .current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut plan = plan_command(
+        &patient,
+        &protocol,
+        &out,
+        &["--tps", tps_file.to_str().unwrap()],
+    )
+    .env(TOKEN_VAR, TOKEN)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // Killed once the plan has its first report, or after 120 s at most.
     let transcript = out.join("transcript.jsonl");
     for _ in 0..2400 {

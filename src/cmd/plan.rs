@@ -219,7 +219,11 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
     let (model, curve) = a.machine.load()?;
     let settings = a.planner_settings(&protocol)?;
-    let patient = a.load_patient()?;
+    let tps_config = match &a.tps {
+        Some(f) => TpsConfig::load(f)?,
+        None => TpsConfig::Native,
+    };
+    let mut patient = a.load_patient()?;
     // A misspelt metric is found now, not after the plan.
     protocol.check_metric_structures(&patient)?;
     let pid = patient.id.clone();
@@ -231,17 +235,13 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         advisor.name(),
         provider_text
     );
-    // The structures the outputs are evaluated on, the protocol's rings included.
-    let mut evaluated = patient.clone();
-    patient_model::recipes::build_missing_auxiliary(&protocol, &mut evaluated)?;
-    let tps_config = match &a.tps {
-        Some(f) => TpsConfig::load(f)?,
-        None => TpsConfig::Native,
-    };
+    // The protocol's rings, built once: the outputs are evaluated on them, and the native TPS
+    // finds them present.
+    patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
     let mut tps: Box<dyn Tps + '_> = match &tps_config {
         TpsConfig::Native => Box::new(
             NativeTps::open(
-                patient,
+                patient.clone(),
                 protocol.clone(),
                 &model,
                 &curve,
@@ -311,7 +311,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
     }
     let metrics = write_outputs(
         tps.as_ref(),
-        &evaluated,
+        &patient,
         &protocol,
         &evaluator,
         &outcome,

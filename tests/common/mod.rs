@@ -83,3 +83,18 @@ pub fn hold_lock(dir: &Path) {
     )
     .unwrap();
 }
+
+/// `autoplan plan` on the saved patient `patient` with `protocol` into `out`, with `extra`
+/// arguments and the small beams of [`small_beams`], run from the workspace root; not started.
+pub fn plan_command(patient: &Path, protocol: &Path, out: &Path, extra: &[&str]) -> Command {
+    let (p, pr, o) = (
+        patient.to_str().unwrap(),
+        protocol.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let mut args = vec!["plan", "--patient-dir", p, "--protocol", pr, "--out", o];
+    args.extend_from_slice(extra);
+    let mut c = Command::new(env!("CARGO_BIN_EXE_autoplan"));
+    c.args(small_beams(&args)).current_dir(root());
+    c
+}

@@ -30,6 +30,22 @@ pub struct Expectations {
     pub warm_start_tolerance: f64,
 }
 
+impl Expectations {
+    /// What the suite expects of [`crate::fake::FakeTps`] on a case of `protocol`, directly or
+    /// behind a remote protocol: its own grid and target, and no warm-start slack (its
+    /// objective never changes between optimizations).
+    pub fn of_fake_tps(protocol: &crate::protocol::Protocol) -> Self {
+        use crate::fake::FakeTps;
+        Self {
+            prescription_cgy: protocol.prescription.dose_cgy,
+            volume_percent: protocol.prescription.volume_percent,
+            dose_grid: Some(FakeTps::grid()),
+            target: Some(FakeTps::target_mask()),
+            warm_start_tolerance: 0.0,
+        }
+    }
+}
+
 /// Runs every check, each on a fresh case from `open`.
 pub fn check_all<'a>(open: &mut dyn FnMut() -> Box<dyn Tps + 'a>, expect: &Expectations) {
     stable_objective_ids(open().as_mut());
@@ -315,13 +331,8 @@ mod tests {
     fn the_fake_tps_conforms() {
         let protocol = Protocol::parse(crate::fake::tests::PROTOCOL, Path::new("fake.toml"))
             .expect("protocol");
-        let expect = Expectations {
-            prescription_cgy: 3600.0,
-            volume_percent: 95.0,
-            dose_grid: Some(FakeTps::grid()),
-            target: Some(FakeTps::target_mask()),
-            warm_start_tolerance: 0.0,
-        };
+        let expect = Expectations::of_fake_tps(&protocol);
+        assert_eq!(expect.prescription_cgy, 3600.0);
         check_all(
             &mut || Box::new(FakeTps::new(&protocol).expect("fake")),
             &expect,

@@ -48,6 +48,17 @@ fn transport(base: &str, e: &reqwest::Error) -> Error {
     Error::backend(base, code, format!("{what}: {e}"), true)
 }
 
+/// The first 200 characters of an answer, quoted, for errors.
+fn excerpt(bytes: &[u8]) -> String {
+    format!(
+        "{:?}",
+        String::from_utf8_lossy(bytes)
+            .chars()
+            .take(200)
+            .collect::<String>()
+    )
+}
+
 /// A fresh idempotency key.
 fn key() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
@@ -161,8 +172,8 @@ impl RemoteTps {
                 &self.base,
                 format!("http-{}", status.as_u16()),
                 format!(
-                    "HTTP {status} without a protocol error body: {:?}",
-                    text.chars().take(200).collect::<String>()
+                    "HTTP {status} without a protocol error body: {}",
+                    excerpt(text.as_bytes())
                 ),
                 status.is_server_error() || status.as_u16() == 429,
             ),
@@ -176,24 +187,33 @@ impl RemoteTps {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<T> {
-        let resp = self.exchange(method, path, body)?;
-        let bytes = resp.bytes().map_err(|e| {
-            Error::backend(
-                &self.base,
-                "bad-response",
-                format!("{path}: the answer was cut short: {e}"),
-                true,
-            )
-        })?;
+        let bytes = self.body(method, path, body)?;
         serde_json::from_slice(&bytes).map_err(|e| {
             Error::backend(
                 &self.base,
                 "bad-response",
                 format!(
-                    "{path}: the answer is not the protocol's ({e}): {:?}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    "{path}: the answer is not the protocol's ({e}): {}",
+                    excerpt(&bytes)
                 ),
                 false,
+            )
+        })
+    }
+
+    /// The whole body of an exchange; one that stops early is an error, never a value.
+    fn body(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<bytes::Bytes> {
+        self.exchange(method, path, body)?.bytes().map_err(|e| {
+            Error::backend(
+                &self.base,
+                "bad-response",
+                format!("{path}: the answer was cut short: {e}"),
+                true,
             )
         })
     }
@@ -330,15 +350,7 @@ impl Tps for RemoteTps {
     }
 
     fn dose(&self) -> Result<Dose> {
-        let resp = self.exchange(Method::GET, &self.case_path("dose"), None)?;
-        let bytes = resp.bytes().map_err(|e| {
-            Error::backend(
-                &self.base,
-                "bad-response",
-                format!("dose: the answer was cut short: {e}"),
-                true,
-            )
-        })?;
+        let bytes = self.body(Method::GET, &self.case_path("dose"), None)?;
         decode_dose(&bytes, &self.base)
     }
 

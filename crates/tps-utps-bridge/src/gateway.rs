@@ -259,14 +259,19 @@ async fn with_tps<T: Send + 'static>(
         out
     })
     .await
-    .map_err(|e| {
+    .map_err(join_failed("the TPS call"))?
+}
+
+/// The answer when a blocking task of `what` could not finish (it panicked).
+fn join_failed(what: &'static str) -> impl FnOnce(tokio::task::JoinError) -> ApiError {
+    move |e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            format!("the TPS call failed: {e}"),
+            format!("{what} failed: {e}"),
             false,
         )
-    })?
+    }
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(
@@ -414,14 +419,7 @@ async fn open_case(
     })
     .await;
     *s.opening.lock().expect("opening lock") -= 1;
-    let (id, case) = opened.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("opening the case failed: {e}"),
-            false,
-        )
-    })??;
+    let (id, case) = opened.map_err(join_failed("opening the case"))??;
     let answer = Opened {
         case: id.clone(),
         tps: case.name.clone(),
@@ -475,14 +473,7 @@ async fn dose(State(s): State<Arc<AppState>>, UrlPath(id): UrlPath<String>) -> A
     let dose = with_tps(s.case(&id)?, |t| t.dose()).await?;
     let body = tokio::task::spawn_blocking(move || encode_dose(&dose))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-                false,
-            )
-        })?;
+        .map_err(join_failed("encoding the dose"))?;
     Ok(([(header::CONTENT_TYPE, DOSE_MEDIA_TYPE)], body).into_response())
 }
 

@@ -5,7 +5,9 @@
 //!   timeouts, retries of temporary failures and a total time limit;
 //! - [`gateway`] serves any `Tps` (through a [`gateway::CaseOpener`]) over the protocol;
 //! - [`config::TpsConfig`] reads `configs/tps/*.toml`, which choose the TPS;
-//! - [`wire`] holds the request and answer bodies both sides share.
+//! - [`wire`] holds the request and answer bodies both sides share;
+//! - [`testing`] is a scripted HTTP server for the fault tests of any HTTP client here
+//!   (std only; the binary's fault suite uses it too).
 //!
 //! It builds on `tps-api` alone among the project's crates, never on the native engine
 //! (checked by `tests/architecture.rs`).
@@ -13,6 +15,7 @@
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod testing;
 pub mod wire;
 
 pub use client::RemoteTps;

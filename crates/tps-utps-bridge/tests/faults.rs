@@ -4,77 +4,14 @@
 //! timeout. Each ends in a clear error saying whether to retry, never a panic or a wrong
 //! value.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use tps_utps_bridge::RemoteTps;
 use tps_utps_bridge::config::{PatientTransfer, RemoteConfig};
-
-#[derive(Clone)]
-enum Answer {
-    /// Status and body, whole.
-    Whole(u16, String),
-    /// A 200 promising `promised` bytes and sending `body` only.
-    Cut(String, usize),
-    /// Waits, then answers 200 with the body.
-    Slow(Duration, String),
-}
-
-fn serve(script: Vec<Answer>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut s) = stream else { continue };
-            let answer = script[n.min(script.len() - 1)].clone();
-            // Read the head and the body its Content-Length announces.
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 65536];
-            let head_end = loop {
-                match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => break None,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
-                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    break Some(i + 4);
-                }
-            };
-            let Some(head_end) = head_end else { continue };
-            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while buf.len() < head_end + length {
-                match s.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
-                }
-            }
-            let reply = |status: u16, body: &str, promised: usize| {
-                format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: \
-                     {promised}\r\nConnection: close\r\n\r\n{body}"
-                )
-            };
-            let bytes = match answer {
-                Answer::Whole(status, body) => reply(status, &body, body.len()),
-                Answer::Cut(body, promised) => reply(200, &body, promised),
-                Answer::Slow(d, body) => {
-                    std::thread::sleep(d);
-                    reply(200, &body, body.len())
-                }
-            };
-            let _ = s.write_all(bytes.as_bytes());
-        }
-    });
-    url
-}
+use tps_utps_bridge::testing::{Answer, serve};
 
 fn hello(versions: &str) -> Answer {
-    Answer::Whole(
+    Answer::json(
         200,
         format!(
             "{{\"protocol\": \"autoplan-tps\", \"versions\": {versions}, \"server\": \"s\", \
@@ -124,7 +61,7 @@ fn a_server_of_another_protocol_version_is_named() {
 fn an_answer_cut_short_is_a_bad_response_not_a_value() {
     let opened = "{\"case\": \"c-1\", \"tps\": \"t\", \"idle_limit_s\": 60.0}";
     let e = open_error(
-        vec![hello("[1]"), Answer::Cut(opened[..20].into(), opened.len())],
+        vec![hello("[1]"), Answer::cut(opened, 20)],
         Duration::from_secs(5),
         0,
     )
@@ -137,7 +74,7 @@ fn an_answer_that_is_not_json_is_quoted() {
     let e = open_error(
         vec![
             hello("[1]"),
-            Answer::Whole(200, "<html>proxy sign-in</html>".into()),
+            Answer::json(200, "<html>proxy sign-in</html>"),
         ],
         Duration::from_secs(5),
         0,
@@ -153,7 +90,7 @@ fn an_answer_that_is_not_json_is_quoted() {
 #[test]
 fn an_error_without_a_protocol_body_keeps_its_status() {
     let e = open_error(
-        vec![hello("[1]"), Answer::Whole(502, "Bad Gateway".into())],
+        vec![hello("[1]"), Answer::json(502, "Bad Gateway")],
         Duration::from_secs(5),
         1,
     );
@@ -166,7 +103,7 @@ fn an_error_without_a_protocol_body_keeps_its_status() {
 fn a_server_slower_than_the_timeout_is_a_temporary_timeout_after_the_retries() {
     let t = Instant::now();
     let e = open_error(
-        vec![Answer::Slow(Duration::from_secs(3), "{}".into())],
+        vec![Answer::json(200, "{}").after(Duration::from_secs(3))],
         Duration::from_millis(500),
         1,
     );

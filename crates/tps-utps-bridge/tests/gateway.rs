@@ -101,13 +101,8 @@ fn the_fake_tps_conforms_through_the_protocol() {
     let gw = gateway(None, Limits::default());
     let config = client_config(&gw.url());
     let patient = patient_dir();
-    let expect = Expectations {
-        prescription_cgy: 3600.0,
-        volume_percent: 95.0,
-        dose_grid: Some(FakeTps::grid()),
-        target: Some(FakeTps::target_mask()),
-        warm_start_tolerance: 0.0,
-    };
+    let expect = Expectations::of_fake_tps(&Protocol::load(&protocol_path()).unwrap());
+    assert_eq!(expect.prescription_cgy, 3600.0);
     check_all(
         &mut || Box::new(RemoteTps::open(&config, patient.path(), &protocol_path()).unwrap()),
         &expect,
