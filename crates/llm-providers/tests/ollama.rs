@@ -77,25 +77,29 @@ async fn sends_model_messages_schema_and_options() {
 
 #[tokio::test]
 async fn a_missing_model_is_not_retried() {
+    let (status, message) = http_error_of_one_request(
+        404,
+        json!({"error": "model \"llama3.2\" not found, try pulling it first"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(message.contains("try pulling it first"));
+}
+
+/// The status and message of the HTTP error an advice ends with when the server answers
+/// `status` with `body`, checking it asked once (3 retries allowed, none due).
+async fn http_error_of_one_request(status: u16, body: Value) -> (u16, String) {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
-            "error": "model \"llama3.2\" not found, try pulling it first"})))
+        .respond_with(ResponseTemplate::new(status).set_body_json(body))
         .expect(1)
         .mount(&server)
         .await;
-    let e = advisor(&server, 3)
-        .advise(&common::context())
-        .await
-        .unwrap_err();
-    match e {
-        AdvisorError::Http {
+    match advisor(&server, 3).advise(&common::context()).await {
+        Err(AdvisorError::Http {
             status, message, ..
-        } => {
-            assert_eq!(status, 404);
-            assert!(message.contains("try pulling it first"));
-        }
-        other => panic!("{other}"),
+        }) => (status, message),
+        other => panic!("{:?}", other.map(|a| a.rationale)),
     }
 }
 
@@ -140,26 +144,13 @@ async fn a_reply_that_is_not_json_is_quoted_in_the_error() {
 #[tokio::test]
 async fn the_status_of_an_error_is_the_servers_and_an_error_object_is_read() {
     // A 404 whose body carries an error object (a server in front of Ollama), not a string.
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({
-            "error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}})))
-        .expect(1)
-        .mount(&server)
-        .await;
-    let e = advisor(&server, 3)
-        .advise(&common::context())
-        .await
-        .unwrap_err();
-    match e {
-        AdvisorError::Http {
-            status, message, ..
-        } => {
-            assert_eq!(status, 404);
-            assert_eq!(message, "File Not Found");
-        }
-        other => panic!("{other}"),
-    }
+    let (status, message) = http_error_of_one_request(
+        404,
+        json!({"error": {"code": 404, "message": "File Not Found", "type": "not_found_error"}}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(message, "File Not Found");
 }
 
 #[tokio::test]
