@@ -39,6 +39,7 @@ fn bench(c: &mut Criterion) {
                     &RuleBasedAdvisor,
                     &protocol,
                     "p07",
+                    None,
                     &PlannerSettings::default(),
                     None,
                     |_| {},

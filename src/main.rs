@@ -26,6 +26,10 @@ fn main() -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(interrupt::EXIT_INTERRUPTED)
         }
+        Err(e) if e.downcast_ref::<cmd::plan::GoalsFailed>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(cmd::plan::EXIT_GOALS_FAILED)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use evaluation::tables::plan::{metrics_csv, metrics_text, report_markdown};
+use evaluation::tables::plan::{goals_markdown, metrics_csv, metrics_text, report_markdown};
 use evaluation::tables::study::PlanNumbers;
 use evaluation::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
 use llm_providers::advice::LlmAdvisor;
@@ -165,6 +165,16 @@ impl Args {
     }
 }
 
+/// Exit status of a plan or a study whose final plans failed clinical must-goals (after every
+/// output is written): distinct from 1 (an error) and 130 (interrupted).
+pub const EXIT_GOALS_FAILED: u8 = 3;
+
+/// The error a plan or a study ends with when final plans failed clinical must-goals; `main`
+/// exits with [`EXIT_GOALS_FAILED`].
+#[derive(Debug, thiserror::Error)]
+#[error("clinical must-goals failed: {0}")]
+pub struct GoalsFailed(pub String);
+
 /// What one plan gave: the loop's numbers and the protocol's metrics.
 pub struct PlanRecord {
     /// Patient id.
@@ -175,6 +185,8 @@ pub struct PlanRecord {
     pub numbers: PlanNumbers,
     /// The protocol's metrics of the final plan.
     pub metrics: Vec<MetricValue>,
+    /// Labels of the clinical must-goals the final plan failed.
+    pub failed_goals: Vec<String>,
 }
 
 /// Advice steps of a plan of `iterations` optimizations (one after each but the last).
@@ -192,6 +204,15 @@ pub fn stood_in(rule_based: bool, n: &PlanNumbers) -> bool {
 /// fallback is an error (after its outputs are written) unless `--allow-fallback`.
 pub fn run(a: &Args) -> Result<()> {
     let r = run_one(a)?;
+    if !r.failed_goals.is_empty() {
+        return Err(GoalsFailed(format!(
+            "{}: the final plan fails {} (outputs in {})",
+            r.patient,
+            r.failed_goals.join("; "),
+            a.out.display()
+        ))
+        .into());
+    }
     let steps = advice_steps(&r.numbers);
     let rule_based = r.advisor == RuleBasedAdvisor.name();
     if stood_in(rule_based, &r.numbers) && 2 * r.numbers.fallbacks > steps && !a.allow_fallback {
@@ -224,8 +245,11 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         None => TpsConfig::Native,
     };
     let mut patient = a.load_patient()?;
-    // A misspelt metric is found now, not after the plan.
+    // A misspelt metric or goal, or a structure of the wrong role, is found now, not after
+    // the plan.
     protocol.check_metric_structures(&patient)?;
+    protocol.check_goal_structures(&patient)?;
+    protocol.check_roles(&patient)?;
     let pid = patient.id.clone();
     let _lock = OutputLock::acquire(&a.out)?;
     let t = Instant::now();
@@ -276,6 +300,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         .with_context(|| format!("creating {}", transcript_path.display()))?;
     let volume = protocol.prescription.volume_percent;
     let outcome = Planner::new(tps.as_mut(), advisor.as_ref(), &protocol, &pid, &settings)
+        .judge_goals_on(&patient)
         .observe(&mut transcript)
         .observe(ProgressObserver::new(|p| {
             out!(
@@ -317,6 +342,20 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         &outcome,
         &a.out,
     )?;
+    let failed_goals: Vec<String> = outcome
+        .goals
+        .iter()
+        .filter(|g| g.must_failed())
+        .map(|g| format!("{} (value {:.1} {})", g.label, g.value, g.unit.label()))
+        .collect();
+    if !outcome.goals.is_empty() {
+        outn!("{}", goals_markdown(&outcome.goals));
+        if failed_goals.is_empty() {
+            out!("every clinical must-goal passed");
+        } else {
+            out!("clinical must-goals FAILED: {}", failed_goals.join("; "));
+        }
+    }
     let total_s = t.elapsed().as_secs_f64();
     out!("total {total_s:.1} s");
     match outcome.reason {
@@ -342,9 +381,28 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
             fallbacks: outcome.fallbacks,
             advisor_failures: outcome.advisor_failures,
             violations: outcome.violations.values().sum(),
+            must_goals_failed: failed_goals.len() as u32,
         },
         metrics,
+        failed_goals,
     })
+}
+
+/// The final plan's clinical goals for report.md, with the termination that was in force.
+fn final_goals_markdown(protocol: &Protocol, outcome: &PlanOutcome) -> String {
+    if outcome.goals.is_empty() {
+        return String::new();
+    }
+    let termination = protocol
+        .planning
+        .as_ref()
+        .map_or(tps_api::Termination::Study, |p| p.termination);
+    let failed = outcome.goals.iter().filter(|g| g.must_failed()).count();
+    format!(
+        "\n## Clinical goals of the final plan (after the final normalization)\n\n\
+         termination: {termination:?}; must-goals failed: {failed}\n\n{}",
+        goals_markdown(&outcome.goals)
+    )
 }
 
 fn write_outputs(
@@ -363,7 +421,7 @@ fn write_outputs(
         "report.md",
         &format!(
             "{}\n\nended: {:?}; normalization {:.4} (D{} = prescription on the CT grid, as evaluated); {:.1} MU per fraction\n\
-             advice steps made by the rule-based fallback: {} of {} ({} advisor failures)\n",
+             advice steps made by the rule-based fallback: {} of {} ({} advisor failures)\n{}",
             report_markdown(last),
             outcome.reason,
             outcome.normalization,
@@ -371,7 +429,8 @@ fn write_outputs(
             mu,
             outcome.fallbacks,
             outcome.reports.len().saturating_sub(1),
-            outcome.advisor_failures
+            outcome.advisor_failures,
+            final_goals_markdown(protocol, outcome)
         ),
     )?;
     patient_model::nrrd::write_f32(&dir.join("dose.nrrd"), dose.grid(), dose.cgy())?;

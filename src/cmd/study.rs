@@ -125,6 +125,11 @@ pub fn run(a: &Args) -> Result<()> {
     crate::output::write_text(&md_path, &md)?;
     outn!("{md}");
     out!("wrote {} and {}", rows.path().display(), md_path.display());
+    let goals_failed: Vec<String> = plans
+        .iter()
+        .filter(|(_, n)| n.must_goals_failed > 0)
+        .map(|(id, n)| format!("{id} ({})", n.must_goals_failed))
+        .collect();
     if !stood_in.is_empty() && !a.allow_fallback {
         bail!(
             "the rule-based fallback made advice steps of {} of {} plans ({}): the study is not \
@@ -133,6 +138,15 @@ pub fn run(a: &Args) -> Result<()> {
             plans.len(),
             stood_in.join(", ")
         );
+    }
+    if !goals_failed.is_empty() {
+        return Err(super::plan::GoalsFailed(format!(
+            "{} of {} final plans fail clinical must-goals: {} (see each pNN/report.md)",
+            goals_failed.len(),
+            plans.len(),
+            goals_failed.join(", ")
+        ))
+        .into());
     }
     Ok(())
 }

@@ -48,7 +48,7 @@ pub struct ProtocolEvaluator {
     metrics: Vec<(Metric, String)>,
     target: String,
     reference_cgy: f64,
-    body: String,
+    protocol: Protocol,
 }
 
 impl ProtocolEvaluator {
@@ -67,7 +67,7 @@ impl ProtocolEvaluator {
             metrics,
             target: protocol.prescription.target.clone(),
             reference_cgy: protocol.prescription.dose_cgy,
-            body: protocol.body.clone(),
+            protocol: protocol.clone(),
         })
     }
 
@@ -155,7 +155,7 @@ impl Evaluator for ProtocolEvaluator {
                     let target = &p
                         .require(&self.target, &self.origin, "prescription.target")?
                         .mask;
-                    let body = &p.require(&self.body, &self.origin, "evaluation.body")?.mask;
+                    let body = &self.protocol.body_structure(p)?.mask;
                     Some(paddick_ci(dose_cgy, target, body, self.reference_cgy)?)
                 }
                 Metric::Hi => Some(homogeneity_index(&dvhs[&self.target])),

@@ -103,6 +103,9 @@ pub struct AdvisorContext {
     pub coverage_window: [f64; 2],
     /// Largest number of optimizations of the plan.
     pub max_iterations: u32,
+    /// Which criteria end the plan (the study's, the clinical goals, or both).
+    #[serde(default = "study_termination")]
+    pub termination: tps_api::Termination,
     /// The latest report.
     pub current: IterationReport,
     /// Earlier iterations, oldest first.
@@ -127,11 +130,17 @@ impl AdvisorContext {
             prescription_volume_percent: protocol.prescription.volume_percent,
             coverage_window: planning.coverage_window,
             max_iterations: planning.max_iterations,
+            termination: planning.termination,
             current,
             history,
             examples,
         }
     }
+}
+
+/// Contexts written before protocols chose their termination ended by the study's criteria.
+fn study_termination() -> tps_api::Termination {
+    tps_api::Termination::Study
 }
 
 /// An advisor's answer.

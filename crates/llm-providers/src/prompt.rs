@@ -39,8 +39,7 @@ pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
          too much: relax it (raise the goal). Inside its range: keep it. Use large steps \
          (100 cGy) far from the range and smaller ones (50, then 20 cGy) as the value nears it. \
          The target's coverage ({target} D{vol}) must stay between {lo:.2} and {hi:.2} times the \
-         prescription of {rx:.0} cGy. The plan is finished when every OAR value is inside its \
-         range.\n\
+         prescription of {rx:.0} cGy. {finished}\n\
          \n\
          {answer}",
         site = ctx.site,
@@ -50,7 +49,55 @@ pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
         lo = ctx.coverage_window[0],
         hi = ctx.coverage_window[1],
         rx = ctx.prescription_cgy,
+        finished = finished_text(ctx.termination),
     )
+}
+
+/// When the plan is finished, in the system prompt's words.
+fn finished_text(termination: tps_api::Termination) -> &'static str {
+    match termination {
+        tps_api::Termination::Study => "The plan is finished when every OAR value is inside its range.",
+        tps_api::Termination::Goals => {
+            "The plan is also judged by clinical goals (dose-volume limits per structure, shown \
+             with their values after each optimization). The plan is finished when every \
+             must-goal passes; the ideal ranges then only guide the steps. When an organ's goal \
+             fails, tighten its objectives even if their value is above range; when a target's \
+             upper goal fails (too hot), tighten the target's max-dose objectives and relax the \
+             organ objective pressing hardest on it; leave an organ whose goals hold with \
+             margin."
+        }
+        tps_api::Termination::Both => {
+            "The plan is also judged by clinical goals (dose-volume limits per structure, shown \
+             with their values after each optimization). The plan is finished when every OAR \
+             value is inside its range and every must-goal passes. When an organ's goal fails, \
+             tighten its objectives even if their value is above range; when a target's upper \
+             goal fails (too hot), tighten the target's max-dose objectives and relax the organ \
+             objective pressing hardest on it."
+        }
+    }
+}
+
+/// The clinical goals of a report as a compact table (empty when it has none).
+pub fn goals_table(r: &IterationReport) -> String {
+    if r.goals.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("Clinical goals:\n| goal | priority | value | status |\n|---|---|---|---|\n");
+    for g in &r.goals {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.1} {} | {} |",
+            g.label,
+            match g.priority {
+                tps_api::Priority::Must => "must",
+                tps_api::Priority::Should => "should",
+            },
+            g.value,
+            g.unit.label(),
+            g.status.word()
+        );
+    }
+    s
 }
 
 /// The report as a compact table.
@@ -166,7 +213,7 @@ pub fn user_prompt(ctx: &AdvisorContext) -> String {
         ratio,
         ctx.coverage_window[0],
         ctx.coverage_window[1],
-        report_table(r)
+        report_table(r) + &goals_table(r)
     );
     s
 }

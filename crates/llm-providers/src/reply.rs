@@ -187,6 +187,7 @@ mod tests {
             prescription_volume_percent: 95.0,
             coverage_window: [1.0, 1.02],
             max_iterations: 20,
+            termination: tps_api::Termination::Study,
             current: IterationReport {
                 iteration: 1,
                 objectives: vec![oar("bladder-mean", 3000.0, 2500.0, 0.0)],
@@ -195,6 +196,7 @@ mod tests {
                 total_objective: 0.0,
                 solver_iterations: 1,
                 wall_s: 0.0,
+                goals: Vec::new(),
             },
             history: Vec::new(),
             examples: Vec::new(),

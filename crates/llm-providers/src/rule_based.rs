@@ -4,11 +4,15 @@ use async_trait::async_trait;
 
 use crate::advice::{Advice, AdvisorContext, Capabilities, Direction, LlmAdvisor, OutputMode};
 use crate::error::Result;
-use crate::steps::{actions_to_goals, informed_goal, rule_action};
+use crate::advice::StepClass;
+use crate::steps::{actions_to_goals, goal_moves, informed_goal, rule_action};
 
 /// Adjusts every OAR objective outside its ideal range by the adaptive step of
-/// [`crate::steps`]; needs no model and no network, and gives the same advice for the same
-/// report.
+/// [`crate::steps`], and, when the report carries clinical goals, follows what they ask
+/// ([`crate::steps::goal_moves`]: tighten an organ whose goal fails, tighten a target's upper
+/// objectives and relax the organ pressing on it when a target upper goal fails, leave an organ
+/// whose goals hold with margin when only the goals end the plan); needs no model and no
+/// network, and gives the same advice for the same report.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleBasedAdvisor;
 
@@ -17,11 +21,22 @@ impl RuleBasedAdvisor {
     pub fn decide(&self, context: &AdvisorContext) -> Advice {
         let report = &context.current;
         let previous = context.history.last().map(|h| &h.report);
-        let actions: Vec<_> = report.objectives.iter().map(rule_action).collect();
+        let mut actions: Vec<_> = report.objectives.iter().map(rule_action).collect();
+        let moves = goal_moves(
+            report,
+            context.termination == tps_api::Termination::Goals,
+        );
+        for m in &moves {
+            if let Some(a) = actions.iter_mut().find(|a| a.id == m.id) {
+                a.action = m.action;
+                a.step = StepClass::Medium;
+            }
+        }
         let mut goals = actions_to_goals(report, &actions).expect("actions come from the report");
-        // Where the last change's answer is informative, its extrapolation replaces the ladder.
+        // Where the last change's answer is informative, its extrapolation replaces the ladder
+        // (not for the goals' moves, which go against the value's range on purpose).
         let mut informed = Vec::new();
-        for g in &mut goals {
+        for g in goals.iter_mut().filter(|g| !moves.iter().any(|m| m.id == g.id)) {
             let now = report.objectives.iter().find(|o| o.id == g.id);
             let before = previous.and_then(|r| r.objectives.iter().find(|o| o.id == g.id));
             let action = actions.iter().find(|a| a.id == g.id);
@@ -34,6 +49,25 @@ impl RuleBasedAdvisor {
         }
         let mut reasons = Vec::new();
         for (a, o) in actions.iter().zip(&report.objectives) {
+            if let Some(m) = moves.iter().find(|m| m.id == a.id) {
+                let new = goals.iter().find(|g| g.id == a.id).map(|g| g.goal_cgy);
+                reasons.push(match new {
+                    Some(new) => format!(
+                        "{}: {} {:.0} -> {:.0} cGy ({})",
+                        o.id,
+                        if a.action == Direction::Tighten {
+                            "tighten"
+                        } else {
+                            "relax"
+                        },
+                        o.goal_cgy,
+                        new,
+                        m.reason
+                    ),
+                    None => format!("{}: keep ({})", o.id, m.reason),
+                });
+                continue;
+            }
             if a.action == Direction::Keep {
                 continue;
             }

@@ -17,7 +17,8 @@
 //! follows a tightened goal closely (the value hardly rises) then gets larger steps, and one
 //! that answers strongly gets smaller ones.
 
-use tps_api::objectives::RangeStatus;
+use tps_api::goals::GoalStatus;
+use tps_api::objectives::{ObjectiveKind, RangeStatus};
 use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
 use tps_api::structure::Role;
 
@@ -129,6 +130,117 @@ pub fn informed_goal(
         now.goal_cgy
     };
     Some((base + sign * step).max(MIN_STEP_CGY).round())
+}
+
+/// Fraction of its bound by which a clinical goal counts as met with margin: an organ whose
+/// goals all hold by this much is not pushed further when only the goals end the plan.
+pub const GOAL_MARGIN: f64 = 0.05;
+
+/// A move the clinical goals of a report ask for, beside the study's rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalMove {
+    /// Objective id.
+    pub id: String,
+    /// Tighten or relax.
+    pub action: Direction,
+    /// Why, in words (names the goal).
+    pub reason: String,
+}
+
+/// Whether an objective report is an upper-limit kind (max dose or DVH at most), from its
+/// label.
+fn is_upper_kind(o: &ObjectiveReport) -> bool {
+    o.kind == ObjectiveKind::MaxDose.label() || o.kind.starts_with("DVH: at most")
+}
+
+/// The moves `report`'s clinical goals ask for (none when it carries no goals):
+///
+/// - an organ (OAR) whose upper goal is not met: tighten every objective on it;
+/// - a target whose upper goal is not met: tighten its upper-limit objectives (max dose, DVH at
+///   most), and relax the organ objective that pushes it hardest (largest weight x value among
+///   organs whose own goals hold), since a tight organ is what overdoses a target;
+/// - with `goals_only` (the goals alone end the plan): an organ objective whose structure's
+///   goals all hold with [`GOAL_MARGIN`] to spare and that the study's rule would tighten is
+///   kept (`Direction::Keep`).
+pub fn goal_moves(report: &IterationReport, goals_only: bool) -> Vec<GoalMove> {
+    if report.goals.is_empty() {
+        return Vec::new();
+    }
+    let failing = |structure: &str| {
+        report
+            .goals
+            .iter()
+            .filter(|g| g.structure == structure && g.upper && g.status != GoalStatus::Met)
+            .map(|g| g.label.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut moves: Vec<GoalMove> = Vec::new();
+    let mut target_failing = Vec::new();
+    for o in &report.objectives {
+        let f = failing(&o.structure);
+        if f.is_empty() {
+            continue;
+        }
+        match o.role {
+            Role::Oar => moves.push(GoalMove {
+                id: o.id.clone(),
+                action: Direction::Tighten,
+                reason: format!("goal {} not met", f.join(", ")),
+            }),
+            Role::Target if is_upper_kind(o) => {
+                target_failing.extend(f.iter().cloned());
+                moves.push(GoalMove {
+                    id: o.id.clone(),
+                    action: Direction::Tighten,
+                    reason: format!("target goal {} not met", f.join(", ")),
+                });
+            }
+            _ => {}
+        }
+    }
+    if !target_failing.is_empty() {
+        let pusher = report
+            .objectives
+            .iter()
+            .filter(|o| o.role == Role::Oar && o.value > 0.0 && failing(&o.structure).is_empty())
+            .max_by(|a, b| (a.weight * a.value).total_cmp(&(b.weight * b.value)));
+        if let Some(o) = pusher {
+            target_failing.dedup();
+            moves.push(GoalMove {
+                id: o.id.clone(),
+                action: Direction::Relax,
+                reason: format!(
+                    "relaxed as the organ objective pressing hardest on the target while {} is \
+                     not met",
+                    target_failing.join(", ")
+                ),
+            });
+        }
+    }
+    if goals_only {
+        for o in &report.objectives {
+            let goals: Vec<_> = report
+                .goals
+                .iter()
+                .filter(|g| g.structure == o.structure)
+                .collect();
+            let spare = !goals.is_empty()
+                && goals
+                    .iter()
+                    .all(|g| g.status == GoalStatus::Met && g.margin() >= GOAL_MARGIN);
+            if o.role == Role::Oar && spare && !moves.iter().any(|m| m.id == o.id) {
+                moves.push(GoalMove {
+                    id: o.id.clone(),
+                    action: Direction::Keep,
+                    reason: format!(
+                        "its goals hold with at least {:.0} % to spare",
+                        GOAL_MARGIN * 100.0
+                    ),
+                });
+            }
+        }
+    }
+    moves
 }
 
 /// Turns actions into goal changes against `report`; an action naming an objective the report

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use llm_providers::steps::step_base;
+use llm_providers::advice::Direction;
+use llm_providers::steps::{goal_moves, step_base};
 use serde::{Deserialize, Serialize};
 use tps_api::{GoalChange, IterationReport, RangeStatus, Role};
 
@@ -127,18 +128,29 @@ pub fn check(
     if g > settings.max_goal_factor * report.prescription_cgy {
         v.push(Violation::OutOfBounds);
     }
-    if o.role != Role::Oar {
+    let tightening = g < o.goal_cgy;
+    // A move the report's clinical goals ask for (an organ whose goal fails tightened though
+    // its value is above range, a target's upper objective tightened, the organ pressing on a
+    // failing target relaxed) is no violation in that direction.
+    let asked = goal_moves(report, false).into_iter().any(|m| {
+        m.id == o.id
+            && match m.action {
+                Direction::Tighten => tightening,
+                Direction::Relax => g > o.goal_cgy,
+                Direction::Keep => false,
+            }
+    });
+    if o.role != Role::Oar && !asked {
         v.push(Violation::NotAnOar);
     }
-    let tightening = g < o.goal_cgy;
     let base = step_base(o, g);
     if (g - base).abs() > settings.max_step_cgy + 1e-9 {
         v.push(Violation::StepTooLarge);
     }
-    if tightening && o.status == RangeStatus::Above {
+    if tightening && o.status == RangeStatus::Above && !asked {
         v.push(Violation::TightenAboveRange);
     }
-    if g > o.goal_cgy && o.status == RangeStatus::Below {
+    if g > o.goal_cgy && o.status == RangeStatus::Below && !asked {
         v.push(Violation::RelaxBelowRange);
     }
     if o.value == 0.0 && g >= o.current_cgy && o.status == RangeStatus::Below {

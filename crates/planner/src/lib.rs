@@ -19,7 +19,7 @@ mod termination;
 pub mod transcript;
 
 use llm_providers::advice::{FewShotExample, LlmAdvisor};
-use tps_api::{Planning, Protocol, Tps};
+use tps_api::{Patient, Planning, Protocol, Tps};
 
 pub use observers::{Progress, ProgressObserver};
 pub use replay::replay;
@@ -71,17 +71,23 @@ pub fn planning_of(protocol: &Protocol) -> Result<&Planning, PlanError> {
 }
 
 /// Plans `tps`'s open case with `advisor`, writing `transcript` (when given) and calling
-/// `progress` after every optimization: a [`Planner`] with those two observers.
+/// `progress` after every optimization: a [`Planner`] with those two observers, judging the
+/// protocol's clinical goals on `patient` when given ([`Planner::judge_goals_on`]).
+#[allow(clippy::too_many_arguments)]
 pub fn plan(
     tps: &mut dyn Tps,
     advisor: &dyn LlmAdvisor,
     protocol: &Protocol,
     patient_id: &str,
+    patient: Option<&Patient>,
     settings: &PlannerSettings,
     transcript: Option<&mut TranscriptWriter>,
     progress: impl FnMut(&Progress<'_>),
 ) -> Result<PlanOutcome, PlanError> {
     let mut planner = Planner::new(tps, advisor, protocol, patient_id, settings);
+    if let Some(p) = patient {
+        planner = planner.judge_goals_on(p);
+    }
     if let Some(t) = transcript {
         planner = planner.observe(t);
     }

@@ -6,7 +6,8 @@ use std::time::Instant;
 use llm_providers::advice::{AdvisorContext, HistoryEntry, LlmAdvisor};
 use llm_providers::error::AdvisorError;
 use llm_providers::rule_based::RuleBasedAdvisor;
-use tps_api::{GoalChange, IterationReport, Normalization, PlanSummary, Protocol, Tps};
+use tps_api::goals::GoalResult;
+use tps_api::{GoalChange, IterationReport, Normalization, Patient, PlanSummary, Protocol, Tps};
 
 use crate::guard::{self, Violation, ViolationCounts, judge};
 use crate::observers::{Observer, Timing};
@@ -28,6 +29,9 @@ pub struct PlanOutcome {
     pub normalization: f64,
     /// MU of the final plan.
     pub plan: PlanSummary,
+    /// The protocol's clinical goals judged on the final plan's dose (after the final
+    /// normalization), in protocol order; empty when the protocol has none.
+    pub goals: Vec<GoalResult>,
     /// Guard violations by kind.
     pub violations: ViolationCounts,
     /// Advice replaced by the rule-based physicist (guard fallback or advisor failure).
@@ -55,6 +59,7 @@ pub struct Planner<'a> {
     protocol: &'a Protocol,
     patient_id: &'a str,
     settings: &'a PlannerSettings,
+    patient: Option<&'a Patient>,
     observers: Vec<Box<dyn Observer + 'a>>,
     stop: StopFlag,
 }
@@ -93,9 +98,34 @@ impl<'a> Planner<'a> {
             protocol,
             patient_id,
             settings,
+            patient: None,
             observers: Vec::new(),
             stop: StopFlag::new(),
         }
+    }
+
+    /// Judges the protocol's clinical goals on `patient`'s structures (the patient of the
+    /// open case, with the protocol's auxiliary structures built): after every optimization
+    /// when the termination uses them, and on the final plan always. A protocol with clinical
+    /// goals cannot be planned without it.
+    pub fn judge_goals_on(mut self, patient: &'a Patient) -> Self {
+        self.patient = Some(patient);
+        self
+    }
+
+    /// The clinical goals judged on the TPS's current dose.
+    fn judge_goals(&self) -> Result<Vec<GoalResult>, PlanError> {
+        let goals = &self.protocol.clinical_goals;
+        let Some(patient) = self.patient.filter(|_| !goals.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let dose = self.tps.dose()?;
+        Ok(tps_api::goals::evaluate(
+            goals,
+            patient,
+            &dose,
+            &self.protocol.origin.display().to_string(),
+        )?)
     }
 
     /// Adds an observer; observers see each event in the order they were added.
@@ -116,6 +146,8 @@ impl<'a> Planner<'a> {
     }
 
     /// Optimizes with `changes`, then brings the coverage back into its window when it left.
+    /// When the termination uses the clinical goals, they are judged on the resulting dose
+    /// and carried in the report.
     fn optimize(
         &mut self,
         changes: &[GoalChange],
@@ -124,12 +156,15 @@ impl<'a> Planner<'a> {
         let t = Instant::now();
         let report = self.tps.optimize(changes)?;
         let ratio = report.coverage_cgy / report.prescription_cgy;
-        let (report, factor) = if ratio >= window[0] && ratio <= window[1] {
+        let (mut report, factor) = if ratio >= window[0] && ratio <= window[1] {
             (report, None)
         } else {
             let factor = self.tps.normalize(Normalization::Report)?;
             (self.tps.report()?, Some(factor))
         };
+        if planning_of(self.protocol)?.termination.uses_goals() {
+            report.goals = self.judge_goals()?;
+        }
         Ok((report, factor, t.elapsed().as_secs_f64()))
     }
 
@@ -234,6 +269,14 @@ impl<'a> Planner<'a> {
     pub fn run(mut self) -> Result<PlanOutcome, PlanError> {
         let planning = planning_of(self.protocol)?;
         let (max_iterations, window) = (planning.max_iterations, planning.coverage_window);
+        let termination = planning.termination;
+        if !self.protocol.clinical_goals.is_empty() && self.patient.is_none() {
+            return Err(PlanError::Protocol(format!(
+                "{}: the protocol has clinical goals, and the planner was given no patient to \
+                 judge them on (Planner::judge_goals_on)",
+                self.protocol.origin.display()
+            )));
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -246,6 +289,7 @@ impl<'a> Planner<'a> {
             guard: self.settings.guard,
             max_iterations,
             coverage_window: window,
+            termination,
         };
         self.emit(&mut timing, &start)?;
         let (report, mut normalization, mut tps_s) = self.optimize(&[], window)?;
@@ -267,7 +311,7 @@ impl<'a> Planner<'a> {
             };
             self.emit(&mut timing, &event)?;
             state.reports.push(state.report.clone());
-            if state.report.criteria_met() {
+            if state.report.terminates(termination) {
                 break TerminationReason::CriteriaMet;
             }
             if state.report.iteration >= max_iterations {
@@ -307,7 +351,9 @@ impl<'a> Planner<'a> {
         let finished = self
             .tps
             .normalize(Normalization::Dose)
-            .and_then(|factor| Ok((factor, self.tps.plan()?)));
+            .and_then(|factor| Ok((factor, self.tps.plan()?)))
+            .map_err(PlanError::from)
+            .and_then(|(factor, plan)| Ok((factor, plan, self.judge_goals()?)));
         let failed = finished.as_ref().err().map(|e| {
             let last = format!("the final normalization failed: {e}");
             match &error {
@@ -320,18 +366,20 @@ impl<'a> Planner<'a> {
             iterations: state.report.iteration,
             normalization: finished.as_ref().ok().map(|f| f.0),
             plan: finished.as_ref().ok().map(|f| f.1.clone()),
+            goals: finished.as_ref().map(|f| f.2.clone()).unwrap_or_default(),
             tps_s: t.elapsed().as_secs_f64(),
             error: failed.or_else(|| error.clone()),
         };
         // The transcript ends with the reason even when the TPS is gone.
         self.emit(&mut timing, &end)?;
-        let (factor, plan) = finished?;
+        let (factor, plan, goals) = finished?;
         Ok(PlanOutcome {
             reason,
             error,
             reports: state.reports,
             normalization: factor,
             plan,
+            goals,
             violations: state.violations,
             fallbacks: state.fallbacks,
             advisor_failures: state.advisor_failures,

@@ -30,6 +30,9 @@ pub enum Event {
         max_iterations: u32,
         /// Coverage window during planning, x prescription.
         coverage_window: [f64; 2],
+        /// Which criteria end the loop.
+        #[serde(default = "study_termination")]
+        termination: tps_api::Termination,
     },
     /// A report after an optimization.
     Report {
@@ -75,7 +78,15 @@ pub enum Event {
         /// What failed, when the reason is a failure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The clinical goals judged on the final plan's dose.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        goals: Vec<tps_api::goals::GoalResult>,
     },
+}
+
+/// Transcripts written before protocols chose their termination ended by the study's criteria.
+fn study_termination() -> tps_api::Termination {
+    tps_api::Termination::Study
 }
 
 impl Event {

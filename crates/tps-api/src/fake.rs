@@ -214,6 +214,7 @@ impl FakeTps {
             total_objective: total,
             solver_iterations: if self.iteration == 0 { 0 } else { 10 },
             wall_s: 0.0,
+            goals: Vec::new(),
         }
     }
 

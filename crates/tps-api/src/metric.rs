@@ -90,7 +90,7 @@ impl Metric {
         if name.is_empty() {
             return Err(bad("the structure name is empty"));
         }
-        let metric = parse_dose_metric(m.trim()).map_err(|r| bad(&r))?;
+        let metric = DoseMetric::parse(m.trim()).map_err(|r| bad(&r))?;
         Ok(Metric::Structure {
             name: name.to_string(),
             metric,
@@ -121,6 +121,14 @@ fn number(s: &str, what: &str) -> std::result::Result<f64, String> {
     }
     s.parse::<f64>()
         .map_err(|_| format!("`{s}` is not a number ({what})"))
+}
+
+impl DoseMetric {
+    /// Parses a structure metric as protocols write it after the colon (`D98`, `D0.1cc`,
+    /// `Dmean`, `V30Gy`); the error says what was expected.
+    pub fn parse(m: &str) -> std::result::Result<DoseMetric, String> {
+        parse_dose_metric(m)
+    }
 }
 
 fn parse_dose_metric(m: &str) -> std::result::Result<DoseMetric, String> {

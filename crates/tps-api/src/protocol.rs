@@ -6,14 +6,16 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, parse_toml};
+use crate::goals::{ClinicalGoal, ClinicalGoalWire};
 use crate::metric::Metric;
 use crate::objectives::{Objective, ObjectiveWire};
 
 use crate::patient::Patient;
 use crate::recipe::{Recipe, RecipeWire};
+use crate::structure::{Role, Structure};
 
 /// Most optimizations a protocol may ask for (the study needed at most 20; a larger cap is a
 /// typo or a runaway run).
@@ -32,6 +34,8 @@ struct ProtocolWire {
     evaluation: Option<EvaluationWire>,
     #[serde(default)]
     objectives: Vec<ObjectiveWire>,
+    #[serde(default)]
+    clinical_goals: Vec<ClinicalGoalWire>,
     planning: Option<PlanningWire>,
 }
 
@@ -40,6 +44,35 @@ struct ProtocolWire {
 struct PlanningWire {
     max_iterations: u32,
     coverage_window: [f64; 2],
+    #[serde(default)]
+    termination: Option<Termination>,
+}
+
+/// Which criteria end the planning loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Termination {
+    /// The study's: coverage at the prescription and every OAR objective's constraint target
+    /// value inside its ideal range. Clinical goals are judged on the final plan only.
+    Study,
+    /// Every must-goal of `[[clinical-goals]]` met (or within its tolerance), judged after
+    /// every optimization.
+    Goals,
+    /// Both of the above (the default).
+    Both,
+}
+
+impl Termination {
+    /// Whether the clinical goals take part in the termination (and so are judged after
+    /// every optimization).
+    pub fn uses_goals(self) -> bool {
+        self != Termination::Study
+    }
+
+    /// Whether the study's criteria take part.
+    pub fn uses_study(self) -> bool {
+        self != Termination::Goals
+    }
 }
 
 /// Termination settings of the planning loop.
@@ -50,6 +83,8 @@ pub struct Planning {
     /// Window for the prescription metric during iterations, as fractions of the prescription
     /// (the study: PTV D95 between 1.00 and 1.02 x Rx).
     pub coverage_window: [f64; 2],
+    /// Which criteria end the loop (`termination`, default `both`).
+    pub termination: Termination,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,13 +143,17 @@ pub struct Protocol {
     pub prescription: Prescription,
     /// Auxiliary structures to build, in order.
     pub auxiliary: Vec<Recipe>,
-    /// Structure within which the reference isodose volume is counted (default `External`).
-    pub body: String,
+    /// Structure within which the reference isodose volume is counted, when the protocol names
+    /// one (`evaluation.body`); otherwise the patient's structure with role `external`
+    /// ([`Protocol::body_structure`]).
+    pub body: Option<String>,
     /// Evaluation metrics, in file order (written e.g. `PTV: D98`, `CI`); metric `n` came from
     /// field `evaluation.metrics[n]`.
     pub metrics: Vec<Metric>,
     /// Plan objectives with their initial goals, weights and ideal ranges.
     pub objectives: Vec<Objective>,
+    /// Clinical goals the plan is judged by, in file order (`clinical-goals[n]`).
+    pub clinical_goals: Vec<ClinicalGoal>,
     /// Termination settings, when the protocol is used for planning.
     pub planning: Option<Planning>,
 }
@@ -231,16 +270,46 @@ impl Protocol {
                          0.8 <= low <= high <= 1.5",
                     ));
                 }
+                let termination = p.termination.unwrap_or(Termination::Both);
+                if termination == Termination::Goals
+                    && !w.clinical_goals.iter().any(|g| g.is_must())
+                {
+                    return Err(Error::invalid(
+                        &origin,
+                        "planning.termination",
+                        "\"goals\"",
+                        "termination by clinical goals needs at least one [[clinical-goals]] \
+                         entry with priority = \"must\"",
+                    ));
+                }
                 Some(Planning {
                     max_iterations: p.max_iterations,
                     coverage_window: p.coverage_window,
+                    termination,
                 })
             }
         };
         let (body, metric_texts) = match w.evaluation {
-            Some(e) => (e.body.unwrap_or_else(|| "External".into()), e.metrics),
-            None => ("External".into(), Vec::new()),
+            Some(e) => (e.body, e.metrics),
+            None => (None, Vec::new()),
         };
+        if let Some(b) = &body
+            && b.trim().is_empty()
+        {
+            return Err(Error::invalid(
+                &origin,
+                "evaluation.body",
+                "\"\"",
+                "name the body structure, or leave the key out to use the patient's structure \
+                 with role external",
+            ));
+        }
+        let clinical_goals = w
+            .clinical_goals
+            .into_iter()
+            .enumerate()
+            .map(|(n, g)| g.check(&origin, &format!("clinical-goals[{n}]")))
+            .collect::<Result<Vec<_>>>()?;
         let metrics = metric_texts
             .iter()
             .enumerate()
@@ -260,8 +329,85 @@ impl Protocol {
             body,
             metrics,
             objectives,
+            clinical_goals,
             planning,
         })
+    }
+
+    /// The body: the structure `evaluation.body` names, which must have role `external`, or
+    /// else the patient's structure with role `external`, whatever its name. A patient without
+    /// one, or a body of another role, is an error naming the file and the field.
+    pub fn body_structure<'p>(&self, patient: &'p Patient) -> Result<&'p Structure> {
+        let origin = self.origin.display().to_string();
+        match &self.body {
+            Some(name) => {
+                let s = patient.require(name, &origin, "evaluation.body")?;
+                if s.role != Role::External {
+                    return Err(Error::invalid(
+                        &origin,
+                        "evaluation.body",
+                        name,
+                        format!(
+                            "{name} has role {} on patient {}: the body must be the structure \
+                             with role external",
+                            s.role, patient.id
+                        ),
+                    ));
+                }
+                Ok(s)
+            }
+            None => patient.first_with_role(Role::External).ok_or_else(|| {
+                Error::invalid(
+                    &origin,
+                    "evaluation.body",
+                    "(not given)",
+                    format!(
+                        "patient {} has no structure with role external ({}); give the body's \
+                         role as external in the patient's structure set",
+                        patient.id,
+                        describe_roles(patient)
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// Checks the roles the protocol relies on: the prescription target has role `target` and
+    /// the body role `external` (see [`Protocol::body_structure`]).
+    pub fn check_roles(&self, patient: &Patient) -> Result<()> {
+        let origin = self.origin.display().to_string();
+        let target = &self.prescription.target;
+        let t = patient.require(target, &origin, "prescription.target")?;
+        if t.role != Role::Target {
+            return Err(Error::invalid(
+                &origin,
+                "prescription.target",
+                target,
+                format!(
+                    "{target} has role {} on patient {}: the prescription target must have role \
+                     target",
+                    t.role, patient.id
+                ),
+            ));
+        }
+        self.body_structure(patient)?;
+        Ok(())
+    }
+
+    /// Checks that every structure the clinical goals name exists on `patient` or is built by
+    /// the protocol's auxiliary recipes.
+    pub fn check_goal_structures(&self, patient: &Patient) -> Result<()> {
+        let origin = self.origin.display().to_string();
+        for (n, g) in self.clinical_goals.iter().enumerate() {
+            if !self.auxiliary.iter().any(|r| r.name == g.structure) {
+                patient.require(
+                    &g.structure,
+                    &origin,
+                    &format!("clinical-goals[{n}].structure"),
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every structure the metrics name exists on `patient` or is built by the
@@ -287,5 +433,18 @@ impl Protocol {
             patient.require(&o.structure, &origin, &format!("objectives[{n}].structure"))?;
         }
         Ok(())
+    }
+}
+
+fn describe_roles(patient: &Patient) -> String {
+    let list: Vec<String> = patient
+        .structures()
+        .iter()
+        .map(|s| format!("{}: {}", s.name, s.role))
+        .collect();
+    if list.is_empty() {
+        "it has no structures".into()
+    } else {
+        list.join(", ")
     }
 }

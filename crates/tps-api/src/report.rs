@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::goals::GoalResult;
 use crate::objectives::{Objective, RangeStatus};
+use crate::protocol::Termination;
 use crate::structure::Role;
 
 /// A new dose goal for one objective.
@@ -91,9 +93,31 @@ pub struct IterationReport {
     pub solver_iterations: usize,
     /// Wall time of this optimization, s.
     pub wall_s: f64,
+    /// The protocol's clinical goals judged on this plan's dose, in protocol order. Filled by
+    /// the planning loop when the termination uses the goals (a TPS leaves it empty); absent
+    /// from the JSON when empty, so older transcripts and TPSs read unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub goals: Vec<GoalResult>,
 }
 
 impl IterationReport {
+    /// Whether `termination`'s criteria hold: the study's ([`IterationReport::criteria_met`]),
+    /// every must-goal passed ([`IterationReport::must_goals_passed`]), or both.
+    pub fn terminates(&self, termination: Termination) -> bool {
+        (!termination.uses_study() || self.criteria_met())
+            && (!termination.uses_goals() || self.must_goals_passed())
+    }
+
+    /// Every must-goal met or within its tolerance (true when there are none).
+    pub fn must_goals_passed(&self) -> bool {
+        self.goals.iter().all(|g| !g.must_failed())
+    }
+
+    /// The must-goals that failed.
+    pub fn failed_must_goals(&self) -> Vec<&GoalResult> {
+        self.goals.iter().filter(|g| g.must_failed()).collect()
+    }
+
     /// The study's termination criterion: coverage at least the prescription and every OAR
     /// objective's value inside its ideal range.
     pub fn criteria_met(&self) -> bool {

@@ -189,9 +189,8 @@ pub fn case_geometry(
     let origin = protocol.origin.display().to_string();
     let target = &protocol.prescription.target;
     patient.require(target, &origin, "prescription.target")?;
-    let body = &patient
-        .require(&protocol.body, &origin, "evaluation.body")?
-        .mask;
+    let body_structure = protocol.body_structure(patient)?;
+    let body = &body_structure.mask;
     let fields = plan::setup_fields(patient, target, &settings.setup)?;
     let dose_grid = plan::dose_grid_around(body, settings.dose_grid_mm)?;
     let mut names: Vec<&str> = protocol
@@ -206,7 +205,7 @@ pub fn case_geometry(
         patient,
         &dose_grid,
         &names,
-        (&protocol.body, settings.body_stride),
+        (&body_structure.name, settings.body_stride),
         settings.structure_sample,
         &origin,
     )?;
@@ -501,6 +500,7 @@ impl<'a> NativeTps<'a> {
             total_objective: total,
             solver_iterations,
             wall_s,
+            goals: Vec::new(),
         }
     }
 }
@@ -589,9 +589,7 @@ pub(crate) fn dose_at_volume(doses: &[f32], percent: f64) -> f64 {
 impl NativeTps<'_> {
     /// The whole-grid dose of the current fluence, resampled to the CT grid.
     fn compute_dose(&self) -> Result<Dose> {
-        let body = self
-            .patient
-            .require(&self.protocol.body, "native TPS", "evaluation.body")?;
+        let body = self.protocol.body_structure(&self.patient)?;
         let inside = plan::resample_mask(&body.mask, &self.dose_grid);
         let d =
             self.engine

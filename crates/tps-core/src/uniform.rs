@@ -47,7 +47,7 @@ impl UniformArcs {
             &origin,
             "prescription.target",
         )?;
-        let body = patient.require(&protocol.body, &origin, "evaluation.body")?;
+        let body = protocol.body_structure(patient)?;
         let fields = plan::setup_fields(patient, &target.name, setup)?;
         let dose_grid = plan::dose_grid_around(&body.mask, grid_mm)?;
         let inside = plan::resample_mask(&body.mask, &dose_grid);

@@ -2,6 +2,7 @@
 //! range, status) and the protocol's metric values as text and CSV.
 
 use tps_api::IterationReport;
+use tps_api::goals::GoalResult;
 
 use crate::evaluator::MetricValue;
 
@@ -33,7 +34,43 @@ pub fn report_markdown(r: &IterationReport) -> String {
             o.status
         );
     }
-    s += &format!("\ntermination criteria met: {}\n", r.criteria_met());
+    s += &format!("\nstudy criteria met (coverage, OAR values in range): {}\n", r.criteria_met());
+    if !r.goals.is_empty() {
+        s += &format!(
+            "\nclinical goals on this iteration's dose (every must-goal passed: {}):\n\n{}",
+            r.must_goals_passed(),
+            goals_markdown(&r.goals)
+        );
+    }
+    s
+}
+
+/// Clinical goals as a Markdown table: goal, priority, value, tolerance, status.
+pub fn goals_markdown(goals: &[GoalResult]) -> String {
+    let mut s = String::from("| goal | priority | value | tolerance | status |\n");
+    s += "|---|---|---:|---:|---|\n";
+    for g in goals {
+        s += &format!(
+            "| {} | {} | {} {} | {} | {} |\n",
+            g.label,
+            match g.priority {
+                tps_api::Priority::Must => "must",
+                tps_api::Priority::Should => "should",
+            },
+            if g.value.is_finite() {
+                format!("{:.1}", g.value)
+            } else {
+                "n/a".into()
+            },
+            g.unit.label(),
+            if g.tolerance > 0.0 {
+                format!("{} {}", g.tolerance, g.unit.label())
+            } else {
+                "-".into()
+            },
+            g.status.word()
+        );
+    }
     s
 }
 

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::stats::mean_std;
 
 /// Columns of a study's per-patient table before the protocol's metrics, in order.
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 10] = [
     "criteria met",
     "iterations",
     "normalization",
@@ -16,6 +16,7 @@ pub const COLUMNS: [&str; 9] = [
     "fallbacks",
     "advisor failures",
     "guard violations",
+    "must goals failed",
 ];
 
 /// The loop's numbers of one plan.
@@ -39,6 +40,8 @@ pub struct PlanNumbers {
     pub advisor_failures: u32,
     /// Guard violations of every kind.
     pub violations: u32,
+    /// Clinical must-goals the final plan failed.
+    pub must_goals_failed: u32,
 }
 
 impl PlanNumbers {
@@ -54,6 +57,7 @@ impl PlanNumbers {
             f64::from(self.fallbacks),
             f64::from(self.advisor_failures),
             f64::from(self.violations),
+            f64::from(self.must_goals_failed),
         ]
     }
 
@@ -71,6 +75,7 @@ impl PlanNumbers {
             fallbacks: count(row[6]),
             advisor_failures: count(row[7]),
             violations: count(row[8]),
+            must_goals_failed: row.get(9).map_or(0, |&v| count(v)),
         }
     }
 }
@@ -109,9 +114,15 @@ pub fn summary_markdown(h: &StudyHeading<'_>, plans: &[(String, PlanNumbers)]) -
         .map(|(id, _)| id.as_str())
         .collect();
     let sum = |f: fn(&PlanNumbers) -> u32| plans.iter().map(|(_, p)| f(p)).sum::<u32>();
+    let goals_failed: Vec<String> = plans
+        .iter()
+        .filter(|(_, p)| p.must_goals_failed > 0)
+        .map(|(id, p)| format!("{id} ({})", p.must_goals_failed))
+        .collect();
     Ok(format!(
         "# Study: {} patients of {} with {}\n\nprotocol {}, advisor {}, guard {}\n\n\
          - criteria met: {} of {}{}\n\
+         - clinical must-goals passed by the final plan: {} of {}{}\n\
          - iterations (optimizations): {}\n\
          - TPS time per plan: {} s; advisor time per plan: {} s; whole plan with outputs: {} s\n\
          - guard: {} violations, {} fallbacks, {} advisor failures in all\n\n",
@@ -127,6 +138,16 @@ pub fn summary_markdown(h: &StudyHeading<'_>, plans: &[(String, PlanNumbers)]) -
             String::new()
         } else {
             format!(" (not met: {})", missed.join(", "))
+        },
+        plans.len() - goals_failed.len(),
+        plans.len(),
+        if goals_failed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (failed, with the number of failed must-goals: {})",
+                goals_failed.join(", ")
+            )
         },
         spread(&column(|p| f64::from(p.iterations)))?,
         spread(&column(|p| p.tps_s))?,
@@ -153,6 +174,7 @@ mod tests {
             fallbacks: 1,
             advisor_failures: 0,
             violations: 2,
+            must_goals_failed: 0,
         }
     }
 

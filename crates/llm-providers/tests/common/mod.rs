@@ -94,6 +94,7 @@ pub fn report(iteration: u32) -> IterationReport {
         total_objective: 0.37,
         solver_iterations: 40,
         wall_s: 1.8,
+        goals: Vec::new(),
     }
 }
 
@@ -112,6 +113,7 @@ pub fn context() -> AdvisorContext {
         prescription_volume_percent: 95.0,
         coverage_window: [1.0, 1.02],
         max_iterations: 20,
+        termination: tps_api::Termination::Study,
         current: report(2),
         history: vec![HistoryEntry {
             report: first,

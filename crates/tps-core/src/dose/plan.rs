@@ -8,7 +8,7 @@ use patient_model::{MaskOps, morph};
 use tps_api::error::{Error, Result};
 use tps_api::grid::Grid;
 use tps_api::patient::Patient;
-use tps_api::structure::Mask;
+use tps_api::structure::{Mask, Role};
 
 /// Most arcs a setup may have (the study used two).
 pub const MAX_ARCS: usize = 8;
@@ -110,17 +110,30 @@ pub fn setup_fields(patient: &Patient, target: &str, setup: &BeamSetup) -> Resul
         name: target.into(),
         operation: "isocentre placement".into(),
     })?;
-    if let Some(body) = patient.structure("External") {
-        let g = patient.grid();
-        let ijk = [0, 1, 2].map(|a| g.nearest_clamped(a, iso[a]));
-        if !body.mask.get(ijk[0], ijk[1], ijk[2]) {
-            return Err(Error::invalid(
-                "beam setup",
-                "isocentre",
-                format!("{iso:?}"),
-                "the isocentre lies outside the body",
-            ));
-        }
+    // The body by its role, whatever its name ("External", "BODY", "Skin"): the check is
+    // never skipped.
+    let body = patient.first_with_role(Role::External).ok_or_else(|| {
+        Error::invalid(
+            "beam setup",
+            "body",
+            patient.id.clone(),
+            format!(
+                "patient {} has no structure with role external, so the isocentre cannot be \
+                 checked to lie in the body (structures: {})",
+                patient.id,
+                patient.structure_names().join(", ")
+            ),
+        )
+    })?;
+    let g = patient.grid();
+    let ijk = [0, 1, 2].map(|a| g.nearest_clamped(a, iso[a]));
+    if !body.mask.get(ijk[0], ijk[1], ijk[2]) {
+        return Err(Error::invalid(
+            "beam setup",
+            "isocentre",
+            format!("{iso:?}"),
+            format!("the isocentre lies outside the body ({})", body.name),
+        ));
     }
     let grown = morph::expand(&t.mask, setup.target_margin_mm)?;
     let g = *patient.grid();
