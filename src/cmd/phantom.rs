@@ -7,16 +7,19 @@ use std::time::Instant;
 use anyhow::Result;
 use phantoms::cohort::CohortSpec;
 
-/// Generate one synthetic patient of a cohort: print its structures, and optionally render
-/// slices and save it as NRRD.
+/// Generate one synthetic patient of a cohort (or a built-in phantom): print its structures,
+/// and optionally render slices and save it as NRRD.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Cohort specification (TOML).
-    #[arg(long)]
-    pub cohort: PathBuf,
+    #[arg(long, required_unless_present = "builtin", requires = "patient")]
+    pub cohort: Option<PathBuf>,
     /// Patient id, 1-based.
     #[arg(long)]
-    pub patient: usize,
+    pub patient: Option<usize>,
+    /// A built-in phantom instead of a cohort patient.
+    #[arg(long, value_enum, conflicts_with_all = ["cohort", "patient"])]
+    pub builtin: Option<Builtin>,
     /// Protocol whose auxiliary structures (rings) to add.
     #[arg(long)]
     pub protocol: Option<PathBuf>,
@@ -28,18 +31,35 @@ pub struct Args {
     pub save: Option<PathBuf>,
 }
 
+/// Phantoms that need no cohort file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Builtin {
+    /// A C-shaped target round a core in a water cylinder, in the manner of TG-119
+    /// (`configs/protocols/c-shape.toml` plans it).
+    CShape,
+}
+
 /// Runs `autoplan phantom`.
 pub fn run(a: &Args) -> Result<()> {
-    let spec = CohortSpec::load(&a.cohort)?;
+    if let Some(Builtin::CShape) = a.builtin {
+        let mut p = phantoms::c_shape::c_shape("c-shape");
+        super::add_auxiliary(&mut p, a.protocol.as_deref())?;
+        out!("{} (built-in C-shape phantom)", p.id);
+        return super::show_patient(&p, a.png.as_deref(), a.save.as_ref(), "c-shape");
+    }
+    let (Some(cohort), Some(patient)) = (&a.cohort, a.patient) else {
+        anyhow::bail!("give --cohort FILE --patient N, or --builtin c-shape");
+    };
+    let spec = CohortSpec::load(cohort)?;
     let t = Instant::now();
-    let mut p = spec.generate(a.patient)?;
+    let mut p = spec.generate(patient)?;
     tracing::info!("generated {} in {:.2?}", p.id, t.elapsed());
     super::add_auxiliary(&mut p, a.protocol.as_deref())?;
     out!(
         "{} ({} set{})",
         p.id,
-        spec.split(a.patient),
-        if spec.inguinal.contains(&a.patient) {
+        spec.split(patient),
+        if spec.inguinal.contains(&patient) {
             ", inguinal nodes"
         } else {
             ""
@@ -49,6 +69,6 @@ pub fn run(a: &Args) -> Result<()> {
         &p,
         a.png.as_deref(),
         a.save.as_ref(),
-        &format!("p{:02}", a.patient),
+        &format!("p{patient:02}"),
     )
 }

@@ -371,4 +371,99 @@ pub(crate) mod tests {
         o.role = Role::Auxiliary;
         assert_eq!(rule_action(&o).action, Direction::Keep);
     }
+
+    fn goal(structure: &str, role: Role, upper: bool, bound: f64, value: f64) -> tps_api::goals::GoalResult {
+        let g = tps_api::goals::ClinicalGoal {
+            structure: structure.into(),
+            quantity: tps_api::goals::GoalQuantity::DosePercent { percent: 10.0 },
+            unit: tps_api::goals::GoalUnit::Cgy,
+            upper,
+            bound,
+            tolerance: 0.0,
+            priority: tps_api::goals::Priority::Must,
+        };
+        tps_api::goals::GoalResult {
+            label: g.label(),
+            structure: structure.into(),
+            role,
+            priority: g.priority,
+            upper,
+            bound,
+            tolerance: 0.0,
+            unit: g.unit,
+            value,
+            status: g.status_of(value),
+        }
+    }
+
+    fn report_with(objectives: Vec<ObjectiveReport>, goals: Vec<tps_api::goals::GoalResult>) -> IterationReport {
+        IterationReport {
+            iteration: 2,
+            objectives,
+            coverage_cgy: 5000.0,
+            prescription_cgy: 5000.0,
+            total_objective: 1.0,
+            solver_iterations: 10,
+            wall_s: 0.1,
+            goals,
+        }
+    }
+
+    #[test]
+    fn a_failing_organ_goal_tightens_its_objectives_even_above_range() {
+        // Core value above its range (the study's rule would relax), but core D10 fails.
+        let mut core = oar("core-max", 2500.0, 3400.0, 0.08);
+        core.structure = "Core".into();
+        let r = report_with(vec![core], vec![goal("Core", Role::Oar, true, 2500.0, 3400.0)]);
+        let m = goal_moves(&r, false);
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].id.as_str(), m[0].action), ("core-max", Direction::Tighten));
+        assert!(m[0].reason.contains("Core D10% <= 2500 cGy"), "{}", m[0].reason);
+    }
+
+    #[test]
+    fn a_hot_target_tightens_its_max_objectives_and_relaxes_the_organ_pressing_on_it() {
+        let mut max = oar("ptv-max", 5250.0, 5800.0, 0.01);
+        max.structure = "PTV".into();
+        max.role = Role::Target;
+        max.kind = tps_api::ObjectiveKind::MaxDose.label();
+        let mut min = max.clone();
+        min.id = "ptv-min".into();
+        min.kind = tps_api::ObjectiveKind::MinDose.label();
+        let mut core = oar("core-max", 2000.0, 2300.0, 0.03);
+        core.structure = "Core".into();
+        core.weight = 300.0;
+        let mut body = oar("body-max", 3000.0, 3100.0, 0.001);
+        body.structure = "BODY".into();
+        let r = report_with(
+            vec![max, min, core, body],
+            vec![
+                goal("PTV", Role::Target, true, 5500.0, 5700.0),
+                goal("Core", Role::Oar, true, 2500.0, 2300.0),
+            ],
+        );
+        let m = goal_moves(&r, false);
+        let by = |id: &str| m.iter().find(|m| m.id == id).map(|m| m.action);
+        assert_eq!(by("ptv-max"), Some(Direction::Tighten));
+        assert_eq!(by("ptv-min"), None, "lower objectives are left");
+        assert_eq!(by("core-max"), Some(Direction::Relax), "weight x value is largest");
+        assert_eq!(by("body-max"), None);
+    }
+
+    #[test]
+    fn organs_whose_goals_hold_with_margin_are_left_when_the_goals_alone_end_the_plan() {
+        let mut core = oar("core-max", 2500.0, 2000.0, 0.0);
+        core.structure = "Core".into();
+        let goals = vec![goal("Core", Role::Oar, true, 2500.0, 2000.0)];
+        let r = report_with(vec![core.clone()], goals.clone());
+        assert_eq!(rule_action(&core).action, Direction::Tighten);
+        let m = goal_moves(&r, true);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].action, Direction::Keep);
+        // With the study's criteria too, the rule's own tightening stands.
+        assert!(goal_moves(&r, false).is_empty());
+        // Met by less than the margin: not kept.
+        let r = report_with(vec![core], vec![goal("Core", Role::Oar, true, 2500.0, 2450.0)]);
+        assert!(goal_moves(&r, true).is_empty());
+    }
 }

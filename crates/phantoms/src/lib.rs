@@ -8,6 +8,7 @@
 //! A phantom is a `tps_api::Patient`, the same type an imported patient is; nothing here
 //! computes dose from beams.
 
+pub mod c_shape;
 pub mod cohort;
 pub mod cylinder;
 pub mod pelvis;

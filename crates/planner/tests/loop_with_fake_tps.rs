@@ -395,3 +395,125 @@ fn refused_and_repaired_replies_are_counted_by_cause_and_failed_calls_are_kept()
     assert_eq!(failed[0].len(), 2);
     assert_eq!(failed[0][1].reply, "NaN");
 }
+
+/// The fake TPS's patient: its grid, the target box as `PTV` and the whole grid as the body.
+fn fake_patient() -> tps_api::Patient {
+    use tps_api::{Mask, Role, Structure};
+    let g = FakeTps::grid();
+    let mut p = tps_api::Patient::new("fake", g, vec![0; g.len()]).unwrap();
+    p.add_structure(Structure::new("PTV", Role::Target, FakeTps::target_mask()))
+        .unwrap();
+    p.add_structure(Structure::new(
+        "External",
+        Role::External,
+        Mask::from_vec(g, vec![true; g.len()]).unwrap(),
+    ))
+    .unwrap();
+    p
+}
+
+/// The cervix protocol with its goals replaced by `goals` (TOML) and `termination`.
+fn protocol_with_goals(goals: &str, termination: &str) -> Protocol {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("configs/protocols/cervix.toml")).unwrap();
+    let mut kept: Vec<&str> = Vec::new();
+    let mut skipping = false;
+    // Drop the file's own goals and termination; the test writes its own.
+    for line in text.lines() {
+        if line.starts_with("[[") || (line.starts_with('[') && !line.starts_with("[[")) {
+            skipping = line.trim() == "[[clinical-goals]]";
+        }
+        if !skipping && !line.starts_with("termination") {
+            kept.push(line);
+        }
+    }
+    let text = kept
+        .join("\n")
+        .replace("[planning]\n", &format!("[planning]\ntermination = \"{termination}\"\n"));
+    Protocol::parse(&format!("{text}\n{goals}"), Path::new("goals.toml")).unwrap()
+}
+
+#[test]
+fn goals_are_judged_after_every_optimization_and_end_the_plan_when_they_alone_terminate() {
+    // PTV D50% at least 3000 cGy holds from the first plan: with termination by the goals the
+    // loop stops there, though the study's criteria do not hold yet.
+    let goal = "[[clinical-goals]]\nstructure = \"PTV\"\nmetric = \"D50%\"\nat-least-cgy = 3000.0\npriority = \"must\"\n";
+    let protocol = protocol_with_goals(goal, "goals");
+    let patient = fake_patient();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let recorder = Recorder::default();
+    let settings = PlannerSettings::default();
+    let o = Planner::new(&mut tps, &RuleBasedAdvisor, &protocol, "fake", &settings)
+        .judge_goals_on(&patient)
+        .observe(recorder.clone())
+        .run()
+        .unwrap();
+    assert_eq!(o.reason, TerminationReason::CriteriaMet);
+    assert_eq!(o.reports.len(), 1, "stopped at the first plan");
+    assert!(!o.reports[0].criteria_met(), "the study's criteria alone would go on");
+    assert_eq!(o.reports[0].goals.len(), 1);
+    assert_eq!(o.reports[0].goals[0].label, "PTV D50% >= 3000 cGy");
+    assert_eq!(o.goals.len(), 1, "judged on the final plan too");
+    assert!(o.goals[0].status.passed());
+    let events = recorder.0.borrow();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Start { termination: tps_api::Termination::Goals, .. }
+    )));
+    assert!(events.iter().any(|e| matches!(e, Event::End { goals, .. } if goals.len() == 1)));
+}
+
+#[test]
+fn an_unreachable_must_goal_keeps_the_loop_going_and_the_final_plan_says_it_failed() {
+    // D50% at most 100 cGy in the target: no plan at the prescription meets it.
+    let goal = "[[clinical-goals]]\nstructure = \"PTV\"\nmetric = \"D50%\"\nat-most-cgy = 100.0\npriority = \"must\"\n";
+    let protocol = protocol_with_goals(goal, "both");
+    let patient = fake_patient();
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let o = plan(
+        &mut tps,
+        &RuleBasedAdvisor,
+        &protocol,
+        "fake",
+        Some(&patient),
+        &PlannerSettings::default(),
+        None,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(o.reason, TerminationReason::MaxIterations, "{:?}", o.reason);
+    assert!(o.reports.iter().all(|r| r.goals.len() == 1));
+    assert!(o.reports.iter().any(|r| r.criteria_met()), "the study's criteria held on the way");
+    assert_eq!(o.goals.len(), 1);
+    assert!(o.goals[0].must_failed(), "{:?}", o.goals[0]);
+    // The rule tightened the target's max objective for the goal (a target objective, which
+    // the guard refuses unless a goal asks for it) and the guard let it through.
+    assert_eq!(o.fallbacks, 0);
+    assert!(o.violations.is_empty(), "{:?}", o.violations);
+    let first = &o.reports[0].objectives;
+    let last = &o.reports.last().unwrap().objectives;
+    let goal_of = |r: &[tps_api::ObjectiveReport], id: &str| {
+        r.iter().find(|o| o.id == id).unwrap().goal_cgy
+    };
+    assert!(goal_of(last, "ptv-max") < goal_of(first, "ptv-max"));
+}
+
+#[test]
+fn a_protocol_with_goals_needs_a_patient_to_judge_them() {
+    let goal = "[[clinical-goals]]\nstructure = \"PTV\"\nmetric = \"D50%\"\nat-least-cgy = 3000.0\npriority = \"should\"\n";
+    let protocol = protocol_with_goals(goal, "study");
+    let mut tps = FakeTps::new(&protocol).unwrap();
+    let e = plan(
+        &mut tps,
+        &RuleBasedAdvisor,
+        &protocol,
+        "fake",
+        None,
+        &PlannerSettings::default(),
+        None,
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("goals.toml") && e.contains("clinical goals"), "{e}");
+}

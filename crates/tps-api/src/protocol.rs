@@ -448,3 +448,82 @@ fn describe_roles(patient: &Patient) -> String {
         list.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::Grid;
+    use crate::structure::Mask;
+
+    const BASE: &str = "[site]\nname = \"s\"\n[prescription]\ntarget = \"PTV\"\ndose-cgy = 5000.0\n\
+                        fractions = 25\nvolume-percent = 95.0\n";
+    const GOAL: &str = "[[clinical-goals]]\nstructure = \"Core\"\nmetric = \"D10%\"\n\
+                        at-most-cgy = 2500.0\npriority = \"must\"\n";
+
+    fn parse(text: &str) -> Result<Protocol> {
+        Protocol::parse(text, Path::new("site.toml"))
+    }
+
+    fn planning(termination: Option<&str>) -> String {
+        let t = termination.map_or(String::new(), |t| format!("termination = \"{t}\"\n"));
+        format!("[planning]\nmax-iterations = 5\ncoverage-window = [1.0, 1.02]\n{t}")
+    }
+
+    #[test]
+    fn termination_defaults_to_both_and_goals_need_a_must_goal() {
+        let p = parse(&format!("{BASE}{}{GOAL}", planning(None))).unwrap();
+        assert_eq!(p.planning.unwrap().termination, Termination::Both);
+        assert_eq!(p.clinical_goals.len(), 1);
+        let p = parse(&format!("{BASE}{}", planning(Some("study")))).unwrap();
+        assert_eq!(p.planning.unwrap().termination, Termination::Study);
+        let e = parse(&format!("{BASE}{}", planning(Some("goals"))))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("planning.termination") && e.contains("must"), "{e}");
+        let e = parse(&format!("{BASE}{}", planning(Some("sometimes"))))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sometimes"), "{e}");
+        let e = parse(&format!("{BASE}{GOAL}").replace("D10%", "Dmax"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clinical-goals[0].metric"), "{e}");
+    }
+
+    fn patient(body: (&str, Role)) -> Patient {
+        let g = Grid::new([4, 4, 4], [2.0; 3], [0.0; 3]).unwrap();
+        let mut p = Patient::new("p", g, vec![0; 64]).unwrap();
+        let all = Mask::from_vec(g, vec![true; 64]).unwrap();
+        p.add_structure(Structure::new("PTV", Role::Target, all.clone()))
+            .unwrap();
+        p.add_structure(Structure::new(body.0, body.1, all)).unwrap();
+        p
+    }
+
+    #[test]
+    fn the_body_is_found_by_its_role_and_a_wrong_role_is_refused() {
+        let p = parse(BASE).unwrap();
+        assert_eq!(p.body_structure(&patient(("BODY", Role::External))).unwrap().name, "BODY");
+        p.check_roles(&patient(("Skin", Role::External))).unwrap();
+        let e = p
+            .body_structure(&patient(("Skin", Role::Oar)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("site.toml") && e.contains("no structure with role external") && e.contains("Skin: oar"),
+            "{e}"
+        );
+        let named = parse(&format!("{BASE}[evaluation]\nbody = \"Skin\"\nmetrics = []\n")).unwrap();
+        let e = named
+            .check_roles(&patient(("Skin", Role::Oar)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("evaluation.body") && e.contains("Skin has role oar"), "{e}");
+        let wrong_target = parse(&BASE.replace("\"PTV\"", "\"Skin\"")).unwrap();
+        let e = wrong_target
+            .check_roles(&patient(("Skin", Role::External)))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("prescription.target") && e.contains("role target"), "{e}");
+    }
+}

@@ -1,0 +1,114 @@
+//! A site written as one protocol file, judged by its clinical goals: the built-in C-shape
+//! phantom (a concave target round a core, in the manner of TG-119) planned with
+//! `configs/protocols/c-shape.toml`. With the study's criteria alone the loop stops at once
+//! while the core's goal fails (the plan says so and exits 3); with the goals in the
+//! termination it goes on until every must-goal passes.
+
+use std::path::Path;
+use std::process::Command;
+
+mod common;
+
+use common::{autoplan, root, text};
+
+fn save_c_shape(dir: &Path) {
+    let o = autoplan(&[
+        "phantom",
+        "--builtin",
+        "c-shape",
+        "--save",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+fn plan(patient: &Path, protocol: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(["plan", "--patient-dir"])
+        .arg(patient)
+        .arg("--protocol")
+        .arg(protocol)
+        .arg("--out")
+        .arg(out)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+/// `configs/protocols/c-shape.toml` with its termination replaced.
+fn with_termination(dir: &Path, termination: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(root().join("configs/protocols/c-shape.toml")).unwrap();
+    assert!(text.contains("termination = \"both\""));
+    let path = dir.join(format!("c-shape-{termination}.toml"));
+    std::fs::write(
+        &path,
+        text.replace(
+            "termination = \"both\"",
+            &format!("termination = \"{termination}\""),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn the_study_criteria_alone_miss_the_core_goal_and_the_goals_termination_meets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let patient = dir.path().join("patient");
+    save_c_shape(&patient);
+
+    // The study's criteria: met at the first plan, yet core D10 is near 28 Gy against 25.
+    let out = dir.path().join("study");
+    let o = plan(&patient, &with_termination(dir.path(), "study"), &out);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(3), "failed must-goals exit 3: {t}");
+    assert!(t.contains("CriteriaMet after 1 iterations"), "{t}");
+    assert!(
+        t.contains("clinical must-goals failed") && t.contains("Core D10% <= 2500 cGy"),
+        "{t}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| Core D10% <= 2500 cGy | must |"), "{report}");
+    assert!(report.contains("FAILED"), "{report}");
+    assert!(report.contains("termination: Study; must-goals failed: 1"), "{report}");
+
+    // The shipped protocol (study criteria and goals): every must-goal passes.
+    let out = dir.path().join("both");
+    let o = plan(&patient, &root().join("configs/protocols/c-shape.toml"), &out);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("CriteriaMet"), "{t}");
+    assert!(t.contains("every clinical must-goal passed"), "{t}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(!report.contains("FAILED"), "{report}");
+    // The goals were judged after every optimization and are in the transcript.
+    let transcript = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
+    let reports = transcript.lines().filter(|l| l.contains("\"report\"")).count();
+    let judged = transcript
+        .lines()
+        .filter(|l| l.contains("\"report\"") && l.contains("Core D10% <= 2500 cGy"))
+        .count();
+    assert!(reports >= 2 && judged == reports, "{reports} reports, {judged} judged");
+}
+
+#[test]
+fn a_body_of_the_wrong_role_is_refused_before_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let patient = dir.path().join("patient");
+    save_c_shape(&patient);
+    let text_of = std::fs::read_to_string(root().join("configs/protocols/c-shape.toml")).unwrap();
+    let protocol = dir.path().join("core-as-body.toml");
+    std::fs::write(
+        &protocol,
+        text_of.replace("[evaluation]\n", "[evaluation]\nbody = \"Core\"\n"),
+    )
+    .unwrap();
+    let o = plan(&patient, &protocol, &dir.path().join("out"));
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("evaluation.body") && t.contains("Core has role oar"),
+        "{t}"
+    );
+    assert!(!dir.path().join("out/transcript.jsonl").exists());
+}
