@@ -27,6 +27,8 @@ fn bench(c: &mut Criterion) {
         NativeSettings::default(),
     )
     .unwrap();
+    // The protocol's clinical goals are judged on the final plan on this patient.
+    let patient = fresh.patient().clone();
     let mut g = c.benchmark_group("plan");
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(300));
@@ -39,7 +41,7 @@ fn bench(c: &mut Criterion) {
                     &RuleBasedAdvisor,
                     &protocol,
                     "p07",
-                    None,
+                    Some(&patient),
                     &PlannerSettings::default(),
                     None,
                     |_| {},

@@ -68,13 +68,23 @@ fn the_study_criteria_alone_miss_the_core_goal_and_the_goals_termination_meets_i
         "{t}"
     );
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("| Core D10% <= 2500 cGy | must |"), "{report}");
+    assert!(
+        report.contains("| Core D10% <= 2500 cGy | must |"),
+        "{report}"
+    );
     assert!(report.contains("FAILED"), "{report}");
-    assert!(report.contains("termination: Study; must-goals failed: 1"), "{report}");
+    assert!(
+        report.contains("termination: Study; must-goals failed: 1"),
+        "{report}"
+    );
 
     // The shipped protocol (study criteria and goals): every must-goal passes.
     let out = dir.path().join("both");
-    let o = plan(&patient, &root().join("configs/protocols/c-shape.toml"), &out);
+    let o = plan(
+        &patient,
+        &root().join("configs/protocols/c-shape.toml"),
+        &out,
+    );
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(t.contains("CriteriaMet"), "{t}");
@@ -83,12 +93,18 @@ fn the_study_criteria_alone_miss_the_core_goal_and_the_goals_termination_meets_i
     assert!(!report.contains("FAILED"), "{report}");
     // The goals were judged after every optimization and are in the transcript.
     let transcript = std::fs::read_to_string(out.join("transcript.jsonl")).unwrap();
-    let reports = transcript.lines().filter(|l| l.contains("\"report\"")).count();
+    let reports = transcript
+        .lines()
+        .filter(|l| l.contains("\"report\""))
+        .count();
     let judged = transcript
         .lines()
         .filter(|l| l.contains("\"report\"") && l.contains("Core D10% <= 2500 cGy"))
         .count();
-    assert!(reports >= 2 && judged == reports, "{reports} reports, {judged} judged");
+    assert!(
+        reports >= 2 && judged == reports,
+        "{reports} reports, {judged} judged"
+    );
 }
 
 #[test]

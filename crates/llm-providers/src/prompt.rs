@@ -56,7 +56,9 @@ pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
 /// When the plan is finished, in the system prompt's words.
 fn finished_text(termination: tps_api::Termination) -> &'static str {
     match termination {
-        tps_api::Termination::Study => "The plan is finished when every OAR value is inside its range.",
+        tps_api::Termination::Study => {
+            "The plan is finished when every OAR value is inside its range."
+        }
         tps_api::Termination::Goals => {
             "The plan is also judged by clinical goals (dose-volume limits per structure, shown \
              with their values after each optimization). The plan is finished when every \
@@ -82,7 +84,8 @@ pub fn goals_table(r: &IterationReport) -> String {
     if r.goals.is_empty() {
         return String::new();
     }
-    let mut s = String::from("Clinical goals:\n| goal | priority | value | status |\n|---|---|---|---|\n");
+    let mut s =
+        String::from("Clinical goals:\n| goal | priority | value | status |\n|---|---|---|---|\n");
     for g in &r.goals {
         let _ = writeln!(
             s,

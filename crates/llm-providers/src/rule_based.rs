@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 
+use crate::advice::StepClass;
 use crate::advice::{Advice, AdvisorContext, Capabilities, Direction, LlmAdvisor, OutputMode};
 use crate::error::Result;
-use crate::advice::StepClass;
 use crate::steps::{actions_to_goals, goal_moves, informed_goal, rule_action};
 
 /// Adjusts every OAR objective outside its ideal range by the adaptive step of
@@ -22,10 +22,7 @@ impl RuleBasedAdvisor {
         let report = &context.current;
         let previous = context.history.last().map(|h| &h.report);
         let mut actions: Vec<_> = report.objectives.iter().map(rule_action).collect();
-        let moves = goal_moves(
-            report,
-            context.termination == tps_api::Termination::Goals,
-        );
+        let moves = goal_moves(report, context.termination == tps_api::Termination::Goals);
         for m in &moves {
             if let Some(a) = actions.iter_mut().find(|a| a.id == m.id) {
                 a.action = m.action;
@@ -36,7 +33,10 @@ impl RuleBasedAdvisor {
         // Where the last change's answer is informative, its extrapolation replaces the ladder
         // (not for the goals' moves, which go against the value's range on purpose).
         let mut informed = Vec::new();
-        for g in goals.iter_mut().filter(|g| !moves.iter().any(|m| m.id == g.id)) {
+        for g in goals
+            .iter_mut()
+            .filter(|g| !moves.iter().any(|m| m.id == g.id))
+        {
             let now = report.objectives.iter().find(|o| o.id == g.id);
             let before = previous.and_then(|r| r.objectives.iter().find(|o| o.id == g.id));
             let action = actions.iter().find(|a| a.id == g.id);

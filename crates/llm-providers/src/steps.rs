@@ -372,7 +372,13 @@ pub(crate) mod tests {
         assert_eq!(rule_action(&o).action, Direction::Keep);
     }
 
-    fn goal(structure: &str, role: Role, upper: bool, bound: f64, value: f64) -> tps_api::goals::GoalResult {
+    fn goal(
+        structure: &str,
+        role: Role,
+        upper: bool,
+        bound: f64,
+        value: f64,
+    ) -> tps_api::goals::GoalResult {
         let g = tps_api::goals::ClinicalGoal {
             structure: structure.into(),
             quantity: tps_api::goals::GoalQuantity::DosePercent { percent: 10.0 },
@@ -396,7 +402,10 @@ pub(crate) mod tests {
         }
     }
 
-    fn report_with(objectives: Vec<ObjectiveReport>, goals: Vec<tps_api::goals::GoalResult>) -> IterationReport {
+    fn report_with(
+        objectives: Vec<ObjectiveReport>,
+        goals: Vec<tps_api::goals::GoalResult>,
+    ) -> IterationReport {
         IterationReport {
             iteration: 2,
             objectives,
@@ -414,11 +423,21 @@ pub(crate) mod tests {
         // Core value above its range (the study's rule would relax), but core D10 fails.
         let mut core = oar("core-max", 2500.0, 3400.0, 0.08);
         core.structure = "Core".into();
-        let r = report_with(vec![core], vec![goal("Core", Role::Oar, true, 2500.0, 3400.0)]);
+        let r = report_with(
+            vec![core],
+            vec![goal("Core", Role::Oar, true, 2500.0, 3400.0)],
+        );
         let m = goal_moves(&r, false);
         assert_eq!(m.len(), 1);
-        assert_eq!((m[0].id.as_str(), m[0].action), ("core-max", Direction::Tighten));
-        assert!(m[0].reason.contains("Core D10% <= 2500 cGy"), "{}", m[0].reason);
+        assert_eq!(
+            (m[0].id.as_str(), m[0].action),
+            ("core-max", Direction::Tighten)
+        );
+        assert!(
+            m[0].reason.contains("Core D10% <= 2500 cGy"),
+            "{}",
+            m[0].reason
+        );
     }
 
     #[test]
@@ -446,7 +465,11 @@ pub(crate) mod tests {
         let by = |id: &str| m.iter().find(|m| m.id == id).map(|m| m.action);
         assert_eq!(by("ptv-max"), Some(Direction::Tighten));
         assert_eq!(by("ptv-min"), None, "lower objectives are left");
-        assert_eq!(by("core-max"), Some(Direction::Relax), "weight x value is largest");
+        assert_eq!(
+            by("core-max"),
+            Some(Direction::Relax),
+            "weight x value is largest"
+        );
         assert_eq!(by("body-max"), None);
     }
 
@@ -463,7 +486,10 @@ pub(crate) mod tests {
         // With the study's criteria too, the rule's own tightening stands.
         assert!(goal_moves(&r, false).is_empty());
         // Met by less than the margin: not kept.
-        let r = report_with(vec![core], vec![goal("Core", Role::Oar, true, 2500.0, 2450.0)]);
+        let r = report_with(
+            vec![core],
+            vec![goal("Core", Role::Oar, true, 2500.0, 2450.0)],
+        );
         assert!(goal_moves(&r, true).is_empty());
     }
 }

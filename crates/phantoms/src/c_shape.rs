@@ -33,7 +33,11 @@ pub fn c_shape(id: &str) -> Patient {
         .map(|n| {
             let [i, j, k] = g.ijk(n);
             let q = g.position_mm(i, j, k);
-            if q[0].hypot(q[1]) < BODY_RADIUS_MM { 0 } else { -1000 }
+            if q[0].hypot(q[1]) < BODY_RADIUS_MM {
+                0
+            } else {
+                -1000
+            }
         })
         .collect();
     let mut p = Patient::new(id, g, hu).expect("CT on its grid");
@@ -81,7 +85,11 @@ mod tests {
         // The C: pi (37^2 - 15^2) L less the opening (about 20 x 22 mm x L) = 286.5 - 35.2 =
         // 251 cc, within the lattice's few percent.
         let c = std::f64::consts::PI * (3.7f64.powi(2) - 1.5f64.powi(2)) * 8.0 - 2.0 * 2.2 * 8.0;
-        assert!((v("OuterTarget") - c).abs() / c < 0.05, "{} vs {c}", v("OuterTarget"));
+        assert!(
+            (v("OuterTarget") - c).abs() / c < 0.05,
+            "{} vs {c}",
+            v("OuterTarget")
+        );
         // The core and the target never touch (5 mm gap).
         let t = &p.structure("OuterTarget").unwrap().mask;
         let k = &p.structure("Core").unwrap().mask;

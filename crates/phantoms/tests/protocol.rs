@@ -108,7 +108,12 @@ fn bad_protocols_name_file_and_field() {
     assert!(e.contains("bad.toml") && e.contains("average"), "{e}");
     // A structure the patient lacks.
     let p = Protocol::parse(
-        &text.replacen("structure = \"Rectum\"", "structure = \"Rectum_Wall\"", 1),
+        // The objective (the clinical goals name the rectum too, with a metric line after).
+        &text.replacen(
+            "structure = \"Rectum\"\ntype",
+            "structure = \"Rectum_Wall\"\ntype",
+            1,
+        ),
         Path::new("bad.toml"),
     )
     .unwrap();

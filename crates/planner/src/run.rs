@@ -135,7 +135,8 @@ impl<'a> Planner<'a> {
                 .filter_map(|(&d, &m)| m.then_some(d))
                 .collect();
             tps_api::dose_volume::sort_hottest_first(&mut inside);
-            let covered = tps_api::dose_volume::dose_at_fraction(&inside, rx.volume_percent / 100.0);
+            let covered =
+                tps_api::dose_volume::dose_at_fraction(&inside, rx.volume_percent / 100.0);
             if covered.is_finite() && covered > 0.0 && dose.grid() == patient.grid() {
                 dose.scale(rx.dose_cgy / covered);
             }

@@ -19,9 +19,13 @@ use planner::{
 use tps_api::fake::FakeTps;
 use tps_api::{Protocol, Tps};
 
+/// The cervix protocol without its clinical goals (the fake TPS's patient has no organs to
+/// judge them on; the goals' tests below write their own).
 fn protocol() -> Protocol {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap()
+    let mut p = Protocol::load(&root.join("configs/protocols/cervix.toml")).unwrap();
+    p.clinical_goals.clear();
+    p
 }
 
 /// A whole plan of the cervix protocol on a fresh `FakeTps` with `advisor`, and the events
@@ -427,9 +431,10 @@ fn protocol_with_goals(goals: &str, termination: &str) -> Protocol {
             kept.push(line);
         }
     }
-    let text = kept
-        .join("\n")
-        .replace("[planning]\n", &format!("[planning]\ntermination = \"{termination}\"\n"));
+    let text = kept.join("\n").replace(
+        "[planning]\n",
+        &format!("[planning]\ntermination = \"{termination}\"\n"),
+    );
     Protocol::parse(&format!("{text}\n{goals}"), Path::new("goals.toml")).unwrap()
 }
 
@@ -450,7 +455,10 @@ fn goals_are_judged_after_every_optimization_and_end_the_plan_when_they_alone_te
         .unwrap();
     assert_eq!(o.reason, TerminationReason::CriteriaMet);
     assert_eq!(o.reports.len(), 1, "stopped at the first plan");
-    assert!(!o.reports[0].criteria_met(), "the study's criteria alone would go on");
+    assert!(
+        !o.reports[0].criteria_met(),
+        "the study's criteria alone would go on"
+    );
     assert_eq!(o.reports[0].goals.len(), 1);
     assert_eq!(o.reports[0].goals[0].label, "PTV D50% >= 3000 cGy");
     assert_eq!(o.goals.len(), 1, "judged on the final plan too");
@@ -458,9 +466,16 @@ fn goals_are_judged_after_every_optimization_and_end_the_plan_when_they_alone_te
     let events = recorder.0.borrow();
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Start { termination: tps_api::Termination::Goals, .. }
+        Event::Start {
+            termination: tps_api::Termination::Goals,
+            ..
+        }
     )));
-    assert!(events.iter().any(|e| matches!(e, Event::End { goals, .. } if goals.len() == 1)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::End { goals, .. } if goals.len() == 1))
+    );
 }
 
 #[test]
@@ -483,7 +498,10 @@ fn an_unreachable_must_goal_keeps_the_loop_going_and_the_final_plan_says_it_fail
     .unwrap();
     assert_eq!(o.reason, TerminationReason::MaxIterations, "{:?}", o.reason);
     assert!(o.reports.iter().all(|r| r.goals.len() == 1));
-    assert!(o.reports.iter().any(|r| r.criteria_met()), "the study's criteria held on the way");
+    assert!(
+        o.reports.iter().any(|r| r.criteria_met()),
+        "the study's criteria held on the way"
+    );
     assert_eq!(o.goals.len(), 1);
     assert!(o.goals[0].must_failed(), "{:?}", o.goals[0]);
     // The rule tightened the target's max objective for the goal (a target objective, which
@@ -492,9 +510,8 @@ fn an_unreachable_must_goal_keeps_the_loop_going_and_the_final_plan_says_it_fail
     assert!(o.violations.is_empty(), "{:?}", o.violations);
     let first = &o.reports[0].objectives;
     let last = &o.reports.last().unwrap().objectives;
-    let goal_of = |r: &[tps_api::ObjectiveReport], id: &str| {
-        r.iter().find(|o| o.id == id).unwrap().goal_cgy
-    };
+    let goal_of =
+        |r: &[tps_api::ObjectiveReport], id: &str| r.iter().find(|o| o.id == id).unwrap().goal_cgy;
     assert!(goal_of(last, "ptv-max") < goal_of(first, "ptv-max"));
 }
 
@@ -515,5 +532,8 @@ fn a_protocol_with_goals_needs_a_patient_to_judge_them() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("goals.toml") && e.contains("clinical goals"), "{e}");
+    assert!(
+        e.contains("goals.toml") && e.contains("clinical goals"),
+        "{e}"
+    );
 }

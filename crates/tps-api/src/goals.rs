@@ -148,13 +148,13 @@ impl ClinicalGoal {
             return f64::NAN;
         }
         match self.quantity {
-            GoalQuantity::DosePercent { percent } => dose_at_fraction(hottest_first, percent / 100.0),
+            GoalQuantity::DosePercent { percent } => {
+                dose_at_fraction(hottest_first, percent / 100.0)
+            }
             GoalQuantity::DoseCc { cc } => {
                 dose_at_fraction(hottest_first, cc / (n as f64 * voxel_cc))
             }
-            GoalQuantity::Mean => {
-                hottest_first.iter().map(|&d| d as f64).sum::<f64>() / n as f64
-            }
+            GoalQuantity::Mean => hottest_first.iter().map(|&d| d as f64).sum::<f64>() / n as f64,
             GoalQuantity::Volume { dose_cgy } => {
                 let at_least = hottest_first.partition_point(|&d| d as f64 >= dose_cgy);
                 match self.unit {
@@ -266,7 +266,11 @@ pub fn evaluate(
     let mut sorted: Vec<(String, Vec<f32>)> = Vec::new();
     let mut out = Vec::with_capacity(goals.len());
     for (n, g) in goals.iter().enumerate() {
-        let s = patient.require(&g.structure, origin, &format!("clinical-goals[{n}].structure"))?;
+        let s = patient.require(
+            &g.structure,
+            origin,
+            &format!("clinical-goals[{n}].structure"),
+        )?;
         let k = match sorted.iter().position(|(name, _)| name == &g.structure) {
             Some(k) => k,
             None => {
@@ -324,7 +328,9 @@ impl ClinicalGoalWire {
 
     /// Checks a goal read from `origin` at `field` (e.g. `clinical-goals[2]`).
     pub fn check(self, origin: &str, field: &str) -> Result<ClinicalGoal> {
-        let bad = |k: &str, v: String, why: String| Error::invalid(origin, format!("{field}.{k}"), v, why);
+        let bad = |k: &str, v: String, why: String| {
+            Error::invalid(origin, format!("{field}.{k}"), v, why)
+        };
         if self.structure.trim().is_empty() {
             return Err(bad("structure", "\"\"".into(), "name the structure".into()));
         }
@@ -348,8 +354,18 @@ impl ClinicalGoalWire {
         let bounds = [
             ("at-most-cgy", self.at_most_cgy, GoalUnit::Cgy, true),
             ("at-least-cgy", self.at_least_cgy, GoalUnit::Cgy, false),
-            ("at-most-percent", self.at_most_percent, GoalUnit::Percent, true),
-            ("at-least-percent", self.at_least_percent, GoalUnit::Percent, false),
+            (
+                "at-most-percent",
+                self.at_most_percent,
+                GoalUnit::Percent,
+                true,
+            ),
+            (
+                "at-least-percent",
+                self.at_least_percent,
+                GoalUnit::Percent,
+                false,
+            ),
             ("at-most-cc", self.at_most_cc, GoalUnit::Cc, true),
             ("at-least-cc", self.at_least_cc, GoalUnit::Cc, false),
         ];
@@ -409,7 +425,10 @@ impl ClinicalGoalWire {
             return Err(bad(
                 "tolerance",
                 tolerance.to_string(),
-                format!("a tolerance is 0 to {limit} {} (the bound's unit)", unit.label()),
+                format!(
+                    "a tolerance is 0 to {limit} {} (the bound's unit)",
+                    unit.label()
+                ),
             ));
         }
         Ok(ClinicalGoal {
@@ -501,31 +520,70 @@ mod tests {
     #[test]
     fn unknown_structures_name_the_goal() {
         let (p, dose) = ramp();
-        let g = goal("structure = \"Cord\"\nmetric = \"D0.1cc\"\nat-most-cgy = 2000.0\npriority = \"must\"").unwrap();
-        let e = evaluate(&[g], &p, &dose, "site.toml").unwrap_err().to_string();
-        assert!(e.contains("site.toml") && e.contains("clinical-goals[0].structure") && e.contains("Core"), "{e}");
+        let g = goal(
+            "structure = \"Cord\"\nmetric = \"D0.1cc\"\nat-most-cgy = 2000.0\npriority = \"must\"",
+        )
+        .unwrap();
+        let e = evaluate(&[g], &p, &dose, "site.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("site.toml")
+                && e.contains("clinical-goals[0].structure")
+                && e.contains("Core"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_goals_name_the_field_and_value() {
         let base = "structure = \"Core\"\npriority = \"must\"\n";
         let cases = [
-            ("metric = \"Dmax\"\nat-most-cgy = 1.0", "clinical-goals[0].metric", "D0.03cc"),
-            ("metric = \"D10%\"\nat-most-percent = 1.0", "clinical-goals[0].at-most-percent", "is a dose"),
-            ("metric = \"V20Gy\"\nat-most-cgy = 1.0", "clinical-goals[0].at-most-cgy", "is a volume"),
+            (
+                "metric = \"Dmax\"\nat-most-cgy = 1.0",
+                "clinical-goals[0].metric",
+                "D0.03cc",
+            ),
+            (
+                "metric = \"D10%\"\nat-most-percent = 1.0",
+                "clinical-goals[0].at-most-percent",
+                "is a dose",
+            ),
+            (
+                "metric = \"V20Gy\"\nat-most-cgy = 1.0",
+                "clinical-goals[0].at-most-cgy",
+                "is a volume",
+            ),
             ("metric = \"D10%\"", "at-most-cgy", "give one bound"),
-            ("metric = \"D10%\"\nat-most-cgy = 1.0\nat-least-cgy = 2.0", "clinical-goals[0].at-least-cgy", "one bound"),
-            ("metric = \"V20Gy\"\nat-most-percent = 120.0", "at-most-percent", "0 to 100"),
-            ("metric = \"D10%\"\nat-most-cgy = 2500.0\ntolerance = -5.0", "clinical-goals[0].tolerance", "-5"),
-            ("metric = \"D1O%\"\nat-most-cgy = 2500.0", "clinical-goals[0].metric", "D1O%"),
+            (
+                "metric = \"D10%\"\nat-most-cgy = 1.0\nat-least-cgy = 2.0",
+                "clinical-goals[0].at-least-cgy",
+                "one bound",
+            ),
+            (
+                "metric = \"V20Gy\"\nat-most-percent = 120.0",
+                "at-most-percent",
+                "0 to 100",
+            ),
+            (
+                "metric = \"D10%\"\nat-most-cgy = 2500.0\ntolerance = -5.0",
+                "clinical-goals[0].tolerance",
+                "-5",
+            ),
+            (
+                "metric = \"D1O%\"\nat-most-cgy = 2500.0",
+                "clinical-goals[0].metric",
+                "D1O%",
+            ),
         ];
         for (extra, field, why) in cases {
             let e = goal(&format!("{base}{extra}")).unwrap_err().to_string();
             assert!(e.contains(field) && e.contains(why), "{extra}: {e}");
         }
-        let e = goal("structure = \"Core\"\nmetric = \"D10%\"\nat-most-cgy = 1.0\npriority = \"may\"")
-            .unwrap_err()
-            .to_string();
+        let e =
+            goal("structure = \"Core\"\nmetric = \"D10%\"\nat-most-cgy = 1.0\npriority = \"may\"")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("may"), "{e}");
     }
 }

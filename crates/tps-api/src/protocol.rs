@@ -479,7 +479,10 @@ mod tests {
         let e = parse(&format!("{BASE}{}", planning(Some("goals"))))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("planning.termination") && e.contains("must"), "{e}");
+        assert!(
+            e.contains("planning.termination") && e.contains("must"),
+            "{e}"
+        );
         let e = parse(&format!("{BASE}{}", planning(Some("sometimes"))))
             .unwrap_err()
             .to_string();
@@ -496,34 +499,51 @@ mod tests {
         let all = Mask::from_vec(g, vec![true; 64]).unwrap();
         p.add_structure(Structure::new("PTV", Role::Target, all.clone()))
             .unwrap();
-        p.add_structure(Structure::new(body.0, body.1, all)).unwrap();
+        p.add_structure(Structure::new(body.0, body.1, all))
+            .unwrap();
         p
     }
 
     #[test]
     fn the_body_is_found_by_its_role_and_a_wrong_role_is_refused() {
         let p = parse(BASE).unwrap();
-        assert_eq!(p.body_structure(&patient(("BODY", Role::External))).unwrap().name, "BODY");
+        assert_eq!(
+            p.body_structure(&patient(("BODY", Role::External)))
+                .unwrap()
+                .name,
+            "BODY"
+        );
         p.check_roles(&patient(("Skin", Role::External))).unwrap();
         let e = p
             .body_structure(&patient(("Skin", Role::Oar)))
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("site.toml") && e.contains("no structure with role external") && e.contains("Skin: oar"),
+            e.contains("site.toml")
+                && e.contains("no structure with role external")
+                && e.contains("Skin: oar"),
             "{e}"
         );
-        let named = parse(&format!("{BASE}[evaluation]\nbody = \"Skin\"\nmetrics = []\n")).unwrap();
+        let named = parse(&format!(
+            "{BASE}[evaluation]\nbody = \"Skin\"\nmetrics = []\n"
+        ))
+        .unwrap();
         let e = named
             .check_roles(&patient(("Skin", Role::Oar)))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("evaluation.body") && e.contains("Skin has role oar"), "{e}");
+        assert!(
+            e.contains("evaluation.body") && e.contains("Skin has role oar"),
+            "{e}"
+        );
         let wrong_target = parse(&BASE.replace("\"PTV\"", "\"Skin\"")).unwrap();
         let e = wrong_target
             .check_roles(&patient(("Skin", Role::External)))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("prescription.target") && e.contains("role target"), "{e}");
+        assert!(
+            e.contains("prescription.target") && e.contains("role target"),
+            "{e}"
+        );
     }
 }

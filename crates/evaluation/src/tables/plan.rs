@@ -34,7 +34,10 @@ pub fn report_markdown(r: &IterationReport) -> String {
             o.status
         );
     }
-    s += &format!("\nstudy criteria met (coverage, OAR values in range): {}\n", r.criteria_met());
+    s += &format!(
+        "\nstudy criteria met (coverage, OAR values in range): {}\n",
+        r.criteria_met()
+    );
     if !r.goals.is_empty() {
         s += &format!(
             "\nclinical goals on this iteration's dose (every must-goal passed: {}):\n\n{}",
