@@ -55,11 +55,7 @@ impl RuleBasedAdvisor {
                     Some(new) => format!(
                         "{}: {} {:.0} -> {:.0} cGy ({})",
                         o.id,
-                        if a.action == Direction::Tighten {
-                            "tighten"
-                        } else {
-                            "relax"
-                        },
+                        verb(a.action),
                         o.goal_cgy,
                         new,
                         m.reason
@@ -86,11 +82,7 @@ impl RuleBasedAdvisor {
                 },
                 o.ideal_range[0],
                 o.ideal_range[1],
-                if a.action == Direction::Tighten {
-                    "tighten"
-                } else {
-                    "relax"
-                },
+                verb(a.action),
                 o.goal_cgy,
                 new,
                 if informed.contains(&a.id) {
@@ -115,6 +107,15 @@ impl RuleBasedAdvisor {
             calls: Vec::new(),
             repaired: Vec::new(),
         }
+    }
+}
+
+/// The rationale's word for a move.
+fn verb(action: Direction) -> &'static str {
+    match action {
+        Direction::Tighten => "tighten",
+        Direction::Relax => "relax",
+        Direction::Keep => "keep",
     }
 }
 
