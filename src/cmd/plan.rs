@@ -342,10 +342,8 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         &outcome,
         &a.out,
     )?;
-    let failed_goals: Vec<String> = outcome
-        .goals
+    let failed_goals: Vec<String> = tps_api::goals::failed_must(&outcome.goals)
         .iter()
-        .filter(|g| g.must_failed())
         .map(|g| format!("{} (value {:.1} {})", g.label, g.value, g.unit.label()))
         .collect();
     if !outcome.goals.is_empty() {
@@ -397,7 +395,7 @@ fn final_goals_markdown(protocol: &Protocol, outcome: &PlanOutcome) -> String {
         .planning
         .as_ref()
         .map_or(tps_api::Termination::Study, |p| p.termination);
-    let failed = outcome.goals.iter().filter(|g| g.must_failed()).count();
+    let failed = tps_api::goals::failed_must(&outcome.goals).len();
     format!(
         "\n## Clinical goals of the final plan (after the final normalization)\n\n\
          termination: {termination:?}; must-goals failed: {failed}\n\n{}",

@@ -8,7 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use evaluation::ProtocolEvaluator;
 use evaluation::reference::ReferenceTable;
-use evaluation::tables::study::{COLUMNS, PlanNumbers, StudyHeading, summary_markdown};
+use evaluation::tables::study::{
+    COLUMNS, PlanNumbers, StudyHeading, plans_failing_goals, summary_markdown,
+};
 use phantoms::cohort::CohortSpec;
 use tps_api::Protocol;
 
@@ -125,11 +127,7 @@ pub fn run(a: &Args) -> Result<()> {
     crate::output::write_text(&md_path, &md)?;
     outn!("{md}");
     out!("wrote {} and {}", rows.path().display(), md_path.display());
-    let goals_failed: Vec<String> = plans
-        .iter()
-        .filter(|(_, n)| n.must_goals_failed > 0)
-        .map(|(id, n)| format!("{id} ({})", n.must_goals_failed))
-        .collect();
+    let goals_failed = plans_failing_goals(&plans);
     if !stood_in.is_empty() && !a.allow_fallback {
         bail!(
             "the rule-based fallback made advice steps of {} of {} plans ({}): the study is not \

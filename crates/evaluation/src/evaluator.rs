@@ -46,8 +46,7 @@ pub trait Evaluator {
 pub struct ProtocolEvaluator {
     origin: String,
     metrics: Vec<(Metric, String)>,
-    target: String,
-    reference_cgy: f64,
+    /// Prescription target and dose, and the body ([`Protocol::body_structure`]).
     protocol: Protocol,
 }
 
@@ -65,8 +64,6 @@ impl ProtocolEvaluator {
         Ok(Self {
             origin,
             metrics,
-            target: protocol.prescription.target.clone(),
-            reference_cgy: protocol.prescription.dose_cgy,
             protocol: protocol.clone(),
         })
     }
@@ -114,6 +111,7 @@ impl Evaluator for ProtocolEvaluator {
             }
         }
         let dose_cgy = plan.dose.cgy();
+        let rx = &self.protocol.prescription;
         // Every structure a metric needs, with the field that asked first (for messages).
         let mut needed: BTreeMap<String, String> = BTreeMap::new();
         for (m, field) in &self.metrics {
@@ -123,7 +121,7 @@ impl Evaluator for ProtocolEvaluator {
                 }
                 Metric::Ci | Metric::Hi => {
                     needed
-                        .entry(self.target.clone())
+                        .entry(rx.target.clone())
                         .or_insert_with(|| "prescription.target".into());
                 }
                 Metric::Mu => {}
@@ -153,12 +151,12 @@ impl Evaluator for ProtocolEvaluator {
                 }
                 Metric::Ci => {
                     let target = &p
-                        .require(&self.target, &self.origin, "prescription.target")?
+                        .require(&rx.target, &self.origin, "prescription.target")?
                         .mask;
                     let body = &self.protocol.body_structure(p)?.mask;
-                    Some(paddick_ci(dose_cgy, target, body, self.reference_cgy)?)
+                    Some(paddick_ci(dose_cgy, target, body, rx.dose_cgy)?)
                 }
-                Metric::Hi => Some(homogeneity_index(&dvhs[&self.target])),
+                Metric::Hi => Some(homogeneity_index(&dvhs[&rx.target])),
                 Metric::Mu => plan.mu_per_fraction,
             };
             // An undefined value (HI of a target without dose) is missing, not NaN.

@@ -54,28 +54,24 @@ pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
 }
 
 /// When the plan is finished, in the system prompt's words.
-fn finished_text(termination: tps_api::Termination) -> &'static str {
+fn finished_text(termination: tps_api::Termination) -> String {
+    const STUDY: &str = "The plan is finished when every OAR value is inside its range.";
+    const JUDGED: &str = "The plan is also judged by clinical goals (dose-volume limits per \
+                          structure, shown with their values after each optimization).";
+    const MOVES: &str = "When an organ's goal fails, tighten its objectives even if their value \
+                         is above range; when a target's upper goal fails (too hot), tighten the \
+                         target's max-dose objectives and relax the organ objective pressing \
+                         hardest on it";
     match termination {
-        tps_api::Termination::Study => {
-            "The plan is finished when every OAR value is inside its range."
-        }
-        tps_api::Termination::Goals => {
-            "The plan is also judged by clinical goals (dose-volume limits per structure, shown \
-             with their values after each optimization). The plan is finished when every \
-             must-goal passes; the ideal ranges then only guide the steps. When an organ's goal \
-             fails, tighten its objectives even if their value is above range; when a target's \
-             upper goal fails (too hot), tighten the target's max-dose objectives and relax the \
-             organ objective pressing hardest on it; leave an organ whose goals hold with \
-             margin."
-        }
-        tps_api::Termination::Both => {
-            "The plan is also judged by clinical goals (dose-volume limits per structure, shown \
-             with their values after each optimization). The plan is finished when every OAR \
-             value is inside its range and every must-goal passes. When an organ's goal fails, \
-             tighten its objectives even if their value is above range; when a target's upper \
-             goal fails (too hot), tighten the target's max-dose objectives and relax the organ \
-             objective pressing hardest on it."
-        }
+        tps_api::Termination::Study => STUDY.into(),
+        tps_api::Termination::Goals => format!(
+            "{JUDGED} The plan is finished when every must-goal passes; the ideal ranges then \
+             only guide the steps. {MOVES}; leave an organ whose goals hold with margin."
+        ),
+        tps_api::Termination::Both => format!(
+            "{JUDGED} The plan is finished when every OAR value is inside its range and every \
+             must-goal passes. {MOVES}."
+        ),
     }
 }
 
@@ -91,10 +87,7 @@ pub fn goals_table(r: &IterationReport) -> String {
             s,
             "| {} | {} | {:.1} {} | {} |",
             g.label,
-            match g.priority {
-                tps_api::Priority::Must => "must",
-                tps_api::Priority::Should => "should",
-            },
+            g.priority.word(),
             g.value,
             g.unit.label(),
             g.status.word()

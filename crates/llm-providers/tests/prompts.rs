@@ -72,3 +72,58 @@ fn prompts_come_from_the_context() {
     assert!(s.contains("prostate") && s.contains("PTV_7000") && s.contains("7000 cGy"));
     assert!(!s.contains("cervix"));
 }
+
+#[test]
+fn clinical_goals_prompt() {
+    // With the goals in the termination the system prompt says how they end the plan and how
+    // to move for them, and the user prompt shows each goal's value and status.
+    use tps_api::goals::{ClinicalGoal, GoalQuantity, GoalResult, GoalUnit, Priority};
+    let mut ctx = common::context();
+    ctx.termination = tps_api::Termination::Both;
+    let judged = |structure: &str, quantity, bound, value, priority| {
+        let g = ClinicalGoal {
+            structure: String::from(structure),
+            quantity,
+            unit: GoalUnit::Cgy,
+            upper: true,
+            bound,
+            tolerance: 0.0,
+            priority,
+        };
+        GoalResult {
+            label: g.label(),
+            structure: g.structure.clone(),
+            role: tps_api::Role::Oar,
+            priority,
+            upper: true,
+            bound,
+            tolerance: 0.0,
+            unit: g.unit,
+            value,
+            status: g.status_of(value),
+        }
+    };
+    ctx.current.goals = vec![
+        judged(
+            "Rectum",
+            GoalQuantity::DosePercent { percent: 50.0 },
+            3451.0,
+            3520.0,
+            Priority::Must,
+        ),
+        judged(
+            "SpinalCord",
+            GoalQuantity::DoseCc { cc: 0.1 },
+            1987.0,
+            1800.0,
+            Priority::Should,
+        ),
+    ];
+    let text = format!(
+        "=== system ===\n{}\n=== user ===\n{}\n",
+        system_prompt(&ctx, OutputMode::Goals),
+        user_prompt(&ctx),
+    );
+    assert!(text.contains("| Rectum D50% <= 3451 cGy | must | 3520.0 cGy | FAILED |"));
+    snapshot("clinical-goals.txt", &text);
+}

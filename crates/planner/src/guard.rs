@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use llm_providers::advice::Direction;
-use llm_providers::steps::{goal_moves, step_base};
+use llm_providers::steps::{GoalMove, goal_moves, step_base};
 use serde::{Deserialize, Serialize};
 use tps_api::{GoalChange, IterationReport, RangeStatus, Role};
 
@@ -105,11 +105,13 @@ pub struct Verdict {
     pub applied: Vec<GoalChange>,
 }
 
-/// Violations of one change against the report.
+/// Violations of one change against the report; `moves` are the report's clinical goals' moves
+/// ([`goal_moves`]), which lift the range and role rules in their direction.
 pub fn check(
     change: &GoalChange,
     report: &IterationReport,
     settings: &GuardSettings,
+    moves: &[GoalMove],
     seen: &mut Vec<String>,
 ) -> Vec<Violation> {
     let mut v = Vec::new();
@@ -132,7 +134,7 @@ pub fn check(
     // A move the report's clinical goals ask for (an organ whose goal fails tightened though
     // its value is above range, a target's upper objective tightened, the organ pressing on a
     // failing target relaxed) is no violation in that direction.
-    let asked = goal_moves(report, false).into_iter().any(|m| {
+    let asked = moves.iter().any(|m| {
         m.id == o.id
             && match m.action {
                 Direction::Tighten => tightening,
@@ -168,10 +170,12 @@ pub fn judge(
     fallback: &[GoalChange],
 ) -> Verdict {
     let mut seen = Vec::new();
+    // What the report's clinical goals ask for, once per advice.
+    let moves = goal_moves(report, false);
     let mut decisions: Vec<Decision> = proposed
         .iter()
         .map(|c| {
-            let violations = check(c, report, settings, &mut seen);
+            let violations = check(c, report, settings, &moves, &mut seen);
             Decision {
                 proposed: c.clone(),
                 applied: violations.is_empty().then(|| c.clone()),

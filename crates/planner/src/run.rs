@@ -113,40 +113,28 @@ impl<'a> Planner<'a> {
         self
     }
 
-    /// The clinical goals judged on the TPS's current dose. During planning (`as_final`) the
-    /// dose is first scaled as the final normalization will scale it (the prescription target's
-    /// coverage on this dose brought to the prescription), so a goal is judged on the plan the
-    /// user will get, not on the report's sampling of the coverage (which differs by up to
-    /// 1 %); the final plan is already normalized so.
-    fn judge_goals(&self, as_final: bool) -> Result<Vec<GoalResult>, PlanError> {
+    /// The clinical goals judged on the TPS's current dose. During planning
+    /// (`scale_as_final`) the dose is first scaled as the final normalization will scale it
+    /// (the prescription target's coverage on this dose brought to the prescription), so a goal
+    /// is judged on the plan the user will get, not on the report's sampling of the coverage
+    /// (which differs by up to 1 %); the final plan is already normalized so.
+    fn judge_goals(&self, scale_as_final: bool) -> Result<Vec<GoalResult>, PlanError> {
         let goals = &self.protocol.clinical_goals;
         let Some(patient) = self.patient.filter(|_| !goals.is_empty()) else {
             return Ok(Vec::new());
         };
         let mut dose = self.tps.dose()?;
-        if as_final {
+        let origin = self.protocol.origin.display().to_string();
+        if scale_as_final && dose.grid() == patient.grid() {
             let rx = &self.protocol.prescription;
-            let origin = self.protocol.origin.display().to_string();
             let target = patient.require(&rx.target, &origin, "prescription.target")?;
-            let mut inside: Vec<f32> = dose
-                .cgy()
-                .iter()
-                .zip(target.mask.data())
-                .filter_map(|(&d, &m)| m.then_some(d))
-                .collect();
-            tps_api::dose_volume::sort_hottest_first(&mut inside);
             let covered =
-                tps_api::dose_volume::dose_at_fraction(&inside, rx.volume_percent / 100.0);
-            if covered.is_finite() && covered > 0.0 && dose.grid() == patient.grid() {
+                tps_api::dose_volume::coverage_cgy(dose.cgy(), &target.mask, rx.volume_percent);
+            if covered.is_finite() && covered > 0.0 {
                 dose.scale(rx.dose_cgy / covered);
             }
         }
-        Ok(tps_api::goals::evaluate(
-            goals,
-            patient,
-            &dose,
-            &self.protocol.origin.display().to_string(),
-        )?)
+        Ok(tps_api::goals::evaluate(goals, patient, &dose, &origin)?)
     }
 
     /// Adds an observer; observers see each event in the order they were added.

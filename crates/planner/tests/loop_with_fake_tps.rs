@@ -17,7 +17,8 @@ use planner::{
     TerminationReason, plan, replay,
 };
 use tps_api::fake::FakeTps;
-use tps_api::{Protocol, Tps};
+use tps_api::goals::{ClinicalGoal, GoalQuantity, GoalUnit, Priority};
+use tps_api::{Protocol, Termination, Tps};
 
 /// The cervix protocol without its clinical goals (the fake TPS's patient has no organs to
 /// judge them on; the goals' tests below write their own).
@@ -416,34 +417,34 @@ fn fake_patient() -> tps_api::Patient {
     p
 }
 
-/// The cervix protocol with its goals replaced by `goals` (TOML) and `termination`.
-fn protocol_with_goals(goals: &str, termination: &str) -> Protocol {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let text = std::fs::read_to_string(root.join("configs/protocols/cervix.toml")).unwrap();
-    let mut kept: Vec<&str> = Vec::new();
-    let mut skipping = false;
-    // Drop the file's own goals and termination; the test writes its own.
-    for line in text.lines() {
-        if line.starts_with("[[") || (line.starts_with('[') && !line.starts_with("[[")) {
-            skipping = line.trim() == "[[clinical-goals]]";
-        }
-        if !skipping && !line.starts_with("termination") {
-            kept.push(line);
-        }
-    }
-    let text = kept.join("\n").replace(
-        "[planning]\n",
-        &format!("[planning]\ntermination = \"{termination}\"\n"),
-    );
-    Protocol::parse(&format!("{text}\n{goals}"), Path::new("goals.toml")).unwrap()
+/// The cervix protocol (as if read from `goals.toml`) whose one clinical goal is PTV D50%
+/// against `bound` cGy (`upper`: at most), ending by `termination`.
+fn protocol_with_goal(
+    upper: bool,
+    bound: f64,
+    priority: Priority,
+    termination: Termination,
+) -> Protocol {
+    let mut p = protocol();
+    p.origin = "goals.toml".into();
+    p.clinical_goals = vec![ClinicalGoal {
+        structure: "PTV".into(),
+        quantity: GoalQuantity::DosePercent { percent: 50.0 },
+        unit: GoalUnit::Cgy,
+        upper,
+        bound,
+        tolerance: 0.0,
+        priority,
+    }];
+    p.planning.as_mut().unwrap().termination = termination;
+    p
 }
 
 #[test]
 fn goals_are_judged_after_every_optimization_and_end_the_plan_when_they_alone_terminate() {
     // PTV D50% at least 3000 cGy holds from the first plan: with termination by the goals the
     // loop stops there, though the study's criteria do not hold yet.
-    let goal = "[[clinical-goals]]\nstructure = \"PTV\"\nmetric = \"D50%\"\nat-least-cgy = 3000.0\npriority = \"must\"\n";
-    let protocol = protocol_with_goals(goal, "goals");
+    let protocol = protocol_with_goal(false, 3000.0, Priority::Must, Termination::Goals);
     let patient = fake_patient();
     let mut tps = FakeTps::new(&protocol).unwrap();
     let recorder = Recorder::default();
@@ -467,7 +468,7 @@ fn goals_are_judged_after_every_optimization_and_end_the_plan_when_they_alone_te
     assert!(events.iter().any(|e| matches!(
         e,
         Event::Start {
-            termination: tps_api::Termination::Goals,
+            termination: Termination::Goals,
             ..
         }
     )));
@@ -481,8 +482,7 @@ fn goals_are_judged_after_every_optimization_and_end_the_plan_when_they_alone_te
 #[test]
 fn an_unreachable_must_goal_keeps_the_loop_going_and_the_final_plan_says_it_failed() {
     // D50% at most 100 cGy in the target: no plan at the prescription meets it.
-    let goal = "[[clinical-goals]]\nstructure = \"PTV\"\nmetric = \"D50%\"\nat-most-cgy = 100.0\npriority = \"must\"\n";
-    let protocol = protocol_with_goals(goal, "both");
+    let protocol = protocol_with_goal(true, 100.0, Priority::Must, Termination::Both);
     let patient = fake_patient();
     let mut tps = FakeTps::new(&protocol).unwrap();
     let o = plan(
@@ -517,8 +517,7 @@ fn an_unreachable_must_goal_keeps_the_loop_going_and_the_final_plan_says_it_fail
 
 #[test]
 fn a_protocol_with_goals_needs_a_patient_to_judge_them() {
-    let goal = "[[clinical-goals]]\nstructure = \"PTV\"\nmetric = \"D50%\"\nat-least-cgy = 3000.0\npriority = \"should\"\n";
-    let protocol = protocol_with_goals(goal, "study");
+    let protocol = protocol_with_goal(false, 3000.0, Priority::Should, Termination::Study);
     let mut tps = FakeTps::new(&protocol).unwrap();
     let e = plan(
         &mut tps,

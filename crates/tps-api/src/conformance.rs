@@ -6,7 +6,7 @@
 //! tps_api::conformance::check_all(&mut || Box::new(open_my_case()), &Expectations { .. });
 //! ```
 
-use crate::dose_volume::{dose_at_fraction, sort_hottest_first};
+use crate::dose_volume::coverage_cgy;
 use crate::grid::Grid;
 use crate::report::{GoalChange, IterationReport};
 use crate::structure::{Mask, Role};
@@ -216,17 +216,6 @@ pub fn warm_start_does_not_get_worse(tps: &mut dyn Tps, expect: &Expectations) {
     );
 }
 
-/// Coverage as a DVH point of `dose` within `mask`.
-fn dose_coverage(dose: &[f32], mask: &Mask, volume_percent: f64) -> f64 {
-    let mut inside: Vec<f32> = dose
-        .iter()
-        .zip(mask.data())
-        .filter_map(|(&d, &m)| m.then_some(d))
-        .collect();
-    sort_hottest_first(&mut inside);
-    dose_at_fraction(&inside, volume_percent / 100.0)
-}
-
 /// After a normalization on the report, the report's coverage is the prescription; after one
 /// on the dose, the dose's coverage within the target is.
 pub fn normalization_meets_the_prescription(tps: &mut dyn Tps, expect: &Expectations) {
@@ -249,7 +238,7 @@ pub fn normalization_meets_the_prescription(tps: &mut dyn Tps, expect: &Expectat
     assert!(f.is_finite() && f > 0.0, "{name}: normalization factor {f}");
     if let Some(target) = &expect.target {
         let dose = tps.dose().expect("dose");
-        let d = dose_coverage(dose.cgy(), target, expect.volume_percent);
+        let d = coverage_cgy(dose.cgy(), target, expect.volume_percent);
         // The dose is single precision.
         assert!(
             (d - rx).abs() <= 1e-4 * rx,

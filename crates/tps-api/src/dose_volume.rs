@@ -6,6 +6,25 @@
 //! volume is read from the points `(k / N, d_k)` with linear interpolation between neighbouring
 //! voxels; below `1 / N` it is the hottest voxel, at 1 the coldest.
 
+use crate::structure::Mask;
+
+/// The doses (cGy, x-fastest on the mask's grid) of the voxels `mask` holds, in voxel order.
+pub fn doses_in(dose_cgy: &[f32], mask: &Mask) -> Vec<f32> {
+    dose_cgy
+        .iter()
+        .zip(mask.data())
+        .filter_map(|(&d, &m)| m.then_some(d))
+        .collect()
+}
+
+/// Dose received by at least `volume_percent` % of `mask`'s voxels (a coverage such as the
+/// prescription target's D95), read with this module's convention.
+pub fn coverage_cgy(dose_cgy: &[f32], mask: &Mask, volume_percent: f64) -> f64 {
+    let mut inside = doses_in(dose_cgy, mask);
+    sort_hottest_first(&mut inside);
+    dose_at_fraction(&inside, volume_percent / 100.0)
+}
+
 /// The order of [`sort_hottest_first`], for callers that sort in parallel.
 pub fn hottest_first(a: &f32, b: &f32) -> std::cmp::Ordering {
     b.total_cmp(a)

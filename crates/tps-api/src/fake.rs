@@ -445,15 +445,7 @@ thickness-mm = 15.0
         let r = tps.report().unwrap();
         assert!((r.coverage_cgy - 3600.0).abs() < 1e-6, "{}", r.coverage_cgy);
         let dose = tps.dose().unwrap();
-        let mask = FakeTps::target_mask();
-        let mut inside: Vec<f32> = dose
-            .cgy()
-            .iter()
-            .zip(mask.data())
-            .filter_map(|(&d, &m)| m.then_some(d))
-            .collect();
-        sort_hottest_first(&mut inside);
-        let d95 = dose_at_fraction(&inside, 0.95);
+        let d95 = crate::dose_volume::coverage_cgy(dose.cgy(), &FakeTps::target_mask(), 95.0);
         assert!((d95 - 3600.0).abs() < 0.01, "{d95}");
     }
 }

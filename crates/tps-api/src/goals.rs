@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::dose::Dose;
-use crate::dose_volume::{dose_at_fraction, sort_hottest_first};
+use crate::dose_volume::{dose_at_fraction, doses_in, sort_hottest_first};
 use crate::error::{Error, Result};
 use crate::metric::DoseMetric;
 use crate::patient::Patient;
@@ -31,6 +31,16 @@ pub enum Priority {
     Must,
     /// Desirable; reported, never stops the loop.
     Should,
+}
+
+impl Priority {
+    /// Word for tables and prompts.
+    pub fn word(self) -> &'static str {
+        match self {
+            Priority::Must => "must",
+            Priority::Should => "should",
+        }
+    }
 }
 
 /// Unit of a goal's value and bound.
@@ -243,6 +253,11 @@ impl GoalResult {
     }
 }
 
+/// The must-goals among `results` that failed.
+pub fn failed_must(results: &[GoalResult]) -> Vec<&GoalResult> {
+    results.iter().filter(|g| g.must_failed()).collect()
+}
+
 /// Judges `goals` on `dose`, which must lie on the patient's CT grid; a structure the patient
 /// lacks is an error naming `origin` and the goal's field, an empty structure a failed goal
 /// (its value is not a number).
@@ -274,13 +289,7 @@ pub fn evaluate(
         let k = match sorted.iter().position(|(name, _)| name == &g.structure) {
             Some(k) => k,
             None => {
-                let mut d: Vec<f32> = s
-                    .mask
-                    .data()
-                    .iter()
-                    .zip(dose.cgy())
-                    .filter_map(|(&m, &d)| m.then_some(d))
-                    .collect();
+                let mut d = doses_in(dose.cgy(), &s.mask);
                 sort_hottest_first(&mut d);
                 sorted.push((g.structure.clone(), d));
                 sorted.len() - 1
@@ -315,7 +324,6 @@ pub struct ClinicalGoalWire {
     at_least_percent: Option<f64>,
     at_most_cc: Option<f64>,
     at_least_cc: Option<f64>,
-    #[serde(default)]
     tolerance: Option<f64>,
     priority: Priority,
 }

@@ -340,22 +340,13 @@ impl Protocol {
     pub fn body_structure<'p>(&self, patient: &'p Patient) -> Result<&'p Structure> {
         let origin = self.origin.display().to_string();
         match &self.body {
-            Some(name) => {
-                let s = patient.require(name, &origin, "evaluation.body")?;
-                if s.role != Role::External {
-                    return Err(Error::invalid(
-                        &origin,
-                        "evaluation.body",
-                        name,
-                        format!(
-                            "{name} has role {} on patient {}: the body must be the structure \
-                             with role external",
-                            s.role, patient.id
-                        ),
-                    ));
-                }
-                Ok(s)
-            }
+            Some(name) => self.require_with_role(
+                patient,
+                name,
+                "evaluation.body",
+                Role::External,
+                "the body must be the structure with role external",
+            ),
             None => patient.first_with_role(Role::External).ok_or_else(|| {
                 Error::invalid(
                     &origin,
@@ -375,37 +366,61 @@ impl Protocol {
     /// Checks the roles the protocol relies on: the prescription target has role `target` and
     /// the body role `external` (see [`Protocol::body_structure`]).
     pub fn check_roles(&self, patient: &Patient) -> Result<()> {
+        self.require_with_role(
+            patient,
+            &self.prescription.target,
+            "prescription.target",
+            Role::Target,
+            "the prescription target must have role target",
+        )?;
+        self.body_structure(patient)?;
+        Ok(())
+    }
+
+    /// The structure `name` (asked for by `field`), which must have `role`; otherwise an error
+    /// naming the file, the field, the role found and `rule`.
+    fn require_with_role<'p>(
+        &self,
+        patient: &'p Patient,
+        name: &str,
+        field: &str,
+        role: Role,
+        rule: &str,
+    ) -> Result<&'p Structure> {
         let origin = self.origin.display().to_string();
-        let target = &self.prescription.target;
-        let t = patient.require(target, &origin, "prescription.target")?;
-        if t.role != Role::Target {
+        let s = patient.require(name, &origin, field)?;
+        if s.role != role {
             return Err(Error::invalid(
                 &origin,
-                "prescription.target",
-                target,
+                field,
+                name,
                 format!(
-                    "{target} has role {} on patient {}: the prescription target must have role \
-                     target",
-                    t.role, patient.id
+                    "{name} has role {} on patient {}: {rule}",
+                    s.role, patient.id
                 ),
             ));
         }
-        self.body_structure(patient)?;
-        Ok(())
+        Ok(s)
     }
 
     /// Checks that every structure the clinical goals name exists on `patient` or is built by
     /// the protocol's auxiliary recipes.
     pub fn check_goal_structures(&self, patient: &Patient) -> Result<()> {
-        let origin = self.origin.display().to_string();
         for (n, g) in self.clinical_goals.iter().enumerate() {
-            if !self.auxiliary.iter().any(|r| r.name == g.structure) {
-                patient.require(
-                    &g.structure,
-                    &origin,
-                    &format!("clinical-goals[{n}].structure"),
-                )?;
-            }
+            self.require_or_built(
+                patient,
+                &g.structure,
+                &format!("clinical-goals[{n}].structure"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `name` is on `patient` or one of the auxiliary recipes builds it; otherwise an error
+    /// naming the file and `field`.
+    fn require_or_built(&self, patient: &Patient, name: &str, field: &str) -> Result<()> {
+        if !self.auxiliary.iter().any(|r| r.name == name) {
+            patient.require(name, &self.origin.display().to_string(), field)?;
         }
         Ok(())
     }
@@ -414,12 +429,9 @@ impl Protocol {
     /// protocol's auxiliary recipes, so a misspelt metric is found before a plan is made, not
     /// after; the error names the file and the metric's field.
     pub fn check_metric_structures(&self, patient: &Patient) -> Result<()> {
-        let origin = self.origin.display().to_string();
         for (n, m) in self.metrics.iter().enumerate() {
             if let Metric::Structure { name, .. } = m {
-                if !self.auxiliary.iter().any(|r| &r.name == name) {
-                    patient.require(name, &origin, &format!("evaluation.metrics[{n}]"))?;
-                }
+                self.require_or_built(patient, name, &format!("evaluation.metrics[{n}]"))?;
             }
         }
         Ok(())

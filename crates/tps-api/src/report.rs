@@ -110,12 +110,7 @@ impl IterationReport {
 
     /// Every must-goal met or within its tolerance (true when there are none).
     pub fn must_goals_passed(&self) -> bool {
-        self.goals.iter().all(|g| !g.must_failed())
-    }
-
-    /// The must-goals that failed.
-    pub fn failed_must_goals(&self) -> Vec<&GoalResult> {
-        self.goals.iter().filter(|g| g.must_failed()).collect()
+        crate::goals::failed_must(&self.goals).is_empty()
     }
 
     /// The study's termination criterion: coverage at least the prescription and every OAR

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::slice::ParallelSliceMut;
 use tps_api::dose::Dose;
-use tps_api::dose_volume::{dose_at_fraction, hottest_first, sort_hottest_first};
+use tps_api::dose_volume::{dose_at_fraction, doses_in, hottest_first, sort_hottest_first};
 use tps_api::error::{Error, Result};
 use tps_api::grid::Grid;
 use tps_api::objectives::{Objective, ObjectiveKind, constraint_value, range_status};
@@ -697,12 +697,7 @@ impl Tps for NativeTps<'_> {
                     .require(target, "normalization", "prescription.target")?
                     .mask;
                 let mut dose = self.compute_dose()?;
-                let inside: Vec<f32> = dose
-                    .cgy()
-                    .iter()
-                    .zip(mask.data())
-                    .filter_map(|(&d, &m)| m.then_some(d))
-                    .collect();
+                let inside = doses_in(dose.cgy(), mask);
                 let factor = self.factor_for(dose_at_volume(&inside, volume))?;
                 self.scale_plan(factor);
                 dose.scale(factor);

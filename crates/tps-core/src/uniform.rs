@@ -98,11 +98,7 @@ impl UniformArcs {
         let mask = &patient
             .require(&self.target, "uniform plan", "target")?
             .mask;
-        let inside: Vec<f32> = on_ct
-            .iter()
-            .zip(mask.data())
-            .filter_map(|(&d, &m)| m.then_some(d))
-            .collect();
+        let inside = tps_api::dose_volume::doses_in(&on_ct, mask);
         let pr = &protocol.prescription;
         let d = dose_at_volume(&inside, pr.volume_percent);
         if !(d.is_finite() && d > 0.0) {

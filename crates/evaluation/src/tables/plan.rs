@@ -56,10 +56,7 @@ pub fn goals_markdown(goals: &[GoalResult]) -> String {
         s += &format!(
             "| {} | {} | {} {} | {} | {} |\n",
             g.label,
-            match g.priority {
-                tps_api::Priority::Must => "must",
-                tps_api::Priority::Should => "should",
-            },
+            g.priority.word(),
             if g.value.is_finite() {
                 format!("{:.1}", g.value)
             } else {

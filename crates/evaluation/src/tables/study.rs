@@ -103,6 +103,15 @@ fn spread(values: &[f64]) -> Result<String> {
     Ok(format!("{m:.1} ± {sd:.1} (range {lo:.1}-{hi:.1})"))
 }
 
+/// The plans whose final plan failed clinical must-goals, as `pNN (count)`.
+pub fn plans_failing_goals(plans: &[(String, PlanNumbers)]) -> Vec<String> {
+    plans
+        .iter()
+        .filter(|(_, p)| p.must_goals_failed > 0)
+        .map(|(id, p)| format!("{id} ({})", p.must_goals_failed))
+        .collect()
+}
+
 /// The study's Markdown heading: criteria met (and by whom not), iterations, times and guard
 /// counts over `plans` (patient label and numbers).
 pub fn summary_markdown(h: &StudyHeading<'_>, plans: &[(String, PlanNumbers)]) -> Result<String> {
@@ -114,11 +123,7 @@ pub fn summary_markdown(h: &StudyHeading<'_>, plans: &[(String, PlanNumbers)]) -
         .map(|(id, _)| id.as_str())
         .collect();
     let sum = |f: fn(&PlanNumbers) -> u32| plans.iter().map(|(_, p)| f(p)).sum::<u32>();
-    let goals_failed: Vec<String> = plans
-        .iter()
-        .filter(|(_, p)| p.must_goals_failed > 0)
-        .map(|(id, p)| format!("{id} ({})", p.must_goals_failed))
-        .collect();
+    let goals_failed = plans_failing_goals(plans);
     Ok(format!(
         "# Study: {} patients of {} with {}\n\nprotocol {}, advisor {}, guard {}\n\n\
          - criteria met: {} of {}{}\n\
