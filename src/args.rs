@@ -1,5 +1,5 @@
-//! Arguments several subcommands share: the machine and CT calibration, the native TPS's beams
-//! and grid, and the typed choices (guard policy, example selection, fluence).
+//! Arguments several subcommands share: the machine and CT calibration, overrides of the
+//! protocol's beams and grid, and the typed choices (guard policy, example selection, fluence).
 
 use std::path::PathBuf;
 
@@ -7,10 +7,9 @@ use anyhow::Result;
 use clap::ValueEnum;
 use planner::examples::Selection;
 use planner::guard::GuardPolicy;
-use tps_core::NativeSettings;
+use tps_api::{Arrangement, Beams, Protocol};
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::model::BeamModel;
-use tps_core::dose::plan::BeamSetup;
 
 /// Most few-shot examples one prompt may show (each adds a report table to the prompt).
 pub const MAX_EXAMPLES: i64 = 20;
@@ -36,32 +35,93 @@ impl MachineArgs {
     }
 }
 
-/// Beams and dose grid of the native TPS, shared by the commands that optimize.
-#[derive(Debug, Clone, clap::Args)]
+/// Command-line overrides of the protocol's `[beams]`, shared by the commands that compute
+/// dose. Each option given replaces that field of the protocol's set-up; the others keep the
+/// protocol's values.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct BeamArgs {
-    /// Number of full arcs.
-    #[arg(long, default_value_t = 2)]
-    pub arcs: usize,
-    /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
-    #[arg(long, default_value_t = 18)]
-    pub beams_per_arc: usize,
-    /// Dose grid spacing, mm (2 to 5).
-    #[arg(long, default_value_t = 3.0)]
-    pub grid_mm: f64,
+    /// Number of arcs [protocol's beams.arcs; 2 if not written].
+    #[arg(long)]
+    pub arcs: Option<usize>,
+    /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees)
+    /// [protocol's beams.beams-per-arc; 18].
+    #[arg(long)]
+    pub beams_per_arc: Option<usize>,
+    /// Dose grid spacing, mm, 2 to 5 [protocol's beams.dose-grid-mm; 3].
+    #[arg(long)]
+    pub grid_mm: Option<f64>,
+    /// Beamlet size at the isocentre, mm, 2 to 20 [protocol's beams.bixel-mm; 5].
+    #[arg(long)]
+    pub bixel_mm: Option<f64>,
 }
 
 impl BeamArgs {
-    /// Native TPS settings with these beams and grid, the rest default.
-    pub fn settings(&self) -> NativeSettings {
-        NativeSettings {
-            setup: BeamSetup {
-                arcs: self.arcs,
-                beams_per_arc: self.beams_per_arc,
-                ..Default::default()
-            },
-            dose_grid_mm: self.grid_mm,
-            ..Default::default()
+    /// Whether any option was given.
+    pub fn any(&self) -> bool {
+        self.arcs.is_some()
+            || self.beams_per_arc.is_some()
+            || self.grid_mm.is_some()
+            || self.bixel_mm.is_some()
+    }
+
+    /// The protocol's beams with these options applied, checked; errors name the options and
+    /// the protocol file.
+    pub fn apply(&self, protocol: &Protocol) -> tps_api::Result<Beams> {
+        self.over(
+            protocol.beams.clone(),
+            &protocol.origin.display().to_string(),
+        )
+    }
+
+    /// Checks the options on their own (over the default beams), before any protocol is read.
+    pub fn check(&self) -> tps_api::Result<()> {
+        self.over(Beams::default(), "the command line").map(|_| ())
+    }
+
+    /// `beams` (from `origin`) with these options applied, checked.
+    fn over(&self, mut beams: Beams, origin: &str) -> tps_api::Result<Beams> {
+        if self.arcs.is_some() || self.beams_per_arc.is_some() {
+            match &mut beams.arrangement {
+                Arrangement::Arcs {
+                    count,
+                    beams_per_arc,
+                    ..
+                } => {
+                    *count = self.arcs.unwrap_or(*count);
+                    *beams_per_arc = self.beams_per_arc.unwrap_or(*beams_per_arc);
+                }
+                Arrangement::Static { angles_deg } => {
+                    return Err(tps_api::Error::invalid(
+                        origin,
+                        "beams.technique",
+                        "\"static\"",
+                        format!(
+                            "--arcs and --beams-per-arc apply to arcs, and this protocol lists \
+                             {} static beams; edit its [beams] section instead",
+                            angles_deg.len()
+                        ),
+                    ));
+                }
+            }
         }
+        if let Some(g) = self.grid_mm {
+            beams.dose_grid_mm = g;
+        }
+        if let Some(b) = self.bixel_mm {
+            beams.bixel_mm = b;
+        }
+        if self.any() {
+            beams.check(&format!(
+                "{origin} with --arcs/--beams-per-arc/--grid-mm/--bixel-mm"
+            ))?;
+        }
+        Ok(beams)
+    }
+
+    /// `protocol` with these options applied to its beams.
+    pub fn apply_to(&self, mut protocol: Protocol) -> tps_api::Result<Protocol> {
+        protocol.beams = self.apply(&protocol)?;
+        Ok(protocol)
     }
 }
 

@@ -128,3 +128,114 @@ fn a_body_of_the_wrong_role_is_refused_before_the_plan() {
     );
     assert!(!dir.path().join("out/transcript.jsonl").exists());
 }
+
+/// The beam set-up is the protocol's `[beams]`: static beams at the listed angles with the
+/// collimator turned, every gantry angle in report.md; the command line overrides the arcs of
+/// a protocol with arcs, and refuses to turn static beams into arcs.
+#[test]
+fn the_protocols_beams_are_planned_and_reported_angle_by_angle() {
+    let dir = tempfile::tempdir().unwrap();
+    let patient = dir.path().join("patient");
+    save_c_shape(&patient);
+    let toml = std::fs::read_to_string(with_termination(dir.path(), "study")).unwrap();
+    let arcs = "technique = \"arcs\"\narcs = 2\nbeams-per-arc = 18\nstart-deg = 0\n\
+                stop-deg = 0             # equal to start: a full 360-degree arc\n\
+                collimator-deg = 0\n";
+    assert!(
+        toml.contains(arcs),
+        "the [beams] section of c-shape.toml moved"
+    );
+    let static_beams = dir.path().join("c-shape-static.toml");
+    std::fs::write(
+        &static_beams,
+        toml.replace(
+            arcs,
+            "technique = \"static\"\nangles-deg = [0, 40, 80, 120, 160, 200, 240, 280, 320]\n\
+             collimator-deg = 90\n",
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("static");
+    let o = plan(&patient, &static_beams, &out);
+    let t = text(&o);
+    assert!(
+        t.contains("beams: 9 static beams, collimator 90 deg, 6 MV, 5 mm beamlets"),
+        "{t}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Beams")
+            && report.contains("| static | 0, 40, 80, 120, 160, 200, 240, 280, 320 |"),
+        "{report}"
+    );
+
+    // The command line's arcs replace the protocol's.
+    let out = dir.path().join("one-arc");
+    let o = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(["plan", "--patient-dir"])
+        .arg(&patient)
+        .arg("--protocol")
+        .arg(with_termination(dir.path(), "study"))
+        .args(["--arcs", "1", "--beams-per-arc", "4", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        t.contains("beams: 1 full arc(s) x 4 beams (4 beams)"),
+        "{t}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| 1 | 0, 90, 180, 270 |"), "{report}");
+
+    // ...but do not turn static beams into arcs.
+    let o = Command::new(env!("CARGO_BIN_EXE_autoplan"))
+        .args(["plan", "--patient-dir"])
+        .arg(&patient)
+        .arg("--protocol")
+        .arg(&static_beams)
+        .args(["--arcs", "1", "--out"])
+        .arg(dir.path().join("refused"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("c-shape-static.toml")
+            && t.contains("beams.technique")
+            && t.contains("9 static beams"),
+        "{t}"
+    );
+}
+
+/// Every shipped protocol reads, and says which beams it plans with.
+#[test]
+fn every_shipped_protocol_reads_with_its_beams() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("configs/protocols")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let p = tps_api::Protocol::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\n[beams]\n"),
+            "{}: no [beams]",
+            path.display()
+        );
+        assert!(p.beams.beam_count() > 0);
+        seen += 1;
+    }
+    assert!(seen >= 4, "{seen} protocols");
+    let cervix = tps_api::Protocol::load(&root().join("configs/protocols/cervix.toml")).unwrap();
+    assert_eq!(
+        cervix.beams,
+        tps_api::Beams {
+            energy_mv: Some(6.0),
+            ..Default::default()
+        }
+    );
+}

@@ -14,10 +14,10 @@ use patient_model::MaskOps;
 use planner::guard::{GuardPolicy, GuardSettings, Violation};
 use planner::transcript::{Event, TranscriptWriter, read};
 use planner::{PlannerSettings, TerminationReason, plan, replay};
+use tps_api::Beams;
 use tps_api::{GoalChange, Protocol, Tps};
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::model::BeamModel;
-use tps_core::dose::plan::BeamSetup;
 use tps_core::native::{NativeSettings, NativeTps};
 
 const PROTOCOL: &str = r#"
@@ -70,13 +70,14 @@ fn model() -> BeamModel {
 
 fn open(model: &BeamModel) -> (NativeTps<'_>, Protocol) {
     let protocol = Protocol::parse(PROTOCOL, Path::new("test.toml")).unwrap();
-    let settings = NativeSettings {
-        setup: BeamSetup {
-            arcs: 1,
-            beams_per_arc: 9,
-            ..Default::default()
+    let protocol = Protocol {
+        beams: Beams {
+            dose_grid_mm: 4.0,
+            ..Beams::full_arcs(1, 9)
         },
-        dose_grid_mm: 4.0,
+        ..protocol
+    };
+    let settings = NativeSettings {
         body_stride: 2,
         ..Default::default()
     };

@@ -4,6 +4,10 @@ toolkit in Python that this project did not write.
     adapter.py export-tg119 DIR     write pyRadPlan's TG-119 phantom as an autoplan patient
     adapter.py serve [--addr HOST:PORT] [--token-env VAR] [--beams N] [--grid-mm MM]
 
+--beams and --grid-mm apply to protocols without a [beams] section; a protocol's [beams]
+sets the gantry angles, bixel width and dose grid (collimator 0, isocentre at the target's
+centre of mass, 6 MV: anything else is refused).
+
 The adapter plans pyRadPlan's TG-119 phantom (the C-shaped target round a core) with its
 photon pencil-beam engine: N equispaced coplanar beams, dose influence on a cubic grid of
 `--grid-mm`, pyRadPlan's fluence optimization. Our objective kinds map onto pyRadPlan's:
@@ -120,6 +124,47 @@ def dose_at_fraction(hottest_first, fraction):
     return lo + t * (hi - lo)
 
 
+def beam_setup(proto, protocol_name, beams, grid_mm):
+    """Gantry angles, bixel width and dose grid of the protocol's [beams] (the server's
+    --beams equispaced beams and --grid-mm when the protocol has no such section). Arcs become
+    their static beams as docs/protocols.md defines them; what this adapter cannot realize is
+    refused, naming the field."""
+    b = proto.get("beams")
+    if b is None:
+        return list(np.linspace(0, 360, beams, endpoint=False)), 5.0, grid_mm
+
+    def refuse(field, value, why):
+        raise ApiError(400, "invalid", f"{protocol_name}: field `beams.{field}` = {value!r}: {why}")
+
+    if float(b.get("collimator-deg", 0.0)) != 0.0:
+        refuse("collimator-deg", b["collimator-deg"], "this adapter plans collimator 0 only")
+    if b.get("isocentre", "target-centroid") != "target-centroid" or "isocentre-mm" in b \
+            or "isocentre-structure" in b:
+        refuse("isocentre", b.get("isocentre"), "this adapter uses pyRadPlan's isocentre, the "
+               "target's centre of mass (\"target-centroid\")")
+    if "energy-mv" in b and float(b["energy-mv"]) != 6.0:
+        refuse("energy-mv", b["energy-mv"], "pyRadPlan's Generic machine is 6 MV")
+    technique = b.get("technique", "arcs")
+    if technique == "static":
+        angles = [float(g) for g in b.get("angles-deg", [])]
+        if not angles:
+            refuse("angles-deg", [], "list the gantry angles")
+    elif technique == "arcs":
+        count, per_arc = int(b.get("arcs", 2)), int(b.get("beams-per-arc", 18))
+        start = float(b.get("start-deg", 0.0))
+        stop = float(b.get("stop-deg", start))
+        full = abs(stop - start) < 0.01
+        span = 360.0 if full else (stop - start) % 360.0
+        step = span / per_arc
+        angles = []
+        for a in range(count):
+            offset = a / count if full else (a + 0.5) / count
+            angles += [(start + (k + offset) * step) % 360.0 for k in range(per_arc)]
+    else:
+        refuse("technique", technique, "expected \"arcs\" or \"static\"")
+    return angles, float(b.get("bixel-mm", 5.0)), float(b.get("dose-grid-mm", 3.0))
+
+
 class Case:
     """One open case: pyRadPlan's plan of TG-119 with our objectives."""
 
@@ -162,9 +207,11 @@ class Case:
         if not self.objectives:
             raise ApiError(400, "invalid", f"{protocol_name}: field `objectives` = []: "
                            "a protocol used for planning needs objectives")
+        angles, bixel_mm, grid_mm = beam_setup(proto, protocol_name, beams, grid_mm)
         self.pln = PhotonPlan(machine="Generic")
-        self.pln.prop_stf = {"gantry_angles": np.linspace(0, 360, beams, endpoint=False),
-                             "couch_angles": np.zeros(beams)}
+        self.pln.prop_stf = {"gantry_angles": np.asarray(angles),
+                             "couch_angles": np.zeros(len(angles)),
+                             "bixel_width": bixel_mm}
         self.pln.prop_dose_calc = {"dose_grid": {"resolution": {"x": grid_mm, "y": grid_mm,
                                                                 "z": grid_mm}}}
         self.stf = generate_stf(self.ct, self.cst, self.pln)

@@ -12,7 +12,7 @@ use tps_api::Protocol;
 use tps_core::dose::plan::BeamSetup;
 use tps_core::uniform::UniformArcs;
 
-use crate::args::MachineArgs;
+use crate::args::{BeamArgs, MachineArgs};
 use crate::pictures::isodose_pngs;
 
 /// Fluence of the `dose` command's beams.
@@ -39,18 +39,8 @@ pub struct Args {
     pub fluence: Fluence,
     #[command(flatten)]
     pub machine: MachineArgs,
-    /// Dose grid spacing, mm (2 to 5).
-    #[arg(long, default_value_t = 3.0)]
-    pub grid_mm: f64,
-    /// Number of full arcs.
-    #[arg(long, default_value_t = 2)]
-    pub arcs: usize,
-    /// Static beams per arc (the arcs interleave: 2 x 18 gives one beam every 10 degrees).
-    #[arg(long, default_value_t = 18)]
-    pub beams_per_arc: usize,
-    /// Beamlet size at the isocentre, mm.
-    #[arg(long, default_value_t = 5.0)]
-    pub bixel_mm: f64,
+    #[command(flatten)]
+    pub beams: BeamArgs,
     /// Write the dose (on the CT grid, cGy) as NRRD.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -62,28 +52,24 @@ pub struct Args {
 /// Runs `autoplan dose`.
 pub fn run(a: &Args) -> Result<()> {
     let Fluence::Uniform = a.fluence;
-    let setup = BeamSetup {
-        arcs: a.arcs,
-        beams_per_arc: a.beams_per_arc,
-        bixel_mm: a.bixel_mm,
-        ..Default::default()
-    };
+    let setup = BeamSetup::default();
     let p = patient_model::patient_files::load(&a.patient)?;
-    let proto = Protocol::load(&a.protocol)?;
+    let proto = a.beams.apply_to(Protocol::load(&a.protocol)?)?;
     let (model, curve) = a.machine.load()?;
+    tps_core::native::check_energy(&proto, &model)?;
     let t0 = Instant::now();
-    let arcs = UniformArcs::new(&p, &proto, &setup, a.grid_mm)?;
+    let arcs = UniformArcs::new(&p, &proto, &setup)?;
     let target = &proto.prescription.target;
     out!(
         "{}: {} beams, {} beamlets of {} mm through {} + {} mm; dose grid {:?} at {} mm",
         p.id,
         arcs.beams(),
         arcs.beamlets(),
-        setup.bixel_mm,
+        proto.beams.bixel_mm,
         target,
         setup.target_margin_mm,
         arcs.dose_grid().dims,
-        a.grid_mm
+        proto.beams.dose_grid_mm
     );
     let bar = ProgressBar::new(arcs.beams() as u64).with_style(
         ProgressStyle::with_template("dose [{bar:30}] {pos}/{len} beams, {elapsed}")

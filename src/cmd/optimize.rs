@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
-use evaluation::tables::plan::report_markdown;
+use evaluation::tables::plan::{beams_markdown, report_markdown};
 use tps_api::{GoalChange, Normalization, Protocol, Tps};
 use tps_core::NativeTps;
 
@@ -57,10 +57,10 @@ fn parse_goal(g: &str) -> Result<GoalChange, String> {
 pub fn run(a: &Args) -> Result<()> {
     let settings = tps_core::NativeSettings {
         smoothing: a.smoothing,
-        ..a.beams.settings()
+        ..Default::default()
     };
     let p = patient_model::patient_files::load(&a.patient)?;
-    let proto = Protocol::load(&a.protocol)?;
+    let proto = a.beams.apply_to(Protocol::load(&a.protocol)?)?;
     // Refuse unknown objective ids before the (long) case opening.
     for c in &a.goals {
         if !proto.objectives.iter().any(|o| o.id == c.id) {
@@ -77,10 +77,10 @@ pub fn run(a: &Args) -> Result<()> {
     let (model, curve) = a.machine.load()?;
     let t = Instant::now();
     out!(
-        "opening {} with {} (influence matrix, {} beams)...",
+        "opening {} with {} (influence matrix; {})...",
         p.id,
         proto.origin.display(),
-        settings.setup.arcs * settings.setup.beams_per_arc
+        proto.beams.describe()
     );
     let mut tps = NativeTps::open(p, proto.clone(), &model, &curve, settings)?;
     let m = tps.matrix();
@@ -105,7 +105,11 @@ pub fn run(a: &Args) -> Result<()> {
     );
     if let Some(dir) = &a.out {
         let _lock = crate::lock::OutputLock::acquire(dir)?;
-        crate::output::write_file(dir, "report.md", &table)?;
+        crate::output::write_file(
+            dir,
+            "report.md",
+            &format!("{table}\n## Beams\n\n{}", beams_markdown(&proto.beams)),
+        )?;
         let dose = tps.dose()?;
         let p = tps.patient();
         patient_model::nrrd::write_f32(&dir.join("dose.nrrd"), dose.grid(), dose.cgy())?;

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use evaluation::tables::plan::{goals_markdown, metrics_csv, metrics_text, report_markdown};
+use evaluation::tables::plan::{
+    beams_markdown, goals_markdown, metrics_csv, metrics_text, report_markdown,
+};
 use evaluation::tables::study::PlanNumbers;
 use evaluation::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
 use llm_providers::advice::LlmAdvisor;
@@ -17,7 +19,7 @@ use planner::guard::GuardSettings;
 use planner::transcript::TranscriptWriter;
 use planner::{PlanOutcome, Planner, PlannerSettings, ProgressObserver, TerminationReason};
 use tps_api::{Patient, Protocol, Tps};
-use tps_core::NativeTps;
+use tps_core::{NativeSettings, NativeTps};
 use tps_utps_bridge::{RemoteTps, TpsConfig};
 
 use crate::args::{BeamArgs, Examples, Guard, MachineArgs};
@@ -235,7 +237,7 @@ pub fn run(a: &Args) -> Result<()> {
 /// advisor failing) still writes the last good plan, then is an error.
 pub fn run_one(a: &Args) -> Result<PlanRecord> {
     let (advisor, provider_text) = a.advisor()?;
-    let protocol = Protocol::load(&a.protocol)?;
+    let protocol = a.beams.apply_to(Protocol::load(&a.protocol)?)?;
     planner::planning_of(&protocol)?;
     let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
     let (model, curve) = a.machine.load()?;
@@ -244,6 +246,15 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         Some(f) => TpsConfig::load(f)?,
         None => TpsConfig::Native,
     };
+    if matches!(tps_config, TpsConfig::Remote(_)) && a.beams.any() {
+        // A remote TPS receives the protocol file as written.
+        bail!(
+            "--arcs, --beams-per-arc, --grid-mm and --bixel-mm set the native TPS's beams; a \
+             remote TPS takes the beams from the protocol file: write them in the [beams] \
+             section of {}",
+            a.protocol.display()
+        );
+    }
     let mut patient = a.load_patient()?;
     // A misspelt metric or goal, or a structure of the wrong role, is found now, not after
     // the plan.
@@ -259,6 +270,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         advisor.name(),
         provider_text
     );
+    out!("beams: {}", protocol.beams.describe());
     // The protocol's rings, built once: the outputs are evaluated on them, and the native TPS
     // finds them present.
     patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
@@ -269,7 +281,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
                 protocol.clone(),
                 &model,
                 &curve,
-                a.beams.settings(),
+                NativeSettings::default(),
             )
             .with_context(|| format!("opening {pid}"))?,
         ),
@@ -419,7 +431,8 @@ fn write_outputs(
         "report.md",
         &format!(
             "{}\n\nended: {:?}; normalization {:.4} (D{} = prescription on the CT grid, as evaluated); {:.1} MU per fraction\n\
-             advice steps made by the rule-based fallback: {} of {} ({} advisor failures)\n{}",
+             advice steps made by the rule-based fallback: {} of {} ({} advisor failures)\n{}\n\
+             ## Beams\n\n{}",
             report_markdown(last),
             outcome.reason,
             outcome.normalization,
@@ -428,7 +441,8 @@ fn write_outputs(
             outcome.fallbacks,
             outcome.reports.len().saturating_sub(1),
             outcome.advisor_failures,
-            final_goals_markdown(protocol, outcome)
+            final_goals_markdown(protocol, outcome),
+            beams_markdown(&protocol.beams)
         ),
     )?;
     patient_model::nrrd::write_f32(&dir.join("dose.nrrd"), dose.grid(), dose.cgy())?;

@@ -51,6 +51,8 @@ struct NativeOpener {
     model: &'static BeamModel,
     curve: DensityCurve,
     settings: NativeSettings,
+    /// The server's beam options, applied over each case's protocol.
+    beams: BeamArgs,
 }
 
 impl CaseOpener for NativeOpener {
@@ -60,6 +62,7 @@ impl CaseOpener for NativeOpener {
 
     fn open(&self, patient: &Path, protocol: Protocol) -> tps_api::Result<Box<dyn Tps>> {
         let p = patient_model::patient_files::load(patient)?;
+        let protocol = self.beams.apply_to(protocol)?;
         // A misspelt metric is refused when the case opens, as `plan` does.
         protocol.check_metric_structures(&p)?;
         Ok(Box::new(NativeTps::open(
@@ -99,8 +102,9 @@ pub fn run(a: &Args) -> Result<()> {
     {
         bail!("--patients-root {}: no such directory", root.display());
     }
-    let settings = a.beams.settings();
-    settings.check()?;
+    let settings = NativeSettings::default();
+    // Options outside their ranges stop the server now, not at the first case.
+    a.beams.check()?;
     let (model, curve) = a.machine.load()?;
     // One machine for the life of the server, shared by every case.
     let model: &'static BeamModel = Box::leak(Box::new(model));
@@ -108,6 +112,7 @@ pub fn run(a: &Args) -> Result<()> {
         model,
         curve,
         settings,
+        beams: a.beams.clone(),
     });
     let config = Config {
         token: token.clone(),

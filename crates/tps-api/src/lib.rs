@@ -13,6 +13,7 @@
 //! `testing` feature it also offers [`fake::FakeTps`], a deterministic analytic TPS for fast
 //! tests, and the [`conformance`] suite every `Tps` must pass.
 
+pub mod beams;
 pub mod dose;
 pub mod dose_volume;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod conformance;
 #[cfg(any(test, feature = "testing"))]
 pub mod fake;
 
+pub use beams::{Arrangement, Beams, Isocentre};
 pub use dose::Dose;
 pub use error::{Error, Result};
 pub use goals::{ClinicalGoal, GoalResult, GoalStatus, Priority};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::beams::{Beams, BeamsWire};
 use crate::error::{Error, Result, parse_toml};
 use crate::goals::{ClinicalGoal, ClinicalGoalWire};
 use crate::metric::Metric;
@@ -36,6 +37,8 @@ struct ProtocolWire {
     objectives: Vec<ObjectiveWire>,
     #[serde(default)]
     clinical_goals: Vec<ClinicalGoalWire>,
+    #[serde(default)]
+    beams: Option<BeamsWire>,
     planning: Option<PlanningWire>,
 }
 
@@ -154,6 +157,8 @@ pub struct Protocol {
     pub objectives: Vec<Objective>,
     /// Clinical goals the plan is judged by, in file order (`clinical-goals[n]`).
     pub clinical_goals: Vec<ClinicalGoal>,
+    /// The beam set-up (`[beams]`; the study's two full arcs when the section is left out).
+    pub beams: Beams,
     /// Termination settings, when the protocol is used for planning.
     pub planning: Option<Planning>,
 }
@@ -310,6 +315,7 @@ impl Protocol {
             .enumerate()
             .map(|(n, g)| g.check(&origin, &format!("clinical-goals[{n}]")))
             .collect::<Result<Vec<_>>>()?;
+        let beams = w.beams.unwrap_or_default().check(&origin)?;
         let metrics = metric_texts
             .iter()
             .enumerate()
@@ -330,6 +336,7 @@ impl Protocol {
             metrics,
             objectives,
             clinical_goals,
+            beams,
             planning,
         })
     }
@@ -503,6 +510,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("clinical-goals[0].metric"), "{e}");
+    }
+
+    /// `[beams]` is read with the protocol: left out it is the study's set-up; a misspelt key
+    /// or a bad value names the file and the field.
+    #[test]
+    fn the_beams_section_is_read_with_the_protocol() {
+        assert_eq!(parse(BASE).unwrap().beams, Beams::default());
+        let p = parse(&format!(
+            "{BASE}[beams]\ntechnique = \"static\"\nangles-deg = [0, 120, 240]\n"
+        ))
+        .unwrap();
+        assert_eq!(p.beams.gantry_angles(), vec![vec![0.0, 120.0, 240.0]]);
+        let e = parse(&format!("{BASE}[beams]\narcz = 2\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("site.toml") && e.contains("arcz"), "{e}");
+        let e = parse(&format!("{BASE}[beams]\ndose-grid-mm = 0.5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("site.toml") && e.contains("`beams.dose-grid-mm` = 0.5"),
+            "{e}"
+        );
     }
 
     fn patient(body: (&str, Role)) -> Patient {

@@ -40,6 +40,7 @@ mod tests {
             gantry_deg: 0.0,
             iso_mm: [0.0; 3],
             sad_mm: 1000.0,
+            collimator_deg: 0.0,
         };
         let mut f = FluenceMap::open_field(beam, 50.0, 50.0, 5.0, 2.0);
         assert_eq!(sliding_window_mu(&f), 2.0);

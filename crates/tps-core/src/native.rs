@@ -39,10 +39,9 @@ use crate::optimize::lbfgs::{Settings, minimize};
 /// Settings of the native TPS.
 #[derive(Debug, Clone)]
 pub struct NativeSettings {
-    /// Beams and beamlets.
+    /// How the protocol's beams are realized (beamlet margin, source distance); the beams,
+    /// beamlet size and dose grid are the protocol's (`[beams]`).
     pub setup: BeamSetup,
-    /// Dose grid spacing, mm.
-    pub dose_grid_mm: f64,
     /// Influence-matrix truncation.
     pub matrix: MatrixSettings,
     /// Solver settings (the first optimization of a case runs up to `solver.max_iterations`).
@@ -67,7 +66,6 @@ impl Default for NativeSettings {
     fn default() -> Self {
         Self {
             setup: BeamSetup::default(),
-            dose_grid_mm: 3.0,
             matrix: MatrixSettings::default(),
             solver: Settings {
                 max_iterations: 150,
@@ -191,8 +189,8 @@ pub fn case_geometry(
     patient.require(target, &origin, "prescription.target")?;
     let body_structure = protocol.body_structure(patient)?;
     let body = &body_structure.mask;
-    let fields = plan::setup_fields(patient, target, &settings.setup)?;
-    let dose_grid = plan::dose_grid_around(body, settings.dose_grid_mm)?;
+    let fields = plan::setup_fields(patient, target, &protocol.beams, &settings.setup, &origin)?;
+    let dose_grid = plan::dose_grid_around(body, protocol.beams.dose_grid_mm)?;
     let mut names: Vec<&str> = protocol
         .objectives
         .iter()
@@ -216,6 +214,23 @@ pub fn case_geometry(
     })
 }
 
+/// The protocol's energy, when it names one, must be the machine's.
+pub fn check_energy(protocol: &Protocol, model: &BeamModel) -> Result<()> {
+    match protocol.beams.energy_mv {
+        Some(e) if (e - model.energy_mv).abs() > 0.05 => Err(Error::invalid(
+            protocol.origin.display().to_string(),
+            "beams.energy-mv",
+            e.to_string(),
+            format!(
+                "the machine {} has {} MV only; leave energy-mv out or choose a machine file \
+                 of that energy (--machine)",
+                model.name, model.energy_mv
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl<'a> NativeTps<'a> {
     /// Opens a case: builds the protocol's auxiliary structures, checks every objective's
     /// structure, sets up beams, computes the influence matrix and a starting fluence (uniform,
@@ -229,6 +244,7 @@ impl<'a> NativeTps<'a> {
     ) -> Result<Self> {
         settings.check()?;
         let origin = protocol.origin.display().to_string();
+        check_energy(&protocol, model)?;
         patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
         protocol.check_objective_structures(&patient)?;
         if protocol.objectives.is_empty() {
@@ -757,19 +773,14 @@ mod tests {
         }
         let text = "[site]\nname = \"t\"\n[prescription]\ntarget = \"PTV\"\ndose-cgy = 200.0\nfractions = 1\n\
                     volume-percent = 95.0\n[[objectives]]\nid = \"m\"\nstructure = \"PTV\"\ntype = \"min-dose\"\n\
-                    weight = 1.0\ngoal-cgy = 200.0\nideal-range = [0.0, 0.01]\n";
+                    weight = 1.0\ngoal-cgy = 200.0\nideal-range = [0.0, 0.01]\n\
+                    [beams]\narcs = 1\nbeams-per-arc = 7\n";
         let proto = Protocol::parse(text, Path::new("t.toml")).unwrap();
         let model = BeamModel::load(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/machines/generic-6mv.toml"),
         )
         .unwrap();
         let settings = NativeSettings {
-            setup: BeamSetup {
-                arcs: 1,
-                beams_per_arc: 7,
-                ..Default::default()
-            },
-            dose_grid_mm: 3.0,
             body_stride: 1,
             ..Default::default()
         };

@@ -33,14 +33,9 @@ pub struct UniformDose {
 }
 
 impl UniformArcs {
-    /// The arcs of `setup` around `protocol`'s prescription target, with a dose grid of
-    /// `grid_mm` over the protocol's body structure.
-    pub fn new(
-        patient: &Patient,
-        protocol: &Protocol,
-        setup: &BeamSetup,
-        grid_mm: f64,
-    ) -> Result<Self> {
+    /// The protocol's beams (`[beams]`) realized by `setup` around its isocentre, with the
+    /// protocol's dose grid over its body structure.
+    pub fn new(patient: &Patient, protocol: &Protocol, setup: &BeamSetup) -> Result<Self> {
         let origin = protocol.origin.display().to_string();
         let target = patient.require(
             &protocol.prescription.target,
@@ -48,8 +43,8 @@ impl UniformArcs {
             "prescription.target",
         )?;
         let body = protocol.body_structure(patient)?;
-        let fields = plan::setup_fields(patient, &target.name, setup)?;
-        let dose_grid = plan::dose_grid_around(&body.mask, grid_mm)?;
+        let fields = plan::setup_fields(patient, &target.name, &protocol.beams, setup, &origin)?;
+        let dose_grid = plan::dose_grid_around(&body.mask, protocol.beams.dose_grid_mm)?;
         let inside = plan::resample_mask(&body.mask, &dose_grid);
         Ok(Self {
             fields,

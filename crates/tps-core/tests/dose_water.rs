@@ -46,6 +46,7 @@ fn beam(iso_depth: f64) -> Beam {
         gantry_deg: 0.0,
         iso_mm: [0.0, iso_depth, 0.0],
         sad_mm: 1000.0,
+        collimator_deg: 0.0,
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use phantoms::rng::SplitMix64;
+use tps_api::beams::Beams;
 use tps_api::objectives::{Objective, ObjectiveKind};
 use tps_api::patient::Patient;
 use tps_core::dose::calibration::DensityCurve;
@@ -79,11 +80,9 @@ fn setup(
     let fields = setup_fields(
         p,
         "PTV",
-        &BeamSetup {
-            arcs: 1,
-            beams_per_arc: beams,
-            ..Default::default()
-        },
+        &Beams::full_arcs(1, beams),
+        &BeamSetup::default(),
+        "test",
     )
     .unwrap();
     let dg = dose_grid_around(&p.structure("External").unwrap().mask, grid_mm).unwrap();

@@ -11,7 +11,6 @@ use tps_api::structure::Role;
 use tps_api::{GoalChange, Normalization, Tps};
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::model::BeamModel;
-use tps_core::dose::plan::BeamSetup;
 use tps_core::native::{NativeSettings, NativeTps};
 
 fn phantom() -> Patient {
@@ -29,6 +28,10 @@ volume-percent = 95.0
 [planning]
 max-iterations = 5
 coverage-window = [1.0, 1.02]
+[beams]
+arcs = 1
+beams-per-arc = 9
+dose-grid-mm = 4.0
 [[objectives]]
 id = "ptv-min"
 structure = "PTV"
@@ -65,12 +68,6 @@ fn model() -> BeamModel {
 
 fn settings() -> NativeSettings {
     NativeSettings {
-        setup: BeamSetup {
-            arcs: 1,
-            beams_per_arc: 9,
-            ..Default::default()
-        },
-        dose_grid_mm: 4.0,
         body_stride: 2,
         ..Default::default()
     }
@@ -195,6 +192,32 @@ fn opening_refuses_protocols_that_do_not_fit_the_patient() {
         e.contains("test.toml") && e.contains("objectives[2].structure") && e.contains("Kidney_L"),
         "{e}"
     );
+}
+
+/// A protocol asking for an energy the machine does not have is refused when the case opens,
+/// naming the field, the value and the machine; the machine's own energy is accepted.
+#[test]
+fn opening_refuses_an_energy_the_machine_does_not_have() {
+    let m = model();
+    let with = |energy: &str| {
+        let text = PROTOCOL.replace("[beams]\n", &format!("[beams]\nenergy-mv = {energy}\n"));
+        NativeTps::open(
+            phantom(),
+            Protocol::parse(&text, Path::new("test.toml")).unwrap(),
+            &m,
+            &DensityCurve::water(),
+            settings(),
+        )
+    };
+    let e = with("10").err().unwrap().to_string();
+    assert!(
+        e.contains("test.toml")
+            && e.contains("beams.energy-mv")
+            && e.contains("10")
+            && e.contains(&m.name),
+        "{e}"
+    );
+    with("6").unwrap();
 }
 
 /// Settings outside their ranges are refused when the case opens, before the matrix.

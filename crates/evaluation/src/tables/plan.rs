@@ -1,8 +1,8 @@
 //! One plan's tables: the iteration report (per objective: goal, current dose, value, ideal
 //! range, status) and the protocol's metric values as text and CSV.
 
-use tps_api::IterationReport;
 use tps_api::goals::GoalResult;
+use tps_api::{Arrangement, Beams, IterationReport};
 
 use crate::evaluator::MetricValue;
 
@@ -74,6 +74,37 @@ pub fn goals_markdown(goals: &[GoalResult]) -> String {
     s
 }
 
+/// The beam set-up as Markdown: the protocol's description, then every gantry angle, one row
+/// per arc (one row for static beams).
+pub fn beams_markdown(beams: &Beams) -> String {
+    let angle = |g: f64| {
+        let r = (g * 100.0).round() / 100.0;
+        format!("{r}")
+    };
+    let arcs = beams.gantry_angles();
+    let mut s = format!(
+        "{}\n\n| {} | gantry angles, degrees |\n|---|---|\n",
+        beams.describe(),
+        if matches!(beams.arrangement, Arrangement::Static { .. }) {
+            "beams"
+        } else {
+            "arc"
+        }
+    );
+    for (n, a) in arcs.iter().enumerate() {
+        let row = if matches!(beams.arrangement, Arrangement::Static { .. }) {
+            "static".to_string()
+        } else {
+            (n + 1).to_string()
+        };
+        s += &format!(
+            "| {row} | {} |\n",
+            a.iter().map(|&g| angle(g)).collect::<Vec<_>>().join(", ")
+        );
+    }
+    s
+}
+
 /// A metric value as written in tables: four decimals, `n/a` when undefined.
 fn cell(v: &MetricValue) -> String {
     v.value.map_or("n/a".to_string(), |x| format!("{x:.4}"))
@@ -106,6 +137,28 @@ pub fn metrics_csv(values: &[MetricValue]) -> String {
 mod tests {
     use super::*;
     use crate::metric::{Metric, Unit};
+
+    /// Every gantry angle is listed, one row per arc.
+    #[test]
+    fn the_beam_table_lists_every_gantry_angle() {
+        let md = beams_markdown(&Beams::full_arcs(2, 4));
+        assert!(
+            md.starts_with("2 full arc(s) x 4 beams (8 beams), collimator 0 deg"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1 | 0, 90, 180, 270 |\n| 2 | 45, 135, 225, 315 |\n"),
+            "{md}"
+        );
+        let md = beams_markdown(&Beams {
+            arrangement: Arrangement::Static {
+                angles_deg: vec![0.0, 72.5, 144.25],
+            },
+            ..Beams::default()
+        });
+        assert!(md.contains("| beams | gantry angles, degrees |"), "{md}");
+        assert!(md.contains("| static | 0, 72.5, 144.25 |"), "{md}");
+    }
 
     #[test]
     fn metric_tables_write_undefined_values_as_n_a() {

@@ -3,8 +3,13 @@
 //!
 //! Gantry angles follow IEC 61217 for a supine, head-first patient: at 0 degrees the source is
 //! anterior (negative y in LPS), at 90 degrees on the patient's left (positive x). The
-//! beam's-eye-view coordinates `(a, c)` are lateral positions in the isocentre plane: `a`
-//! along `(cos g, sin g, 0)`, `c` along the patient's superior axis.
+//! beam's-eye-view coordinates `(a, c)` are lateral positions in the isocentre plane; at
+//! collimator 0, `a` lies along `(cos g, sin g, 0)` and `c` along the patient's superior axis.
+//! A collimator angle `θ` turns both about the beam axis: `a' = cos θ a + sin θ c`,
+//! `c' = -sin θ a + cos θ c`, so at 90 degrees the beamlet rows (MLC leaves) run along the
+//! couch axis.
+
+use tps_api::beams::Beams;
 
 /// A point or vector in patient coordinates, mm.
 pub type P3 = [f64; 3];
@@ -18,6 +23,8 @@ pub struct Beam {
     pub iso_mm: P3,
     /// Source-axis distance, mm.
     pub sad_mm: f64,
+    /// Collimator angle, degrees.
+    pub collimator_deg: f64,
 }
 
 /// Where a point lies in a beam's frame.
@@ -50,10 +57,12 @@ impl Beam {
         [-s, c, 0.0]
     }
 
-    /// Unit lateral axes of the isocentre plane, `(e_a, e_c)`.
+    /// Unit lateral axes of the isocentre plane, `(e_a, e_c)`, turned by the collimator.
     pub fn lateral(&self) -> (P3, P3) {
         let (s, c) = self.gantry_deg.to_radians().sin_cos();
-        ([c, s, 0.0], [0.0, 0.0, 1.0])
+        let (sk, ck) = self.collimator_deg.to_radians().sin_cos();
+        // Collimator 0: e_a = (c, s, 0), e_c = (0, 0, 1).
+        ([ck * c, ck * s, sk], [-sk * c, -sk * s, ck])
     }
 
     /// The point in the beam's frame (`t > 0` in front of the source).
@@ -67,7 +76,7 @@ impl Beam {
         let k = self.sad_mm / t;
         BevPoint {
             a: (v[0] * ea[0] + v[1] * ea[1] + v[2] * ea[2]) * k,
-            c: v[2] * ec[2] * k,
+            c: (v[0] * ec[0] + v[1] * ec[1] + v[2] * ec[2]) * k,
             t,
             l: (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt(),
         }
@@ -87,17 +96,18 @@ impl Beam {
     }
 }
 
-/// Equally spaced coplanar beams: `arcs` full arcs of `per_arc` beams each, the second arc
-/// offset by half a step so the beams interleave (the paper's two 360-degree arcs).
-pub fn arc_beams(iso_mm: P3, sad_mm: f64, arcs: usize, per_arc: usize) -> Vec<Beam> {
-    let step = 360.0 / per_arc as f64;
-    (0..arcs)
-        .flat_map(|arc| {
-            (0..per_arc).map(move |k| Beam {
-                gantry_deg: (k as f64 * step + arc as f64 * step / arcs as f64) % 360.0,
-                iso_mm,
-                sad_mm,
-            })
+/// The static beams of `beams` around `iso_mm`, arc after arc, in the order of
+/// [`Beams::gantry_angles`].
+pub fn beams_of(beams: &Beams, iso_mm: P3, sad_mm: f64) -> Vec<Beam> {
+    beams
+        .gantry_angles()
+        .into_iter()
+        .flatten()
+        .map(|gantry_deg| Beam {
+            gantry_deg,
+            iso_mm,
+            sad_mm,
+            collimator_deg: beams.collimator_deg,
         })
         .collect()
 }
@@ -155,6 +165,7 @@ mod tests {
             gantry_deg: 0.0,
             iso_mm: [0.0; 3],
             sad_mm: 1000.0,
+            collimator_deg: 0.0,
         };
         assert_eq!(b.source(), [0.0, -1000.0, 0.0]);
         let b90 = Beam {
@@ -180,12 +191,62 @@ mod tests {
 
     #[test]
     fn two_arcs_interleave() {
-        let beams = arc_beams([0.0; 3], 1000.0, 2, 36);
+        let beams = beams_of(&Beams::full_arcs(2, 36), [0.0; 3], 1000.0);
         assert_eq!(beams.len(), 72);
         assert_eq!(beams[0].gantry_deg, 0.0);
         assert_eq!(beams[36].gantry_deg, 5.0);
         let f = FluenceMap::open_field(beams[0], 100.0, 100.0, 5.0, 1.0);
         assert_eq!(f.dims, [20, 20]);
         assert_eq!(f.centre(0, 0), [-47.5, -47.5]);
+    }
+
+    /// The collimator turns the lateral axes about the beam axis and leaves the frame
+    /// orthonormal: at 90 degrees a point towards the head lies on `+a`, at any gantry.
+    #[test]
+    fn the_collimator_turns_the_beamlet_lattice_about_the_axis() {
+        for gantry_deg in [0.0, 37.0, 90.0, 211.0] {
+            for collimator_deg in [0.0, 30.0, 90.0, 270.0] {
+                let b = Beam {
+                    gantry_deg,
+                    iso_mm: [3.0, -4.0, 5.0],
+                    sad_mm: 1000.0,
+                    collimator_deg,
+                };
+                let (ea, ec) = b.lateral();
+                let u = b.axis();
+                let dot = |x: P3, y: P3| x[0] * y[0] + x[1] * y[1] + x[2] * y[2];
+                for (x, y, want) in [
+                    (ea, ea, 1.0),
+                    (ec, ec, 1.0),
+                    (ea, ec, 0.0),
+                    (ea, u, 0.0),
+                    (ec, u, 0.0),
+                ] {
+                    assert!(
+                        (dot(x, y) - want).abs() < 1e-12,
+                        "{gantry_deg} {collimator_deg}"
+                    );
+                }
+                // Round trip: a BEV point goes back to the same patient point.
+                let p = [23.0, 11.0, -17.0];
+                let v = b.bev(p);
+                let d = b.ray_direction(v.a, v.c);
+                let s = b.source();
+                for i in 0..3 {
+                    assert!((s[i] + d[i] * v.l - p[i]).abs() < 1e-9);
+                }
+            }
+            let b = Beam {
+                gantry_deg,
+                iso_mm: [0.0; 3],
+                sad_mm: 1000.0,
+                collimator_deg: 90.0,
+            };
+            let head = b.bev([0.0, 0.0, 10.0]);
+            assert!(
+                (head.a - 10.0).abs() < 1e-9 && head.c.abs() < 1e-9,
+                "{head:?}"
+            );
+        }
     }
 }

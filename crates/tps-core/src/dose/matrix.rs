@@ -68,7 +68,8 @@ pub fn fits_in_memory(estimate: f64, available: Option<f64>) -> Result<()> {
             format!("about {:.0} MB", estimate / 1e6),
             format!(
                 "needs more than 80 % of the {:.0} MB of memory available: use fewer beams \
-                 (--arcs, --beams-per-arc), larger beamlets or a coarser dose grid (--grid-mm)",
+                 (--arcs, --beams-per-arc), larger beamlets (--bixel-mm) or a coarser dose grid \
+                 (--grid-mm), or the same in the protocol's [beams]",
                 a / 1e6
             ),
         )),

@@ -3,34 +3,21 @@
 
 use rayon::prelude::*;
 
-use super::geometry::{Beam, FluenceMap, arc_beams};
+use super::geometry::{Beam, FluenceMap, P3, beams_of};
 use patient_model::{MaskOps, morph};
+use tps_api::beams::{Beams, Isocentre};
 use tps_api::error::{Error, Result};
 use tps_api::grid::Grid;
 use tps_api::patient::Patient;
 use tps_api::structure::{Mask, Role};
 
-/// Most arcs a setup may have (the study used two).
-pub const MAX_ARCS: usize = 8;
-/// Most static beams per arc.
-pub const MAX_BEAMS_PER_ARC: usize = 180;
-/// Smallest beamlet side, mm: finer than any MLC leaf, and the beamlet count grows with the
-/// inverse square.
-pub const MIN_BIXEL_MM: f64 = 2.0;
-/// Largest beamlet side, mm.
-pub const MAX_BIXEL_MM: f64 = 20.0;
 /// Largest margin around the target that beamlet rays must pass through, mm.
 pub const MAX_TARGET_MARGIN_MM: f64 = 30.0;
 
-/// Beam arrangement of a plan.
+/// How the native TPS realizes a protocol's [`Beams`]: which beamlets it keeps and the
+/// source distance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BeamSetup {
-    /// Number of full arcs.
-    pub arcs: usize,
-    /// Static beams per arc.
-    pub beams_per_arc: usize,
-    /// Beamlet side at the isocentre, mm.
-    pub bixel_mm: f64,
     /// Margin around the target that beamlet rays must pass through, mm.
     pub target_margin_mm: f64,
     /// Source-axis distance, mm.
@@ -38,13 +25,9 @@ pub struct BeamSetup {
 }
 
 impl Default for BeamSetup {
-    /// The study's two 360-degree arcs as 2 x 18 static beams (interleaved: one beam every
-    /// 10 degrees), 5 mm beamlets, 5 mm margin.
+    /// A 5 mm margin at 1000 mm.
     fn default() -> Self {
         Self {
-            arcs: 2,
-            beams_per_arc: 18,
-            bixel_mm: 5.0,
             target_margin_mm: 5.0,
             sad_mm: 1000.0,
         }
@@ -52,36 +35,11 @@ impl Default for BeamSetup {
 }
 
 impl BeamSetup {
-    fn check(&self) -> Result<()> {
+    /// Refuses a value outside its range.
+    pub fn check(&self) -> Result<()> {
         let bad = |f: &str, v: String, why: &str| Err(Error::invalid("beam setup", f, v, why));
-        if self.arcs == 0 || self.beams_per_arc == 0 {
-            return bad(
-                "arcs x beams-per-arc",
-                format!("{} x {}", self.arcs, self.beams_per_arc),
-                "need at least one beam",
-            );
-        }
-        if self.arcs > MAX_ARCS || self.beams_per_arc > MAX_BEAMS_PER_ARC {
-            return bad(
-                "arcs x beams-per-arc",
-                format!("{} x {}", self.arcs, self.beams_per_arc),
-                &format!(
-                    "at most {MAX_ARCS} arcs of {MAX_BEAMS_PER_ARC} beams (one every 2 degrees)"
-                ),
-            );
-        }
         // NaN fails every range.
         let outside = |v: f64, lo: f64, hi: f64| !(lo..=hi).contains(&v);
-        if outside(self.bixel_mm, MIN_BIXEL_MM, MAX_BIXEL_MM) {
-            return bad(
-                "bixel-mm",
-                self.bixel_mm.to_string(),
-                &format!(
-                    "beamlets of {MIN_BIXEL_MM} to {MAX_BIXEL_MM} mm are supported (MLC leaves \
-                     are 2.5 to 10 mm wide)"
-                ),
-            );
-        }
         if outside(self.target_margin_mm, 0.0, MAX_TARGET_MARGIN_MM) {
             return bad(
                 "target-margin-mm",
@@ -100,16 +58,38 @@ impl BeamSetup {
     }
 }
 
-/// Beams around the target's centroid, each with the beamlets whose rays pass through the
-/// target grown by the setup's margin (weights 1). The isocentre must lie inside the body.
-pub fn setup_fields(patient: &Patient, target: &str, setup: &BeamSetup) -> Result<Vec<FluenceMap>> {
+/// Where `beams` puts the isocentre on `patient`, mm (`origin` and the field name the source
+/// in errors).
+pub fn isocentre(patient: &Patient, target: &str, beams: &Beams, origin: &str) -> Result<P3> {
+    let centroid = |name: &str, field: &str| {
+        let s = patient.require(name, origin, field)?;
+        s.mask.centroid_mm().ok_or_else(|| Error::EmptyStructure {
+            origin: origin.into(),
+            name: name.into(),
+            operation: "isocentre placement".into(),
+        })
+    };
+    match &beams.isocentre {
+        Isocentre::TargetCentroid => centroid(target, "prescription.target"),
+        Isocentre::StructureCentroid(s) => centroid(s, "beams.isocentre-structure"),
+        Isocentre::Point(p) => Ok(*p),
+    }
+}
+
+/// The beams of `beams` around its isocentre, each with the beamlets whose rays pass through
+/// the target grown by the setup's margin (weights 1). The isocentre must lie inside the body
+/// (the structure with role external).
+pub fn setup_fields(
+    patient: &Patient,
+    target: &str,
+    beams: &Beams,
+    setup: &BeamSetup,
+    origin: &str,
+) -> Result<Vec<FluenceMap>> {
+    beams.check(origin)?;
     setup.check()?;
-    let t = patient.require(target, "beam setup", "target")?;
-    let iso = t.mask.centroid_mm().ok_or_else(|| Error::EmptyStructure {
-        origin: "beam setup".into(),
-        name: target.into(),
-        operation: "isocentre placement".into(),
-    })?;
+    let t = patient.require(target, origin, "prescription.target")?;
+    let iso = isocentre(patient, target, beams, origin)?;
     // The body by its role, whatever its name ("External", "BODY", "Skin"): the check is
     // never skipped.
     let body = patient.first_with_role(Role::External).ok_or_else(|| {
@@ -126,12 +106,17 @@ pub fn setup_fields(patient: &Patient, target: &str, setup: &BeamSetup) -> Resul
         )
     })?;
     let g = patient.grid();
+    // A point off the CT is outside the body (the nearest voxel could be the body's edge).
+    let inside = (0..3).all(|a| {
+        let n = g.continuous_index(a, iso[a]);
+        (-0.5..g.dims[a] as f64 - 0.5).contains(&n)
+    });
     let ijk = [0, 1, 2].map(|a| g.nearest_clamped(a, iso[a]));
-    if !body.mask.get(ijk[0], ijk[1], ijk[2]) {
+    if !inside || !body.mask.get(ijk[0], ijk[1], ijk[2]) {
         return Err(Error::invalid(
-            "beam setup",
-            "isocentre",
-            format!("{iso:?}"),
+            origin,
+            "beams.isocentre",
+            format!("({:.1}, {:.1}, {:.1}) mm", iso[0], iso[1], iso[2]),
             format!("the isocentre lies outside the body ({})", body.name),
         ));
     }
@@ -147,10 +132,9 @@ pub fn setup_fields(patient: &Patient, target: &str, setup: &BeamSetup) -> Resul
             g.position_mm(i, j, k)
         })
         .collect();
-    let beams = arc_beams(iso, setup.sad_mm, setup.arcs, setup.beams_per_arc);
-    Ok(beams
+    Ok(beams_of(beams, iso, setup.sad_mm)
         .par_iter()
-        .map(|b| select_beamlets(b, &points, setup.bixel_mm))
+        .map(|b| select_beamlets(b, &points, beams.bixel_mm))
         .collect())
 }
 

@@ -253,6 +253,7 @@ mod tests {
             gantry_deg: 0.0,
             iso_mm: [0.0; 3],
             sad_mm: 1000.0,
+            collimator_deg: 0.0,
         };
         let map = DepthMap::new(&beam, &g, &rho, 2.0, 1.0);
         for depth in [0.0, 15.0, 100.0, 173.0] {
