@@ -11,7 +11,19 @@
 //! mean (upper)     v = max(0, mean(d) - G)^2 / G^2
 //! DVH at most V%   v = (1/N) sum over voxels above G beyond the hottest V% of (d_i - G)^2 / G^2
 //! DVH at least V%  v = (1/N) sum over the hottest V% of voxels below G of (G - d_i)^2 / G^2
+//! gEUD (upper)     v = max(0, gEUD_a(d) - G)^2 / G^2,  gEUD_a(d) = ((1/N) sum_i d_i^a)^(1/a)
+//! fall-off         v = (1/N) sum_i max(0, d_i - L(r_i))^2 / G^2,
+//!                  L(r) = G (f + (1 - f) exp(-r / λ))
 //! ```
+//!
+//! The generalized equivalent uniform dose (Niemierko, Med Phys 26:1100, 1999) with `a >= 1`
+//! runs from the mean dose (`a = 1`) towards the maximum (`a` large): serial organs take large
+//! `a` (8-20), parallel ones small. The fall-off objective limits the dose in a structure
+//! around the target (the body, a ring) by each voxel's distance `r_i` from the prescription
+//! target: the goal `G` at the target's edge, falling exponentially with length `λ`
+//! (`fall-off-mm`) towards the fraction `f` (`end-percent`) of it far away, in the manner of
+//! the normal-tissue objectives of commercial planning systems. Both read 0 when they hold and
+//! share the other kinds' scale: a gEUD 5 % above its goal gives 2.5e-3.
 //!
 //! so it is exactly 0 when the objective holds and grows with the squared relative excess: a
 //! mean-dose goal 5 % below the achieved mean gives (0.05 / 0.95)^2 = 2.8e-3. The study's ideal
@@ -48,6 +60,19 @@ pub enum ObjectiveKind {
         /// Required percentage of the volume at or above the goal.
         volume_percent: f64,
     },
+    /// Generalized equivalent uniform dose with exponent `a` at most the goal.
+    Geud {
+        /// The exponent, 1 (mean dose) to 100 (close to the maximum).
+        a: f64,
+    },
+    /// No voxel above the goal scaled by its distance from the prescription target: the goal
+    /// at the target's edge, falling exponentially towards `end_percent` of it.
+    FallOff {
+        /// Percentage of the goal allowed far from the target.
+        end_percent: f64,
+        /// E-folding length of the fall-off, mm.
+        fall_off_mm: f64,
+    },
 }
 
 impl ObjectiveKind {
@@ -63,8 +88,24 @@ impl ObjectiveKind {
             ObjectiveKind::DvhMin { volume_percent } => {
                 format!("DVH: at least {volume_percent}% at or above")
             }
+            ObjectiveKind::Geud { a } => format!("gEUD (a = {a})"),
+            ObjectiveKind::FallOff {
+                end_percent,
+                fall_off_mm,
+            } => format!("fall-off ({fall_off_mm} mm to {end_percent}%)"),
         }
     }
+
+    /// Whether the objective needs each voxel's distance from the prescription target.
+    pub fn needs_distances(&self) -> bool {
+        matches!(self, ObjectiveKind::FallOff { .. })
+    }
+}
+
+/// The dose allowed at `r_mm` from the target by a fall-off objective with goal `goal_cgy`.
+pub fn fall_off_limit(goal_cgy: f64, end_percent: f64, fall_off_mm: f64, r_mm: f64) -> f64 {
+    let f = end_percent / 100.0;
+    goal_cgy * (f + (1.0 - f) * (-r_mm.max(0.0) / fall_off_mm).exp())
 }
 
 /// Objective type as written in a protocol.
@@ -81,6 +122,10 @@ pub enum KindWire {
     DvhMax,
     /// `dvh-min`: at least `volume-percent` at or above the goal.
     DvhMin,
+    /// `geud`: gEUD with exponent `a` at most the goal.
+    Geud,
+    /// `fall-off`: dose falling off from the goal at the target's edge.
+    FallOff,
 }
 
 /// An objective as written in a protocol's `[[objectives]]`.
@@ -94,6 +139,9 @@ pub struct ObjectiveWire {
     weight: f64,
     goal_cgy: f64,
     volume_percent: Option<f64>,
+    a: Option<f64>,
+    end_percent: Option<f64>,
+    fall_off_mm: Option<f64>,
     ideal_range: [f64; 2],
 }
 
@@ -163,26 +211,69 @@ impl ObjectiveWire {
                 )),
             }
         };
-        let kind = match self.kind {
-            KindWire::MaxDose | KindWire::MinDose | KindWire::MeanDose => {
-                if let Some(v) = self.volume_percent {
-                    return Err(bad(
-                        "volume-percent",
-                        v.to_string(),
-                        "only DVH objectives take a volume",
-                    ));
-                }
-                match self.kind {
-                    KindWire::MaxDose => ObjectiveKind::MaxDose,
-                    KindWire::MinDose => ObjectiveKind::MinDose,
-                    _ => ObjectiveKind::MeanDose,
-                }
+        // Keys of one kind only; another kind's key is refused, not ignored.
+        let takes: &[&str] = match self.kind {
+            KindWire::MaxDose | KindWire::MinDose | KindWire::MeanDose => &[],
+            KindWire::DvhMax | KindWire::DvhMin => &["volume-percent"],
+            KindWire::Geud => &["a"],
+            KindWire::FallOff => &["end-percent", "fall-off-mm"],
+        };
+        for (key, v) in [
+            ("volume-percent", self.volume_percent),
+            ("a", self.a),
+            ("end-percent", self.end_percent),
+            ("fall-off-mm", self.fall_off_mm),
+        ] {
+            if let Some(v) = v
+                && !takes.contains(&key)
+            {
+                let which = match key {
+                    "volume-percent" => "only DVH objectives take a volume",
+                    "a" => "only gEUD objectives take an exponent a",
+                    _ => "only fall-off objectives take end-percent and fall-off-mm",
+                };
+                return Err(bad(key, v.to_string(), which));
             }
+        }
+        let within = |key: &str, v: Option<f64>, ok: fn(f64) -> bool, why: &str| match v {
+            Some(v) if ok(v) => Ok(v),
+            Some(v) => Err(bad(key, v.to_string(), why)),
+            None => Err(bad(key, "(missing)".into(), why)),
+        };
+        let kind = match self.kind {
+            KindWire::MaxDose => ObjectiveKind::MaxDose,
+            KindWire::MinDose => ObjectiveKind::MinDose,
+            KindWire::MeanDose => ObjectiveKind::MeanDose,
             KindWire::DvhMax => ObjectiveKind::DvhMax {
                 volume_percent: volume(self.volume_percent)?,
             },
             KindWire::DvhMin => ObjectiveKind::DvhMin {
                 volume_percent: volume(self.volume_percent)?,
+            },
+            KindWire::Geud => ObjectiveKind::Geud {
+                a: within(
+                    "a",
+                    self.a,
+                    |a| (1.0..=100.0).contains(&a),
+                    "gEUD objectives need an exponent a from 1 (mean dose) to 100 (near the \
+                     maximum); serial organs take 8-20",
+                )?,
+            },
+            KindWire::FallOff => ObjectiveKind::FallOff {
+                end_percent: within(
+                    "end-percent",
+                    self.end_percent,
+                    |f| (0.0..100.0).contains(&f),
+                    "fall-off objectives need end-percent, the dose far from the target as a \
+                     percentage of the goal, in [0, 100)",
+                )?,
+                fall_off_mm: within(
+                    "fall-off-mm",
+                    self.fall_off_mm,
+                    |l| l > 0.0 && l <= 200.0,
+                    "fall-off objectives need fall-off-mm, the e-folding length of the fall-off, \
+                     in (0, 200] mm",
+                )?,
             },
         };
         Ok(Objective {
@@ -198,10 +289,19 @@ impl ObjectiveWire {
 
 /// Constraint target value of an objective for the doses (cGy) of its structure's voxels, and
 /// optionally its gradient with respect to each voxel dose (written into `grad`, same length).
+/// A fall-off objective reads each voxel's distance from the prescription target in
+/// `distances_mm` (same length; see [`ObjectiveKind::needs_distances`]); the other kinds ignore
+/// it.
+///
+/// # Panics
+///
+/// For a fall-off objective without a distance per voxel: a caller that binds objectives to
+/// voxels provides them.
 pub fn constraint_value(
     kind: &ObjectiveKind,
     goal_cgy: f64,
     doses: &[f32],
+    distances_mm: Option<&[f32]>,
     grad: Option<&mut [f64]>,
 ) -> f64 {
     let n = doses.len();
@@ -269,7 +369,57 @@ pub fn constraint_value(
             }
             v / (nf * g2)
         }
+        ObjectiveKind::Geud { a } => {
+            let (m, dm) = geud(*a, doses);
+            let e = m - goal_cgy;
+            if e <= 0.0 {
+                return 0.0;
+            }
+            if let Some(g) = grad.as_deref_mut() {
+                for (gi, dmi) in g.iter_mut().zip(dm) {
+                    *gi = 2.0 * e * dmi / g2;
+                }
+            }
+            e * e / g2
+        }
+        ObjectiveKind::FallOff {
+            end_percent,
+            fall_off_mm,
+        } => {
+            let r = distances_mm
+                .filter(|r| r.len() == n)
+                .expect("a fall-off objective needs each voxel's distance from the target");
+            let mut v = 0.0;
+            for (i, (&d, &ri)) in doses.iter().zip(r).enumerate() {
+                let limit = fall_off_limit(goal_cgy, *end_percent, *fall_off_mm, ri as f64);
+                let e = d as f64 - limit;
+                if e > 0.0 {
+                    v += e * e;
+                    if let Some(g) = grad.as_deref_mut() {
+                        g[i] = 2.0 * e / (nf * g2);
+                    }
+                }
+            }
+            v / (nf * g2)
+        }
     }
+}
+
+/// `gEUD_a(doses)` and its derivative with respect to each dose, `(1/N) (d_i / gEUD)^(a - 1)`.
+/// Computed on doses scaled by their maximum, so that `d^a` cannot overflow for any `a` up to
+/// 100; negative doses count as 0.
+pub fn geud(a: f64, doses: &[f32]) -> (f64, Vec<f64>) {
+    let n = doses.len() as f64;
+    let top = doses.iter().fold(0.0f64, |m, &d| m.max(d as f64));
+    if doses.is_empty() || top <= 0.0 {
+        return (0.0, vec![0.0; doses.len()]);
+    }
+    let x: Vec<f64> = doses.iter().map(|&d| (d as f64).max(0.0) / top).collect();
+    let s = x.iter().map(|v| v.powf(a)).sum::<f64>() / n;
+    let m = s.powf(1.0 / a);
+    // d_i / gEUD = x_i / m, at most N^(1/a): its (a-1)-th power stays below N.
+    let dm = x.iter().map(|v| (v / m).powf(a - 1.0) / n).collect();
+    (top * m, dm)
 }
 
 /// Where a constraint target value stands against its ideal range.
@@ -303,20 +453,20 @@ mod tests {
     fn mean_goal_five_percent_below_the_mean() {
         let doses = vec![2900.0f32, 3100.0, 3000.0, 3000.0];
         let goal = 0.95 * 3000.0;
-        let v = constraint_value(&ObjectiveKind::MeanDose, goal, &doses, None);
+        let v = constraint_value(&ObjectiveKind::MeanDose, goal, &doses, None, None);
         assert!((v - (0.05f64 / 0.95).powi(2)).abs() < 1e-12, "{v}");
         assert!((v - 2.5e-3).abs() < 5e-4, "about 2.5e-3: {v}");
         // Satisfied: exactly zero.
         assert_eq!(
-            constraint_value(&ObjectiveKind::MeanDose, 3001.0, &doses, None),
+            constraint_value(&ObjectiveKind::MeanDose, 3001.0, &doses, None, None),
             0.0
         );
         assert_eq!(
-            constraint_value(&ObjectiveKind::MaxDose, 3100.0, &doses, None),
+            constraint_value(&ObjectiveKind::MaxDose, 3100.0, &doses, None, None),
             0.0
         );
         assert_eq!(
-            constraint_value(&ObjectiveKind::MinDose, 2900.0, &doses, None),
+            constraint_value(&ObjectiveKind::MinDose, 2900.0, &doses, None, None),
             0.0
         );
         assert_eq!(
@@ -326,6 +476,7 @@ mod tests {
                 },
                 2900.0,
                 &doses,
+                None,
                 None
             ),
             0.0
@@ -337,6 +488,7 @@ mod tests {
                 },
                 3000.0,
                 &doses,
+                None,
                 None
             ),
             0.0
@@ -355,6 +507,7 @@ mod tests {
             3600.0,
             &doses,
             None,
+            None,
         );
         let expected = [50.0f64, 100.0, 150.0, 200.0, 250.0]
             .iter()
@@ -370,6 +523,7 @@ mod tests {
             3600.0,
             &doses,
             None,
+            None,
         );
         let expected = (50.0f64 * 50.0) / (10.0 * 3600.0f64.powi(2));
         assert!((v - expected).abs() < 1e-15, "{v}");
@@ -378,7 +532,16 @@ mod tests {
     #[test]
     fn gradients_match_finite_differences() {
         let doses: Vec<f32> = (0..40).map(|i| 3400.0 + 13.0 * i as f32).collect();
+        // Distances 0..39 mm from the target, the hot voxels nearest.
+        let r: Vec<f32> = (0..40).map(|i| (39 - i) as f32).collect();
         for kind in [
+            ObjectiveKind::Geud { a: 1.0 },
+            ObjectiveKind::Geud { a: 8.0 },
+            ObjectiveKind::Geud { a: 100.0 },
+            ObjectiveKind::FallOff {
+                end_percent: 60.0,
+                fall_off_mm: 15.0,
+            },
             ObjectiveKind::MaxDose,
             ObjectiveKind::MinDose,
             ObjectiveKind::MeanDose,
@@ -391,15 +554,16 @@ mod tests {
         ] {
             let goal = 3700.0;
             let mut g = vec![0.0; doses.len()];
-            constraint_value(&kind, goal, &doses, Some(&mut g));
+            constraint_value(&kind, goal, &doses, Some(&r), Some(&mut g));
             for i in [0usize, 7, 20, 39] {
-                let h = 0.25f32;
+                // Small enough for gEUD at a = 100 (its relative curvature is about a^2 (h/d)^2).
+                let h = 0.0625f32;
                 let mut up = doses.clone();
                 up[i] += h;
                 let mut dn = doses.clone();
                 dn[i] -= h;
-                let fd = (constraint_value(&kind, goal, &up, None)
-                    - constraint_value(&kind, goal, &dn, None))
+                let fd = (constraint_value(&kind, goal, &up, Some(&r), None)
+                    - constraint_value(&kind, goal, &dn, Some(&r), None))
                     / (2.0 * h as f64);
                 assert!(
                     (fd - g[i]).abs() <= 1e-6 * g[i].abs().max(1e-9) + 1e-12,
@@ -407,6 +571,120 @@ mod tests {
                     g[i]
                 );
             }
+        }
+    }
+
+    /// gEUD on analytic cases: a uniform dose is its own gEUD for every `a`; `a = 1` is the
+    /// mean; a large `a` tends to the maximum; two doses give the power mean in closed form.
+    /// At the goal the value is exactly 0, 5 % above it (0.05)^2.
+    #[test]
+    fn geud_on_analytic_cases() {
+        for a in [1.0, 2.0, 8.0, 100.0] {
+            let (m, _) = geud(a, &[2500.0; 7]);
+            assert!((m - 2500.0).abs() < 1e-9, "a = {a}: {m}");
+            let kind = ObjectiveKind::Geud { a };
+            assert_eq!(
+                constraint_value(&kind, 2500.0, &[2500.0; 7], None, None),
+                0.0
+            );
+            let v = constraint_value(&kind, 2500.0 / 1.05, &[2500.0; 7], None, None);
+            assert!((v - 0.05f64.powi(2)).abs() < 1e-12, "{v}");
+        }
+        let d = [1000.0f32, 3000.0];
+        assert!((geud(1.0, &d).0 - 2000.0).abs() < 1e-9);
+        // ((1000^2 + 3000^2) / 2)^(1/2) = 1000 sqrt(5).
+        assert!((geud(2.0, &d).0 - 1000.0 * 5f64.sqrt()).abs() < 1e-9);
+        // a = 100: (1/2)^(1/100) x 3000 = 2979.3, within 1 % of the maximum.
+        let m = geud(100.0, &d).0;
+        assert!((m - 3000.0 * 0.5f64.powf(0.01)).abs() < 1e-6, "{m}");
+        // One hot voxel of 60 Gy among 99 at 10 Gy: the mean hardly sees it, a = 20 does.
+        let mut hot = vec![1000.0f32; 99];
+        hot.push(6000.0);
+        assert!(geud(1.0, &hot).0 < 1060.0);
+        assert!(geud(20.0, &hot).0 > 4000.0, "{}", geud(20.0, &hot).0);
+    }
+
+    /// The fall-off limit: the goal at the target's edge, `f + (1 - f) / e` of it one fall-off
+    /// length away, tending to `f`; a dose exactly on the limit gives 0, a single voxel above
+    /// it registers.
+    #[test]
+    fn fall_off_on_analytic_cases() {
+        let (g, f, l) = (5000.0, 40.0, 10.0);
+        assert!((fall_off_limit(g, f, l, 0.0) - 5000.0).abs() < 1e-9);
+        assert!(
+            (fall_off_limit(g, f, l, 10.0) - 5000.0 * (0.4 + 0.6 / std::f64::consts::E)).abs()
+                < 1e-9
+        );
+        assert!((fall_off_limit(g, f, l, 1000.0) - 2000.0).abs() < 1e-6);
+        // Inside the target (negative distances read as 0) the limit is the goal.
+        assert!((fall_off_limit(g, f, l, -3.0) - 5000.0).abs() < 1e-9);
+        let kind = ObjectiveKind::FallOff {
+            end_percent: f,
+            fall_off_mm: l,
+        };
+        let r: Vec<f32> = (0..50).map(|i| i as f32).collect();
+        let on_limit: Vec<f32> = r
+            .iter()
+            .map(|&ri| fall_off_limit(g, f, l, ri as f64) as f32 - 0.01)
+            .collect();
+        assert_eq!(constraint_value(&kind, g, &on_limit, Some(&r), None), 0.0);
+        let mut one_hot = on_limit.clone();
+        one_hot[30] += 500.0;
+        let v = constraint_value(&kind, g, &one_hot, Some(&r), None);
+        let expected = (500.0f64 - 0.01).powi(2) / (50.0 * g * g);
+        assert!((v - expected).abs() < 1e-6 * expected, "{v} vs {expected}");
+    }
+
+    #[test]
+    fn new_kinds_are_read_and_checked() {
+        let w = |extra: &str| -> Result<Objective> {
+            let text = format!(
+                "id = \"x\"\nstructure = \"Body\"\nweight = 1.0\ngoal-cgy = 5000.0\n\
+                 ideal-range = [0.0001, 0.01]\n{extra}"
+            );
+            let w: ObjectiveWire = toml::from_str(&text).unwrap();
+            w.check("p.toml", "objectives[4]")
+        };
+        assert_eq!(
+            w("type = \"geud\"\na = 12.0").unwrap().kind,
+            ObjectiveKind::Geud { a: 12.0 }
+        );
+        assert_eq!(
+            w("type = \"fall-off\"\nend-percent = 40.0\nfall-off-mm = 10.0")
+                .unwrap()
+                .kind,
+            ObjectiveKind::FallOff {
+                end_percent: 40.0,
+                fall_off_mm: 10.0
+            }
+        );
+        for (extra, field) in [
+            ("type = \"geud\"", "objectives[4].a` = (missing)"),
+            ("type = \"geud\"\na = 0.5", "objectives[4].a` = 0.5"),
+            (
+                "type = \"geud\"\na = 8.0\nvolume-percent = 5.0",
+                "objectives[4].volume-percent",
+            ),
+            ("type = \"max-dose\"\na = 8.0", "objectives[4].a` = 8"),
+            (
+                "type = \"fall-off\"\nfall-off-mm = 10.0",
+                "objectives[4].end-percent` = (missing)",
+            ),
+            (
+                "type = \"fall-off\"\nend-percent = 100.0\nfall-off-mm = 10.0",
+                "objectives[4].end-percent` = 100",
+            ),
+            (
+                "type = \"fall-off\"\nend-percent = 40.0\nfall-off-mm = 0.0",
+                "objectives[4].fall-off-mm` = 0",
+            ),
+            (
+                "type = \"mean-dose\"\nfall-off-mm = 10.0",
+                "objectives[4].fall-off-mm` = 10",
+            ),
+        ] {
+            let e = w(extra).unwrap_err().to_string();
+            assert!(e.contains("p.toml") && e.contains(field), "{extra}: {e}");
         }
     }
 

@@ -15,7 +15,9 @@ use tps_api::dose::Dose;
 use tps_api::dose_volume::{dose_at_fraction, doses_in, hottest_first, sort_hottest_first};
 use tps_api::error::{Error, Result};
 use tps_api::grid::Grid;
-use tps_api::objectives::{Objective, ObjectiveKind, constraint_value, range_status};
+use tps_api::objectives::{
+    Objective, ObjectiveKind, constraint_value, fall_off_limit, geud, range_status,
+};
 use tps_api::patient::Patient;
 use tps_api::protocol::Protocol;
 use tps_api::report::{GoalChange, IterationReport, ObjectiveReport, PlanSummary};
@@ -311,6 +313,7 @@ impl<'a> NativeTps<'a> {
             &patient,
             &matrix,
             settings.structure_sample,
+            &protocol.prescription.target,
             &origin,
         )?;
         let mut tps = Self {
@@ -489,7 +492,7 @@ impl<'a> NativeTps<'a> {
         let mut objectives = Vec::with_capacity(self.objectives.len());
         for ((o, b), role) in self.objectives.iter().zip(&self.bound).zip(&self.roles) {
             let doses: Vec<f32> = b.rows.iter().map(|&r| dose[r as usize]).collect();
-            let value = constraint_value(&o.kind, o.goal_cgy, &doses, None);
+            let value = constraint_value(&o.kind, o.goal_cgy, &doses, b.distances(), None);
             objectives.push(ObjectiveReport {
                 id: o.id.clone(),
                 structure: o.structure.clone(),
@@ -497,7 +500,7 @@ impl<'a> NativeTps<'a> {
                 kind: o.kind.label(),
                 weight: o.weight,
                 goal_cgy: o.goal_cgy,
-                current_cgy: constrained_quantity(&o.kind, &doses),
+                current_cgy: constrained_quantity(&o.kind, o.goal_cgy, &doses, b.distances()),
                 value,
                 ideal_range: o.ideal_range,
                 status: range_status(value, o.ideal_range),
@@ -577,9 +580,31 @@ fn interpolate_even(g: &Grid, lattice: &[f32], ijk: [usize; 3]) -> f32 {
     0.0
 }
 
-/// Value of the quantity an objective constrains: max, min, mean, or the dose at its volume.
-fn constrained_quantity(kind: &ObjectiveKind, doses: &[f32]) -> f64 {
+/// Value of the quantity an objective constrains: max, min, mean, the dose at its volume, the
+/// gEUD; for a fall-off objective, the goal at which it would just hold (the goal times the
+/// largest ratio of a voxel's dose to its limit).
+fn constrained_quantity(
+    kind: &ObjectiveKind,
+    goal_cgy: f64,
+    doses: &[f32],
+    distances_mm: Option<&[f32]>,
+) -> f64 {
     match kind {
+        ObjectiveKind::Geud { a } => geud(*a, doses).0,
+        ObjectiveKind::FallOff {
+            end_percent,
+            fall_off_mm,
+        } => {
+            let r = distances_mm.unwrap_or(&[]);
+            goal_cgy
+                * doses
+                    .iter()
+                    .zip(r)
+                    .map(|(&d, &ri)| {
+                        d as f64 / fall_off_limit(goal_cgy, *end_percent, *fall_off_mm, ri as f64)
+                    })
+                    .fold(0.0, f64::max)
+        }
         ObjectiveKind::MaxDose => doses.iter().cloned().fold(f32::MIN, f32::max) as f64,
         ObjectiveKind::MinDose => doses.iter().cloned().fold(f32::MAX, f32::min) as f64,
         ObjectiveKind::MeanDose => {

@@ -102,7 +102,7 @@ fn gradient_matches_finite_differences() {
     let c = case();
     let p = &c.patient;
     let (fields, m) = setup(&c, 5, 5.0, 3, MatrixSettings::default());
-    let bound = bind(&objectives(), p, &m, None, "test").unwrap();
+    let bound = bind(&objectives(), p, &m, None, "PTV", "test").unwrap();
     let mut f = FluenceObjective::new(&m, bound, neighbour_pairs(&m, &fields), 1e-4);
     let mut rng = SplitMix64::new(1);
     let x: Vec<f64> = (0..m.n_cols()).map(|_| rng.uniform([0.5, 3.0])).collect();
@@ -145,7 +145,7 @@ fn optimization_reaches_the_target_goals_and_spares_the_oar() {
             threshold: 0.0,
         },
     );
-    let bound = bind(&objectives(), p, &m, None, "test").unwrap();
+    let bound = bind(&objectives(), p, &m, None, "PTV", "test").unwrap();
     let mut f = FluenceObjective::new(&m, bound, neighbour_pairs(&m, &fields), 0.0);
     let x0 = vec![1.0; m.n_cols()];
     let mut g = vec![0.0; m.n_cols()];

@@ -6,6 +6,7 @@
 use crate::dose::geometry::FluenceMap;
 use crate::dose::matrix::InfluenceMatrix;
 use crate::dose::rows::sample_structure;
+use patient_model::morph;
 use tps_api::error::{Error, Result};
 use tps_api::objectives::{Objective, ObjectiveKind, constraint_value};
 use tps_api::patient::Patient;
@@ -26,6 +27,17 @@ pub struct BoundObjective {
     pub goal_cgy: f64,
     /// Positions of its structure's voxels among the matrix rows.
     pub rows: Vec<u32>,
+    /// For a fall-off objective, each row's distance from the prescription target, mm (the
+    /// distance from the voxel centre to the nearest target voxel centre of the CT grid);
+    /// empty for the other kinds.
+    pub distances_mm: Vec<f32>,
+}
+
+impl BoundObjective {
+    /// The distances a constraint value needs, if any.
+    pub fn distances(&self) -> Option<&[f32]> {
+        (!self.distances_mm.is_empty()).then_some(self.distances_mm.as_slice())
+    }
 }
 
 /// Positions among the matrix rows of the dose-grid voxels that stand for `mask` (see
@@ -52,14 +64,25 @@ pub fn structure_rows(
 }
 
 /// Binds objectives to the matrix rows of their structures (sampled with `min_voxels`, as the
-/// rows were built); a voxel of a structure's sample missing from the rows is an error.
+/// rows were built); a voxel of a structure's sample missing from the rows is an error. A
+/// fall-off objective also gets each row's distance from `target` (the prescription target).
 pub fn bind(
     objectives: &[Objective],
     patient: &Patient,
     matrix: &InfluenceMatrix,
     min_voxels: Option<usize>,
+    target: &str,
     origin: &str,
 ) -> Result<Vec<BoundObjective>> {
+    // The target's distance map on the CT grid, computed once if any objective needs it.
+    let distance_map = if objectives.iter().any(|o| o.kind.needs_distances()) {
+        let t = patient.require(target, origin, "prescription.target")?;
+        Some(morph::squared_distance_mm2(patient.grid(), t.mask.data()))
+    } else {
+        None
+    };
+    let ct = *patient.grid();
+    let dg = matrix.dose_grid;
     objectives
         .iter()
         .enumerate()
@@ -81,12 +104,25 @@ pub fn bind(
                     operation: "sampling on the dose grid".into(),
                 });
             }
+            let distances_mm = match (&distance_map, o.kind.needs_distances()) {
+                (Some(d2), true) => rows
+                    .iter()
+                    .map(|&r| {
+                        let [i, j, k] = dg.ijk(matrix.rows[r as usize] as usize);
+                        let p = dg.position_mm(i, j, k);
+                        let [a, b, c] = [0, 1, 2].map(|ax| ct.nearest_clamped(ax, p[ax]));
+                        d2[ct.index(a, b, c)].sqrt() as f32
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
             Ok(BoundObjective {
                 id: o.id.clone(),
                 kind: o.kind,
                 weight: o.weight,
                 goal_cgy: o.goal_cgy,
                 rows,
+                distances_mm,
             })
         })
         .collect()
@@ -196,6 +232,7 @@ impl<'a> FluenceObjective<'a> {
                 &o.kind,
                 o.goal_cgy,
                 &self.scratch_doses,
+                o.distances(),
                 None,
             ));
         }
@@ -260,6 +297,7 @@ impl Problem for FluenceObjective<'_> {
                     &o.kind,
                     o.goal_cgy,
                     &self.scratch_doses,
+                    o.distances(),
                     Some(&mut self.scratch_grad),
                 );
             for (&r, g) in o.rows.iter().zip(&self.scratch_grad) {
