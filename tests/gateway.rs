@@ -153,6 +153,17 @@ fn a_plan_through_the_gateway_is_the_plan_made_in_process() {
         said.contains(&format!("native at {}", server.url)),
         "{said}"
     );
+    // The report shows the beams the server planned (its options override the protocol's
+    // two arcs of 18), as the server reported them.
+    assert!(
+        said.contains("beams: 1 full arc(s) x 7 beams (7 beams)"),
+        "{said}"
+    );
+    let report = std::fs::read_to_string(remote.join("report.md")).unwrap();
+    assert!(
+        report.contains("| 1 | 0, 51.43, 102.86, 154.29, 205.71, 257.14, 308.57 |"),
+        "{report}"
+    );
     let (a, b) = (metrics(&native), metrics(&remote));
     assert_eq!(a.len(), b.len());
     assert!(a.len() > 10, "{a:?}");

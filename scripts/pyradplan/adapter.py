@@ -208,6 +208,11 @@ class Case:
             raise ApiError(400, "invalid", f"{protocol_name}: field `objectives` = []: "
                            "a protocol used for planning needs objectives")
         angles, bixel_mm, grid_mm = beam_setup(proto, protocol_name, beams, grid_mm)
+        # What the client's report shows: the beams as planned here (arcs as their beams).
+        self.beams = {"arrangement": {"technique": "static",
+                                      "angles_deg": [float(g) for g in angles]},
+                      "collimator_deg": 0.0, "energy_mv": 6.0, "bixel_mm": float(bixel_mm),
+                      "dose_grid_mm": float(grid_mm), "isocentre": "target-centroid"}
         self.pln = PhotonPlan(machine="Generic")
         self.pln.prop_stf = {"gantry_angles": np.asarray(angles),
                              "couch_angles": np.zeros(len(angles)),
@@ -338,7 +343,8 @@ class Server:
                     self.beams, self.grid_mm)
         cid = "case-" + uuid.uuid4().hex
         self.cases[cid] = case
-        return 201, {"case": cid, "tps": "pyRadPlan (TG-119)", "idle_limit_s": 86400.0}
+        return 201, {"case": cid, "tps": "pyRadPlan (TG-119)", "idle_limit_s": 86400.0,
+                     "beams": case.beams}
 
     def start_job(self, cid, body):
         case = self.case(cid)

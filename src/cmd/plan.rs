@@ -270,7 +270,6 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         advisor.name(),
         provider_text
     );
-    out!("beams: {}", protocol.beams.describe());
     // The protocol's rings, built once: the outputs are evaluated on them, and the native TPS
     // finds them present.
     patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
@@ -307,6 +306,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         tps.name(),
         t.elapsed().as_secs_f64()
     );
+    out!("beams: {}", beams_text(tps.as_ref(), &protocol).0);
     let transcript_path = a.out.join("transcript.jsonl");
     let mut transcript = TranscriptWriter::create(&transcript_path)
         .with_context(|| format!("creating {}", transcript_path.display()))?;
@@ -398,6 +398,21 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
     })
 }
 
+/// The beam set-up the TPS says it plans with, or the protocol's with a note when it does not
+/// say: (one line for the console, the note for report.md).
+fn beams_text(tps: &dyn Tps, protocol: &Protocol) -> (String, &'static str) {
+    match tps.beams() {
+        Some(b) => (b.describe(), ""),
+        None => (
+            format!(
+                "{} (the protocol's; this TPS does not report its set-up)",
+                protocol.beams.describe()
+            ),
+            "The protocol's set-up: this TPS does not report the one it planned with.\n\n",
+        ),
+    }
+}
+
 /// The final plan's clinical goals for report.md, with the termination that was in force.
 fn final_goals_markdown(protocol: &Protocol, outcome: &PlanOutcome) -> String {
     if outcome.goals.is_empty() {
@@ -432,7 +447,7 @@ fn write_outputs(
         &format!(
             "{}\n\nended: {:?}; normalization {:.4} (D{} = prescription on the CT grid, as evaluated); {:.1} MU per fraction\n\
              advice steps made by the rule-based fallback: {} of {} ({} advisor failures)\n{}\n\
-             ## Beams\n\n{}",
+             ## Beams\n\n{}{}",
             report_markdown(last),
             outcome.reason,
             outcome.normalization,
@@ -442,7 +457,8 @@ fn write_outputs(
             outcome.reports.len().saturating_sub(1),
             outcome.advisor_failures,
             final_goals_markdown(protocol, outcome),
-            beams_markdown(&protocol.beams)
+            beams_text(tps, protocol).1,
+            beams_markdown(&tps.beams().unwrap_or_else(|| protocol.beams.clone()))
         ),
     )?;
     patient_model::nrrd::write_f32(&dir.join("dose.nrrd"), dose.grid(), dose.cgy())?;

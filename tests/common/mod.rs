@@ -85,7 +85,8 @@ pub fn hold_lock(dir: &Path) {
 }
 
 /// `autoplan plan` on the saved patient `patient` with `protocol` into `out`, with `extra`
-/// arguments and the small beams of [`small_beams`], run from the workspace root; not started.
+/// arguments and the small beams of [`small_beams`] (not with `--tps`: a remote TPS plans the
+/// protocol's beams), run from the workspace root; not started.
 pub fn plan_command(patient: &Path, protocol: &Path, out: &Path, extra: &[&str]) -> Command {
     let (p, pr, o) = (
         patient.to_str().unwrap(),
@@ -95,6 +96,13 @@ pub fn plan_command(patient: &Path, protocol: &Path, out: &Path, extra: &[&str])
     let mut args = vec!["plan", "--patient-dir", p, "--protocol", pr, "--out", o];
     args.extend_from_slice(extra);
     let mut c = Command::new(env!("CARGO_BIN_EXE_autoplan"));
-    c.args(small_beams(&args)).current_dir(root());
+    // A remote TPS takes its beams from the protocol (and its server's options), never from
+    // the client's command line.
+    if extra.contains(&"--tps") {
+        c.args(&args);
+    } else {
+        c.args(small_beams(&args));
+    }
+    c.current_dir(root());
     c
 }

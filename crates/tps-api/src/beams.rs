@@ -53,6 +53,7 @@ pub enum Arrangement {
 
 /// Where the isocentre is placed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Isocentre {
     /// The centroid of the prescription target (the default).
     TargetCentroid,
@@ -62,8 +63,9 @@ pub enum Isocentre {
     Point([f64; 3]),
 }
 
-/// A protocol's beam set-up.
+/// A protocol's beam set-up (on the TPS protocol's wire as JSON with these field names).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Beams {
     /// Arcs or static beams.
     pub arrangement: Arrangement,

@@ -51,6 +51,7 @@ pub struct FakeTps {
     iteration: u32,
     fail_at: Option<(u32, bool)>,
     optimizations: u32,
+    beams: crate::beams::Beams,
 }
 
 /// A number in [0, 1) from an objective id (FNV-1a), so natural doses are fixed per id.
@@ -117,6 +118,7 @@ impl FakeTps {
             iteration: 0,
             fail_at: None,
             optimizations: 0,
+            beams: protocol.beams.clone(),
         })
     }
 
@@ -321,6 +323,10 @@ impl Tps for FakeTps {
             beam_mu,
             fractions: self.fractions,
         })
+    }
+
+    fn beams(&self) -> Option<crate::beams::Beams> {
+        Some(self.beams.clone())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::beams::Beams;
 use crate::dose::Dose;
 use crate::error::Result;
 use crate::objectives::Objective;
@@ -45,6 +46,12 @@ pub trait Tps: Send {
     fn dose(&self) -> Result<Dose>;
     /// MU of the current plan.
     fn plan(&self) -> Result<PlanSummary>;
+    /// The beam set-up the case is planned with, as the TPS realized it (the protocol's
+    /// `[beams]` with any overrides of the TPS); `None` when the TPS does not say, and a
+    /// report then shows the protocol's.
+    fn beams(&self) -> Option<Beams> {
+        None
+    }
 }
 
 impl<T: Tps + ?Sized> Tps for Box<T> {
@@ -68,5 +75,8 @@ impl<T: Tps + ?Sized> Tps for Box<T> {
     }
     fn plan(&self) -> Result<PlanSummary> {
         (**self).plan()
+    }
+    fn beams(&self) -> Option<Beams> {
+        (**self).beams()
     }
 }

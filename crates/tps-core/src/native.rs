@@ -778,6 +778,10 @@ impl Tps for NativeTps<'_> {
             fractions,
         })
     }
+
+    fn beams(&self) -> Option<tps_api::Beams> {
+        Some(self.protocol.beams.clone())
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub struct RemoteTps {
     config: RemoteConfig,
     case: String,
     name: String,
+    beams: Option<tps_api::Beams>,
 }
 
 /// A failed attempt: the error, and whether another attempt may help.
@@ -81,6 +82,7 @@ impl RemoteTps {
             config: config.clone(),
             case: String::new(),
             name: String::new(),
+            beams: None,
         };
         let hello: Hello = tps.json(Method::GET, "/v1/hello", None)?;
         if hello.protocol != PROTOCOL || !hello.versions.contains(&VERSION) {
@@ -115,6 +117,7 @@ impl RemoteTps {
         let opened: Opened = tps.json(Method::POST, "/v1/cases", Some(&body))?;
         tps.name = format!("{} at {}", opened.tps, tps.base);
         tps.case = opened.case;
+        tps.beams = opened.beams;
         Ok(tps)
     }
 
@@ -356,6 +359,10 @@ impl Tps for RemoteTps {
 
     fn plan(&self) -> Result<PlanSummary> {
         self.json(Method::GET, &self.case_path("plan"), None)
+    }
+
+    fn beams(&self) -> Option<tps_api::Beams> {
+        self.beams.clone()
     }
 }
 

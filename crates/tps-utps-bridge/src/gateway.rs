@@ -140,6 +140,8 @@ impl Drop for UploadDir {
 /// One open case.
 struct Case {
     tps: Mutex<Box<dyn Tps>>,
+    /// The beams the TPS plans the case with, as it reported them when the case opened.
+    beams: Option<tps_api::Beams>,
     /// Set while a job optimizes; every other call on the case is then `busy`.
     optimizing: AtomicBool,
     name: String,
@@ -408,6 +410,7 @@ async fn open_case(
             .map_err(|e| ApiError::of(&e))?;
         let case = Case {
             name: tps.name(),
+            beams: tps.beams(),
             tps: Mutex::new(tps),
             optimizing: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
@@ -424,6 +427,7 @@ async fn open_case(
         case: id.clone(),
         tps: case.name.clone(),
         idle_limit_s: s.config.limits.idle.as_secs_f64(),
+        beams: case.beams.clone(),
     };
     tracing::info!("case {id} opened ({})", case.name);
     s.cases

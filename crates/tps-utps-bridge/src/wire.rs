@@ -79,6 +79,10 @@ pub struct Opened {
     pub tps: String,
     /// Seconds a case may stay idle before the server closes it.
     pub idle_limit_s: f64,
+    /// The beam set-up the server plans the case with (the protocol's `[beams]` with any
+    /// overrides of the server); absent when the server does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beams: Option<tps_api::Beams>,
 }
 
 /// `POST /v1/cases/{case}/optimize`: apply goal changes and optimize, as a job.

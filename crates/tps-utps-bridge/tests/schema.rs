@@ -122,6 +122,10 @@ fn every_answer_of_a_session_follows_the_committed_schema() {
     let (st, b) = call(Method::POST, "/v1/cases", Some(open.clone()));
     assert_eq!(st, 201);
     let opened = json_of(&b);
+    assert_eq!(
+        opened["beams"]["arrangement"]["technique"], "arcs",
+        "{opened}"
+    );
     spec.check("post", "/v1/cases", st, &opened);
     let case = opened["case"].as_str().unwrap().to_string();
     let at = |op: &str| format!("/v1/cases/{case}/{op}");
