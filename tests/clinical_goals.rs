@@ -23,6 +23,11 @@ fn save_c_shape(dir: &Path) {
 }
 
 fn plan(patient: &Path, protocol: &Path, out: &Path) -> std::process::Output {
+    plan_with(patient, protocol, out, &[])
+}
+
+/// `autoplan plan` with `extra` options.
+fn plan_with(patient: &Path, protocol: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_autoplan"))
         .args(["plan", "--patient-dir"])
         .arg(patient)
@@ -30,6 +35,7 @@ fn plan(patient: &Path, protocol: &Path, out: &Path) -> std::process::Output {
         .arg(protocol)
         .arg("--out")
         .arg(out)
+        .args(extra)
         .current_dir(root())
         .output()
         .unwrap()
@@ -171,16 +177,12 @@ fn the_protocols_beams_are_planned_and_reported_angle_by_angle() {
 
     // The command line's arcs replace the protocol's.
     let out = dir.path().join("one-arc");
-    let o = Command::new(env!("CARGO_BIN_EXE_autoplan"))
-        .args(["plan", "--patient-dir"])
-        .arg(&patient)
-        .arg("--protocol")
-        .arg(with_termination(dir.path(), "study"))
-        .args(["--arcs", "1", "--beams-per-arc", "4", "--out"])
-        .arg(&out)
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let o = plan_with(
+        &patient,
+        &with_termination(dir.path(), "study"),
+        &out,
+        &["--arcs", "1", "--beams-per-arc", "4"],
+    );
     let t = text(&o);
     assert!(
         t.contains("beams: 1 full arc(s) x 4 beams (4 beams)"),
@@ -190,16 +192,12 @@ fn the_protocols_beams_are_planned_and_reported_angle_by_angle() {
     assert!(report.contains("| 1 | 0, 90, 180, 270 |"), "{report}");
 
     // ...but do not turn static beams into arcs.
-    let o = Command::new(env!("CARGO_BIN_EXE_autoplan"))
-        .args(["plan", "--patient-dir"])
-        .arg(&patient)
-        .arg("--protocol")
-        .arg(&static_beams)
-        .args(["--arcs", "1", "--out"])
-        .arg(dir.path().join("refused"))
-        .current_dir(root())
-        .output()
-        .unwrap();
+    let o = plan_with(
+        &patient,
+        &static_beams,
+        &dir.path().join("refused"),
+        &["--arcs", "1"],
+    );
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(
