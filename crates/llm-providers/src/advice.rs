@@ -187,6 +187,13 @@ pub trait LlmAdvisor: Send + Sync {
         None
     }
 
+    /// The record a call for `context` starts with (provider, configured model, the prompts
+    /// it sends), for a layer that has to report an attempt that never answered (a timeout);
+    /// `None` for an advisor that makes no model call.
+    fn request_record(&self, _context: &AdvisorContext) -> Option<CallRecord> {
+        None
+    }
+
     /// Proposes an adjustment for `context`.
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice>;
 }
@@ -203,6 +210,10 @@ impl<A: LlmAdvisor + ?Sized> LlmAdvisor for Box<A> {
 
     fn endpoint(&self) -> Option<String> {
         (**self).endpoint()
+    }
+
+    fn request_record(&self, context: &AdvisorContext) -> Option<CallRecord> {
+        (**self).request_record(context)
     }
 
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {

@@ -9,8 +9,10 @@ use serde_json::Value;
 
 use crate::advice::{Advice, AdvisorContext, CallRecord, Capabilities, LlmAdvisor, OutputMode};
 use crate::error::{AdvisorError, Result};
-use crate::prompt::{answer_schema, system_prompt, user_prompt};
-use crate::reply::parse;
+use crate::prompt::{
+    AnswerLimits, answer_max_tokens_with, answer_schema_with, system_prompt, user_prompt,
+};
+use crate::reply::{ReplyCause, ReplyProblem, parse};
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub struct ChatRequest {
     pub schema: Value,
     /// Sampling temperature.
     pub temperature: f64,
+    /// Most tokens the reply may have (`max_tokens`, `num_predict`, `maxOutputTokens`).
+    pub max_tokens: u32,
 }
 
 /// One chat reply.
@@ -55,6 +59,9 @@ pub struct ChatReply {
     pub tokens_in: Option<u64>,
     /// Reply tokens.
     pub tokens_out: Option<u64>,
+    /// Whether the server stopped the reply at the token limit (`finish_reason: "length"`,
+    /// Ollama's `done_reason: "length"`, Gemini's `MAX_TOKENS`).
+    pub truncated: bool,
 }
 
 /// The first 200 characters of `text`, quoted (for errors about a server's answer).
@@ -87,7 +94,15 @@ impl ChatReply {
                 .to_string(),
             tokens_in: v.pointer(tokens_in).and_then(Value::as_u64),
             tokens_out: v.pointer(tokens_out).and_then(Value::as_u64),
+            truncated: false,
         })
+    }
+
+    /// The same reply, marked cut at the token limit when the string at JSON pointer `finish`
+    /// of the answer `v` is `length_word`.
+    pub fn cut_when(mut self, v: &Value, finish: &str, length_word: &str) -> Self {
+        self.truncated = v.pointer(finish).and_then(Value::as_str) == Some(length_word);
+        self
     }
 }
 
@@ -156,15 +171,55 @@ pub struct ChatAdvisor<B> {
     backend: B,
     mode: OutputMode,
     temperature: f64,
+    limits: AnswerLimits,
 }
 
 impl<B: ChatBackend> ChatAdvisor<B> {
-    /// An advisor over `backend`.
+    /// An advisor over `backend`, with the default answer limits.
     pub fn new(backend: B, mode: OutputMode, temperature: f64) -> Self {
         Self {
             backend,
             mode,
             temperature,
+            limits: AnswerLimits::default(),
+        }
+    }
+
+    /// The same advisor with other answer limits.
+    pub fn with_limits(mut self, limits: AnswerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The first request of an advice for `context`.
+    fn request(&self, context: &AdvisorContext) -> ChatRequest {
+        ChatRequest {
+            system: system_prompt(context, self.mode),
+            messages: vec![(Role::User, user_prompt(context))],
+            schema: answer_schema_with(context, self.mode, &self.limits),
+            temperature: self.temperature,
+            max_tokens: answer_max_tokens_with(context, &self.limits),
+        }
+    }
+
+    /// The record of `request` before any reply: what a call that never answers leaves.
+    fn record_of(&self, request: &ChatRequest) -> CallRecord {
+        CallRecord {
+            provider: self.backend.provider().to_string(),
+            model: self.backend.model().to_string(),
+            served_model: None,
+            system: request.system.clone(),
+            messages: request
+                .messages
+                .iter()
+                .map(|(r, m)| (r.as_str().to_string(), m.clone()))
+                .collect(),
+            reply: String::new(),
+            latency_s: 0.0,
+            tokens_in: None,
+            tokens_out: None,
+            attempts: 1,
+            error: None,
         }
     }
 
@@ -173,7 +228,9 @@ impl<B: ChatBackend> ChatAdvisor<B> {
         &self.backend
     }
 
+    /// The error of a failed call (its record is attached by the caller).
     fn to_error(&self, e: CallError) -> AdvisorError {
+        let calls = Box::default();
         let provider = self.backend.provider().to_string();
         let endpoint = self.backend.endpoint();
         match e {
@@ -187,11 +244,13 @@ impl<B: ChatBackend> ChatAdvisor<B> {
                 status,
                 message,
                 retry_after,
+                calls,
             },
             CallError::Connect(message) => AdvisorError::Unreachable {
                 provider,
                 endpoint,
                 message,
+                calls,
             },
             // The HTTP client gave up connecting (its connect limit); the timeout layer
             // reports a reply that does not come in time.
@@ -199,42 +258,43 @@ impl<B: ChatBackend> ChatAdvisor<B> {
                 provider,
                 endpoint,
                 message: "timed out while connecting".into(),
+                calls,
             },
             CallError::Decode(message) => AdvisorError::Protocol {
                 provider,
                 endpoint,
                 message,
+                calls,
             },
         }
     }
 
-    /// One recorded call.
-    async fn recorded(&self, request: &ChatRequest) -> (Result<ChatReply>, CallRecord) {
+    /// One call, recorded in `calls`: the reply, or the error carrying every call so far.
+    async fn recorded(
+        &self,
+        request: &ChatRequest,
+        calls: &mut Vec<CallRecord>,
+    ) -> Result<ChatReply> {
         let t = Instant::now();
-        let reply = self
-            .backend
-            .chat(request)
-            .await
-            .map_err(|e| self.to_error(e));
-        let record = CallRecord {
-            provider: self.backend.provider().to_string(),
-            model: reply
-                .as_ref()
-                .map_or(self.backend.model().to_string(), |r| r.model.clone()),
-            system: request.system.clone(),
-            messages: request
-                .messages
-                .iter()
-                .map(|(r, m)| (r.as_str().to_string(), m.clone()))
-                .collect(),
-            reply: reply.as_ref().map_or(String::new(), |r| r.text.clone()),
-            latency_s: t.elapsed().as_secs_f64(),
-            tokens_in: reply.as_ref().ok().and_then(|r| r.tokens_in),
-            tokens_out: reply.as_ref().ok().and_then(|r| r.tokens_out),
-            attempts: 1,
-            error: reply.as_ref().err().map(|e| e.to_string()),
-        };
-        (reply, record)
+        let reply = self.backend.chat(request).await;
+        let mut record = self.record_of(request);
+        record.latency_s = t.elapsed().as_secs_f64();
+        match reply {
+            Ok(r) => {
+                record.served_model = (r.model != record.model).then(|| r.model.clone());
+                record.reply = r.text.clone();
+                record.tokens_in = r.tokens_in;
+                record.tokens_out = r.tokens_out;
+                calls.push(record);
+                Ok(r)
+            }
+            Err(e) => {
+                let e = self.to_error(e);
+                record.error = Some(e.to_string());
+                calls.push(record);
+                Err(e.with_earlier_calls(std::mem::take(calls)))
+            }
+        }
     }
 }
 
@@ -257,60 +317,88 @@ impl<B: ChatBackend> LlmAdvisor for ChatAdvisor<B> {
         }
     }
 
+    fn request_record(&self, context: &AdvisorContext) -> Option<CallRecord> {
+        Some(self.record_of(&self.request(context)))
+    }
+
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
-        let mut request = ChatRequest {
-            system: system_prompt(context, self.mode),
-            messages: vec![(Role::User, user_prompt(context))],
-            schema: answer_schema(context, self.mode),
-            temperature: self.temperature,
-        };
+        let mut request = self.request(context);
         let mut calls = Vec::new();
-        let (reply, record) = self.recorded(&request).await;
-        calls.push(record);
-        let first = reply?;
-        let problem = match parse(&first.text, context, self.mode) {
-            Ok(p) => {
-                return Ok(Advice {
-                    goals: p.goals,
-                    actions: p.actions,
-                    rationale: p.rationale,
-                    calls,
-                    repaired: Vec::new(),
-                });
+        let first = self.recorded(&request, &mut calls).await?;
+        let problem = if first.truncated {
+            ReplyProblem {
+                cause: ReplyCause::Truncated,
+                message: format!(
+                    "the reply was cut off at the token limit ({} tokens) before its end",
+                    request.max_tokens
+                ),
             }
-            Err(problem) => problem,
+        } else {
+            match parse(&first.text, context, self.mode) {
+                Ok(p) => {
+                    return Ok(Advice {
+                        goals: p.goals,
+                        actions: p.actions,
+                        rationale: p.rationale,
+                        calls,
+                        repaired: Vec::new(),
+                    });
+                }
+                Err(problem) => problem,
+            }
         };
         calls.last_mut().expect("one call").error = Some(problem.message.clone());
-        // One repair request quoting the problem.
-        request.messages.push((Role::Assistant, first.text.clone()));
-        request.messages.push((
-            Role::User,
-            format!(
-                "Your reply could not be used: {problem}. Answer again with the JSON object \
-                 only, following the schema, using only the objective ids of the table."
-            ),
-        ));
-        let (reply, record) = self.recorded(&request).await;
-        calls.push(record);
-        let second = reply?;
-        match parse(&second.text, context, self.mode) {
-            Ok(p) => Ok(Advice {
-                goals: p.goals,
-                actions: p.actions,
-                rationale: p.rationale,
-                calls,
-                repaired: vec![problem.cause],
-            }),
-            Err(second_problem) => {
-                calls.last_mut().expect("two calls").error = Some(second_problem.message.clone());
-                Err(AdvisorError::BadReply {
-                    provider: self.backend.provider().to_string(),
-                    reason: second_problem.message,
-                    raw: second.text,
-                    causes: vec![problem.cause, second_problem.cause],
-                    calls,
-                })
-            }
+        if first.truncated {
+            // Asking again with the cut text in the conversation would make the request
+            // longer and the answer as long: the same prompt, asking for less.
+            let cap = (self.limits.rationale_max_chars / 3).max(80);
+            request.messages[0].1 += &format!(
+                "\n\nYour previous answer was cut off at the limit of {} tokens. Answer again \
+                 with the JSON object only: a rationale of at most {cap} characters, and list \
+                 only the objectives whose goal changes.",
+                request.max_tokens
+            );
+        } else {
+            // One repair request quoting the problem.
+            request.messages.push((Role::Assistant, first.text.clone()));
+            request.messages.push((
+                Role::User,
+                format!(
+                    "Your reply could not be used: {problem}. Answer again with the JSON object \
+                     only, following the schema, using only the objective ids of the table."
+                ),
+            ));
         }
+        let second = self.recorded(&request, &mut calls).await?;
+        let second_problem = if second.truncated {
+            ReplyProblem {
+                cause: ReplyCause::Truncated,
+                message: format!(
+                    "the repaired reply was cut off at the token limit ({} tokens) too",
+                    request.max_tokens
+                ),
+            }
+        } else {
+            match parse(&second.text, context, self.mode) {
+                Ok(p) => {
+                    return Ok(Advice {
+                        goals: p.goals,
+                        actions: p.actions,
+                        rationale: p.rationale,
+                        calls,
+                        repaired: vec![problem.cause],
+                    });
+                }
+                Err(p) => p,
+            }
+        };
+        calls.last_mut().expect("two calls").error = Some(second_problem.message.clone());
+        Err(AdvisorError::BadReply {
+            provider: self.backend.provider().to_string(),
+            reason: second_problem.message,
+            raw: second.text,
+            causes: vec![problem.cause, second_problem.cause],
+            calls,
+        })
     }
 }

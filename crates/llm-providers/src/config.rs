@@ -13,6 +13,9 @@
 //! requests-per-minute = 30        # optional rate limit
 //! output-mode = "goals"           # goals | actions
 //! response-format = "json-schema" # openai-compatible only: json-schema | json-object
+//! rationale-max-chars = 600       # longest rationale the answer schema allows (maxLength)
+//! schema-max-length = true        # false where a server refuses maxLength (OpenAI strict mode)
+//! max-tokens = 700                # reply token limit; default sized from the answer schema
 //! ```
 //!
 //! The timeout, retry and rate-limit keys apply to any kind ([`crate::layers`]); network kinds
@@ -31,6 +34,7 @@ use crate::gemini::GeminiBackend;
 use crate::layers::{self, CallPolicy};
 use crate::ollama::OllamaBackend;
 use crate::openai::{OpenAiBackend, ResponseFormat};
+use crate::prompt::AnswerLimits;
 use crate::rule_based::RuleBasedAdvisor;
 use crate::secret::Secret;
 
@@ -68,6 +72,9 @@ struct Wire {
     requests_per_minute: Option<f64>,
     output_mode: Option<OutputMode>,
     response_format: Option<String>,
+    rationale_max_chars: Option<usize>,
+    schema_max_length: Option<bool>,
+    max_tokens: Option<u32>,
 }
 
 /// A checked provider file.
@@ -91,6 +98,8 @@ pub struct ProviderConfig {
     pub output_mode: OutputMode,
     /// OpenAI-compatible response format.
     pub response_format: ResponseFormat,
+    /// Bounds of the answer schema and the reply token limit.
+    pub limits: AnswerLimits,
 }
 
 impl ProviderConfig {
@@ -230,6 +239,31 @@ impl ProviderConfig {
                 ));
             }
         };
+        let defaults = AnswerLimits::default();
+        let rationale_max_chars = w
+            .rationale_max_chars
+            .unwrap_or(defaults.rationale_max_chars);
+        if !(50..=4000).contains(&rationale_max_chars) {
+            return Err(bad(
+                "rationale-max-chars",
+                rationale_max_chars.to_string(),
+                "from 50 to 4000 characters",
+            ));
+        }
+        if let Some(t) = w.max_tokens
+            && !(16..=32_768).contains(&t)
+        {
+            return Err(bad(
+                "max-tokens",
+                t.to_string(),
+                "from 16 to 32768 tokens (leave it out to size it from the answer schema)",
+            ));
+        }
+        let limits = AnswerLimits {
+            rationale_max_chars,
+            schema_max_length: w.schema_max_length.unwrap_or(defaults.schema_max_length),
+            max_tokens: w.max_tokens,
+        };
         if let Some(var) = &w.api_key_env {
             let name_like = var
                 .chars()
@@ -263,6 +297,7 @@ impl ProviderConfig {
             },
             output_mode: w.output_mode.unwrap_or(OutputMode::Goals),
             response_format,
+            limits,
         })
     }
 
@@ -319,7 +354,8 @@ pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
                 ),
                 mode,
                 t,
-            ),
+            )
+            .with_limits(config.limits),
             policy,
         ),
         Kind::Gemini => layers::apply(
@@ -327,11 +363,13 @@ pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
                 GeminiBackend::new(client, endpoint.as_str(), &config.model, key),
                 mode,
                 t,
-            ),
+            )
+            .with_limits(config.limits),
             policy,
         ),
         Kind::Ollama => layers::apply(
-            ChatAdvisor::new(OllamaBackend::new(client, endpoint, &config.model), mode, t),
+            ChatAdvisor::new(OllamaBackend::new(client, endpoint, &config.model), mode, t)
+                .with_limits(config.limits),
             policy,
         ),
         Kind::RuleBased | Kind::Embedded => unreachable!("handled above"),

@@ -384,6 +384,7 @@ impl EmbeddedAdvisor {
         let record = CallRecord {
             provider: "embedded".into(),
             model: self.name.clone(),
+            served_model: None,
             system: system.clone(),
             messages: vec![("user".into(), user.clone())],
             reply: text.clone(),

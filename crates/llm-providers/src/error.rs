@@ -40,6 +40,9 @@ pub enum AdvisorError {
         message: String,
         /// The server's `Retry-After`, when it sent one.
         retry_after: Option<std::time::Duration>,
+        /// Every model call made for the advice (prompts, replies, errors), attempts included
+        /// (boxed: the error stays small on the success path).
+        calls: Box<Vec<crate::record::CallRecord>>,
     },
     /// No connection could be made (after the retries).
     #[error("{provider} at {endpoint}: unreachable: {message}")]
@@ -50,6 +53,9 @@ pub enum AdvisorError {
         endpoint: String,
         /// The transport's message.
         message: String,
+        /// Every model call made for the advice (prompts, replies, errors), attempts included
+        /// (boxed: the error stays small on the success path).
+        calls: Box<Vec<crate::record::CallRecord>>,
     },
     /// No reply within the timeout (after the retries).
     #[error("{provider} at {endpoint}: no reply within {seconds} s")]
@@ -60,6 +66,9 @@ pub enum AdvisorError {
         endpoint: String,
         /// Timeout per attempt, s.
         seconds: f64,
+        /// Every model call made for the advice (prompts, replies, errors), attempts included
+        /// (boxed: the error stays small on the success path).
+        calls: Box<Vec<crate::record::CallRecord>>,
     },
     /// The model's reply could not be used even after a repair request; the raw text is kept.
     #[error("{provider}: the reply is not a usable adjustment ({reason}); raw reply: {raw:?}")]
@@ -84,10 +93,45 @@ pub enum AdvisorError {
         endpoint: String,
         /// What was wrong.
         message: String,
+        /// Every model call made for the advice (prompts, replies, errors), attempts included
+        /// (boxed: the error stays small on the success path).
+        calls: Box<Vec<crate::record::CallRecord>>,
     },
 }
 
 impl AdvisorError {
+    /// The model calls made before the advice failed (none for a configuration error).
+    pub fn calls(&self) -> &[crate::record::CallRecord] {
+        match self {
+            AdvisorError::Http { calls, .. }
+            | AdvisorError::Unreachable { calls, .. }
+            | AdvisorError::Timeout { calls, .. }
+            | AdvisorError::Protocol { calls, .. } => calls,
+            AdvisorError::BadReply { calls, .. } => calls,
+            AdvisorError::Config { .. } | AdvisorError::MissingKey { .. } => &[],
+        }
+    }
+
+    /// The same error with `earlier` calls put before its own (a retry layer gathering every
+    /// attempt's).
+    pub fn with_earlier_calls(mut self, mut earlier: Vec<crate::record::CallRecord>) -> Self {
+        match &mut self {
+            AdvisorError::Http { calls, .. }
+            | AdvisorError::Unreachable { calls, .. }
+            | AdvisorError::Timeout { calls, .. }
+            | AdvisorError::Protocol { calls, .. } => {
+                earlier.append(calls);
+                **calls = earlier;
+            }
+            AdvisorError::BadReply { calls, .. } => {
+                earlier.append(calls);
+                *calls = earlier;
+            }
+            AdvisorError::Config { .. } | AdvisorError::MissingKey { .. } => {}
+        }
+        self
+    }
+
     /// Whether the same advice may succeed if asked again: a rate limit, an overloaded or
     /// failing server (408, 429, 500, 502, 503, 504), no connection, or no reply in time.
     /// Configuration errors, refused requests and unusable replies are not.

@@ -76,6 +76,7 @@ impl GeminiBackend {
             "contents": contents,
             "generationConfig": {
                 "temperature": request.temperature,
+                "maxOutputTokens": request.max_tokens,
                 "responseMimeType": "application/json",
                 "responseSchema": gemini_schema(&request.schema)
             }
@@ -139,6 +140,8 @@ impl ChatBackend for GeminiBackend {
             tokens_out: v
                 .pointer("/usageMetadata/candidatesTokenCount")
                 .and_then(Value::as_u64),
-        })
+            truncated: false,
+        }
+        .cut_when(&v, "/candidates/0/finishReason", "MAX_TOKENS"))
     }
 }

@@ -34,6 +34,10 @@ macro_rules! forward_to_inner {
         fn endpoint(&self) -> Option<String> {
             self.inner.endpoint()
         }
+
+        fn request_record(&self, context: &AdvisorContext) -> Option<crate::advice::CallRecord> {
+            self.inner.request_record(context)
+        }
     };
 }
 
@@ -116,14 +120,30 @@ impl<A: LlmAdvisor> LlmAdvisor for Timeout<A> {
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
         match tokio::time::timeout(self.limit, self.inner.advise(context)).await {
             Ok(answer) => answer,
-            Err(_) => Err(AdvisorError::Timeout {
-                provider: self.inner.name(),
-                endpoint: self
+            // The advice's future is dropped here, and with it its HTTP request: the
+            // connection closes, so a server that notices (llama.cpp's does) stops generating.
+            Err(_) => {
+                let seconds = self.limit.as_secs_f64();
+                let calls = self
                     .inner
-                    .endpoint()
-                    .unwrap_or_else(|| "(in process)".into()),
-                seconds: self.limit.as_secs_f64(),
-            }),
+                    .request_record(context)
+                    .map(|mut r| {
+                        r.latency_s = seconds;
+                        r.error = Some(format!("no reply within {seconds} s"));
+                        r
+                    })
+                    .into_iter()
+                    .collect::<Vec<_>>();
+                Err(AdvisorError::Timeout {
+                    provider: self.inner.name(),
+                    endpoint: self
+                        .inner
+                        .endpoint()
+                        .unwrap_or_else(|| "(in process)".into()),
+                    seconds,
+                    calls: Box::new(calls),
+                })
+            }
         }
     }
 }
@@ -208,6 +228,8 @@ impl<A: LlmAdvisor> LlmAdvisor for Retry<A> {
     async fn advise(&self, context: &AdvisorContext) -> Result<Advice> {
         let started = tokio::time::Instant::now();
         let mut failed = 0u32;
+        // The calls of the failed attempts, kept with the final error.
+        let mut earlier = Vec::new();
         loop {
             match self.inner.advise(context).await {
                 Ok(mut advice) => {
@@ -221,6 +243,7 @@ impl<A: LlmAdvisor> LlmAdvisor for Retry<A> {
                 }
                 Err(e) if e.is_temporary() && failed < self.retries => {
                     failed += 1;
+                    earlier.extend_from_slice(e.calls());
                     let wait = self.wait(failed, &e);
                     tracing::warn!(
                         "{}: attempt {failed} failed ({e}); retrying in {:.1} s",
@@ -229,7 +252,7 @@ impl<A: LlmAdvisor> LlmAdvisor for Retry<A> {
                     );
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.with_earlier_calls(earlier)),
             }
         }
     }
@@ -291,12 +314,14 @@ mod tests {
                     status: 503,
                     message: "overloaded".into(),
                     retry_after: self.retry_after,
+                    calls: Box::default(),
                 });
             }
             let mut advice = RuleBasedAdvisor.decide(context);
             advice.calls.push(CallRecord {
                 provider: "flaky".into(),
                 model: "m".into(),
+                served_model: None,
                 system: "s".into(),
                 messages: vec![("user".into(), "u".into())],
                 reply: "{}".into(),
@@ -393,6 +418,7 @@ mod tests {
                     status: 401,
                     message: "bad key".into(),
                     retry_after: None,
+                    calls: Box::default(),
                 })
             }
         }

@@ -42,7 +42,7 @@ impl OllamaBackend {
             "messages": messages,
             "stream": false,
             "format": request.schema,
-            "options": {"temperature": request.temperature}
+            "options": {"temperature": request.temperature, "num_predict": request.max_tokens}
         })
     }
 }
@@ -74,5 +74,6 @@ impl ChatBackend for OllamaBackend {
             &self.model,
             ["/message/content", "/prompt_eval_count", "/eval_count"],
         )
+        .map(|r| r.cut_when(&v, "/done_reason", "length"))
     }
 }

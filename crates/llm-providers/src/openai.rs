@@ -63,6 +63,7 @@ impl OpenAiBackend {
             "model": self.model,
             "messages": messages,
             "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
             "response_format": response_format
         })
     }
@@ -174,5 +175,6 @@ impl ChatBackend for OpenAiBackend {
                 "/usage/completion_tokens",
             ],
         )
+        .map(|r| r.cut_when(&v, "/choices/0/finish_reason", "length"))
     }
 }

@@ -8,6 +8,34 @@ use tps_api::report::{GoalChange, IterationReport};
 
 use crate::advice::{AdvisorContext, OutputMode};
 
+/// Limits on a reply: the schema's bounds and the token limit sent with the request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnswerLimits {
+    /// Longest rationale, characters.
+    pub rationale_max_chars: usize,
+    /// Whether the schema says so with `maxLength` (OpenAI's strict mode refuses the keyword:
+    /// `schema-max-length = false` in its provider file; the token limit still bounds it).
+    pub schema_max_length: bool,
+    /// Reply token limit; `None`: sized from the schema ([`answer_max_tokens_with`]).
+    pub max_tokens: Option<u32>,
+}
+
+impl Default for AnswerLimits {
+    /// A 600-character rationale in the schema, the token limit sized from it.
+    fn default() -> Self {
+        Self {
+            rationale_max_chars: 600,
+            schema_max_length: true,
+            max_tokens: None,
+        }
+    }
+}
+
+/// [`answer_schema_with`] under the default limits.
+pub fn answer_schema(ctx: &AdvisorContext, mode: OutputMode) -> Value {
+    answer_schema_with(ctx, mode, &AnswerLimits::default())
+}
+
 /// The system prompt: the role, what the numbers mean and the adjustment strategy.
 pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
     let answer = match mode {
@@ -215,8 +243,11 @@ pub fn user_prompt(ctx: &AdvisorContext) -> String {
 }
 
 /// JSON schema of the answer for `mode`, with the report's objective ids as an enum (strict:
-/// every property required, no others).
-pub fn answer_schema(ctx: &AdvisorContext, mode: OutputMode) -> Value {
+/// every property required, no others), at most one list item per objective and, when
+/// `limits` says so, a rationale of at most `rationale_max_chars` characters: bounds a
+/// grammar-constrained server (llama.cpp, Ollama) enforces while generating, so a small model
+/// cannot loop inside the rationale.
+pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &AnswerLimits) -> Value {
     let ids: Vec<&str> = ctx
         .current
         .objectives
@@ -248,13 +279,32 @@ pub fn answer_schema(ctx: &AdvisorContext, mode: OutputMode) -> Value {
         OutputMode::Goals => "adjustments",
         OutputMode::Actions => "actions",
     };
+    let mut rationale = json!({"type": "string"});
+    if limits.schema_max_length {
+        rationale["maxLength"] = json!(limits.rationale_max_chars);
+    }
     json!({
         "type": "object",
         "properties": {
-            "rationale": {"type": "string"},
-            list: {"type": "array", "items": item}
+            "rationale": rationale,
+            list: {"type": "array", "items": item, "maxItems": ids.len()}
         },
         "required": ["rationale", list],
         "additionalProperties": false
     })
+}
+
+/// The reply's token limit: `limits.max_tokens` when set, else sized from the answer schema:
+/// 64 tokens for the object's frame, one per 3 characters of the longest rationale (English
+/// runs about 4 characters per token), and 32 per list item (an item such as `{"id":
+/// "femur-head-left-mean", "goal_cgy": 2000.0}` is 20-25 tokens), one item per objective.
+pub fn answer_max_tokens_with(ctx: &AdvisorContext, limits: &AnswerLimits) -> u32 {
+    limits.max_tokens.unwrap_or_else(|| {
+        64 + (limits.rationale_max_chars / 3) as u32 + 32 * ctx.current.objectives.len() as u32
+    })
+}
+
+/// [`answer_max_tokens_with`] under the default limits.
+pub fn answer_max_tokens(ctx: &AdvisorContext, _mode: OutputMode) -> u32 {
+    answer_max_tokens_with(ctx, &AnswerLimits::default())
 }

@@ -9,8 +9,12 @@ use serde::{Deserialize, Serialize};
 pub struct CallRecord {
     /// Provider name.
     pub provider: String,
-    /// Model.
+    /// Model, as configured (what the provider file or command asked for).
     pub model: String,
+    /// The model name the server answered with, when it differs from the configured one (a
+    /// dated snapshot behind an alias, the file a local server loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
     /// System prompt.
     pub system: String,
     /// Messages sent, as (role, text).
@@ -42,4 +46,6 @@ pub enum ReplyCause {
     DuplicateId,
     /// A goal that is not a finite positive dose (NaN, zero, negative).
     NotFinitePositive,
+    /// The server cut the reply at its token limit.
+    Truncated,
 }

@@ -33,6 +33,31 @@ fn shipped_provider_files_parse() {
     }
 }
 
+/// The answer limits: defaults, and the keys that change them; the shipped OpenAI file leaves
+/// `maxLength` out of its schema (OpenAI's strict mode refuses the keyword).
+#[test]
+fn answer_limits_come_from_the_provider_file() {
+    let d = parse("kind = \"ollama\"\nmodel = \"m\"\n").unwrap().limits;
+    assert_eq!(
+        (d.rationale_max_chars, d.schema_max_length, d.max_tokens),
+        (600, true, None)
+    );
+    let c = parse(
+        "kind = \"ollama\"\nmodel = \"m\"\nrationale-max-chars = 300\nschema-max-length = false\n\
+         max-tokens = 512\n",
+    )
+    .unwrap()
+    .limits;
+    assert_eq!(
+        (c.rationale_max_chars, c.schema_max_length, c.max_tokens),
+        (300, false, Some(512))
+    );
+    let openai =
+        ProviderConfig::load(&common::root().join("configs/providers/openai-gpt-4o-mini.toml"))
+            .unwrap();
+    assert!(!openai.limits.schema_max_length);
+}
+
 #[test]
 fn swapping_providers_is_one_line() {
     let base = "model = \"llama3.2\"\nendpoint = \"http://127.0.0.1:11434\"\n";
@@ -102,6 +127,16 @@ fn bad_files_name_the_field_and_value() {
             "kind = \"ollama\"\nmodel = \"m\"\nresponse-format = \"xml\"\n",
             "response-format",
             "xml",
+        ),
+        (
+            "kind = \"ollama\"\nmodel = \"m\"\nrationale-max-chars = 10\n",
+            "rationale-max-chars",
+            "10",
+        ),
+        (
+            "kind = \"ollama\"\nmodel = \"m\"\nmax-tokens = 100000\n",
+            "max-tokens",
+            "100000",
         ),
     ] {
         let e = parse(text).unwrap_err().to_string();

@@ -7,7 +7,7 @@ use llm_providers::chat::ChatAdvisor;
 use llm_providers::error::AdvisorError;
 use llm_providers::gemini::GeminiBackend;
 use llm_providers::layers;
-use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
+use llm_providers::prompt::{answer_max_tokens, answer_schema, system_prompt, user_prompt};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -50,11 +50,12 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
         .iter()
         .map(|o| o.id.as_str())
         .collect();
-    // The schema in Gemini's dialect, written out: upper-case types, no additionalProperties.
+    // The schema in Gemini's dialect, written out: upper-case types, no additionalProperties;
+    // the rationale's length and one item per objective at most.
     let schema = json!({
         "type": "OBJECT",
         "properties": {
-            "rationale": {"type": "STRING"},
+            "rationale": {"type": "STRING", "maxLength": 600},
             "actions": {"type": "ARRAY", "items": {
                 "type": "OBJECT",
                 "properties": {
@@ -63,7 +64,7 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
                     "step": {"type": "STRING", "enum": ["small", "medium", "large"]}
                 },
                 "required": ["id", "action", "step"]
-            }}
+            }, "maxItems": ids.len()}
         },
         "required": ["rationale", "actions"]
     });
@@ -76,6 +77,7 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
         "contents": [{"role": "user", "parts": [{"text": user_prompt(&ctx)}]}],
         "generationConfig": {
             "temperature": 0.2,
+            "maxOutputTokens": answer_max_tokens(&ctx, OutputMode::Actions),
             "responseMimeType": "application/json",
             "responseSchema": schema
         }
@@ -99,7 +101,11 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
     assert_eq!(advice.goals[1].goal_cgy, 2920.0);
     assert_eq!(advice.actions.len(), 2);
     assert_eq!(advice.calls[0].tokens_in, Some(1204));
-    assert_eq!(advice.calls[0].model, "gemini-1.5-flash-002");
+    assert_eq!(advice.calls[0].model, "gemini-1.5-flash");
+    assert_eq!(
+        advice.calls[0].served_model.as_deref(),
+        Some("gemini-1.5-flash-002")
+    );
 }
 
 #[tokio::test]

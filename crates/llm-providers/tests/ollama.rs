@@ -7,9 +7,9 @@ use llm_providers::chat::ChatAdvisor;
 use llm_providers::error::AdvisorError;
 use llm_providers::layers;
 use llm_providers::ollama::OllamaBackend;
-use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
+use llm_providers::prompt::{answer_max_tokens, answer_schema, system_prompt, user_prompt};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
 
 fn advisor(server: &MockServer, retries: u32) -> Box<dyn LlmAdvisor> {
@@ -63,7 +63,8 @@ async fn sends_model_messages_schema_and_options() {
             ],
             "stream": false,
             "format": answer_schema(&ctx, OutputMode::Goals),
-            "options": {"temperature": 0.2}
+            "options": {"temperature": 0.2,
+                        "num_predict": answer_max_tokens(&ctx, OutputMode::Goals)}
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(chat_response(common::GOOD_ANSWER)))
         .expect(1)
@@ -73,6 +74,35 @@ async fn sends_model_messages_schema_and_options() {
     assert_eq!(advice.goals.len(), 2);
     assert_eq!(advice.calls[0].tokens_in, Some(1024));
     assert_eq!(advice.calls[0].tokens_out, Some(52));
+}
+
+/// `done_reason: "length"`: Ollama stopped at `num_predict`; the reply is asked again for
+/// less, not reported as invalid JSON.
+#[tokio::test]
+async fn a_reply_stopped_at_num_predict_is_asked_again_for_less() {
+    let server = MockServer::start().await;
+    let mut cut = chat_response("{\"rationale\": \"The bladder");
+    cut["done_reason"] = json!("length");
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(cut))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("was cut off at the limit of"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(chat_response(common::GOOD_ANSWER)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let advice = advisor(&server, 0)
+        .advise(&common::context())
+        .await
+        .unwrap();
+    assert_eq!(
+        advice.repaired,
+        vec![llm_providers::reply::ReplyCause::Truncated]
+    );
 }
 
 #[tokio::test]

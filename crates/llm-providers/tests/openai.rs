@@ -11,7 +11,7 @@ use llm_providers::chat::ChatAdvisor;
 use llm_providers::error::AdvisorError;
 use llm_providers::layers;
 use llm_providers::openai::{OpenAiBackend, ResponseFormat};
-use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
+use llm_providers::prompt::{answer_max_tokens, answer_schema, system_prompt, user_prompt};
 use llm_providers::reply::ReplyCause;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, body_string_contains, header, method, path};
@@ -71,6 +71,7 @@ async fn sends_the_exact_request_and_reads_the_reply() {
             {"role": "user", "content": user_prompt(&ctx)}
         ],
         "temperature": 0.2,
+        "max_tokens": answer_max_tokens(&ctx, OutputMode::Goals),
         "response_format": {
             "type": "json_schema",
             "json_schema": {"name": "adjustment", "strict": true,
@@ -94,7 +95,9 @@ async fn sends_the_exact_request_and_reads_the_reply() {
     assert!(advice.rationale.contains("Bladder"));
     let call = &advice.calls[0];
     assert_eq!((call.tokens_in, call.tokens_out), (Some(1117), Some(46)));
-    assert_eq!(call.model, "qwen-max-2025-01-25");
+    // The configured model stays the record's; the name the server answered with is beside it.
+    assert_eq!(call.model, "qwen-max");
+    assert_eq!(call.served_model.as_deref(), Some("qwen-max-2025-01-25"));
     assert_eq!(call.attempts, 1);
     assert!(a.capabilities().json_schema);
 }
@@ -155,6 +158,11 @@ async fn server_errors_are_retried_then_reported() {
         .advise(&common::context())
         .await
         .unwrap_err();
+    // Every attempt's call is kept with the error, prompts included.
+    assert_eq!(e.calls().len(), 3, "{e:?}");
+    assert!(e.calls().iter().all(
+        |c| !c.system.is_empty() && c.error.as_deref().is_some_and(|m| m.contains("HTTP 503"))
+    ));
     match e {
         AdvisorError::Http {
             status, message, ..
@@ -164,6 +172,52 @@ async fn server_errors_are_retried_then_reported() {
         }
         other => panic!("{other}"),
     }
+}
+
+/// A usable reply never came: the first reply was prose, the repair request met a server
+/// error. Both calls stay with the error (the transcript keeps them), the first with its reply.
+#[tokio::test]
+async fn a_failed_repair_keeps_both_calls() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion("I would lower it.")))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": "This model's maximum context length is 4096 tokens.",
+            "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})))
+        .mount(&server)
+        .await;
+    let e = advisor(&server, ResponseFormat::JsonSchema, 0)
+        .advise(&common::context())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AdvisorError::Http { status: 400, .. }), "{e}");
+    let calls = e.calls();
+    assert_eq!(calls.len(), 2, "{e:?}");
+    assert_eq!(calls[0].reply, "I would lower it.");
+    assert!(
+        calls[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    assert_eq!(
+        calls[1].messages.len(),
+        3,
+        "the repair request: prompt, reply, correction"
+    );
+    assert!(
+        calls[1]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("maximum context length")
+    );
 }
 
 #[tokio::test]
@@ -227,6 +281,63 @@ async fn a_slow_reply_times_out() {
         .await
         .unwrap_err();
     assert!(matches!(e, AdvisorError::Timeout { .. }), "{e}");
+    // Each timed-out attempt is recorded with the prompt it sent.
+    assert_eq!(e.calls().len(), 2, "{e:?}");
+    let c = &e.calls()[0];
+    assert!(
+        c.system.contains("physicist") && c.messages.len() == 1,
+        "{c:?}"
+    );
+    assert!(
+        c.error.as_deref().unwrap().contains("no reply within"),
+        "{c:?}"
+    );
+    assert_eq!(c.model, "qwen-max");
+}
+
+/// A reply the server cut at its token limit (`finish_reason: "length"`) is its own problem,
+/// not "not valid JSON": the repair asks again for a shorter answer without the cut text
+/// (which would make the request longer and be cut the same way).
+#[tokio::test]
+async fn a_reply_cut_at_the_token_limit_is_asked_again_for_less() {
+    let server = MockServer::start().await;
+    let mut cut =
+        completion("{\"rationale\": \"The bladder mean is far below its goal and the rectum");
+    cut["choices"][0]["finish_reason"] = json!("length");
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(cut))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("was cut off at the limit of"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let advice = advisor(&server, ResponseFormat::JsonSchema, 0)
+        .advise(&common::context())
+        .await
+        .unwrap();
+    assert_eq!(advice.repaired, vec![ReplyCause::Truncated]);
+    assert!(
+        advice.calls[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("cut off at the token limit"),
+        "{:?}",
+        advice.calls[0]
+    );
+    // The repair resends the prompt with the request for less, not the cut reply.
+    assert_eq!(
+        advice.calls[1].messages.len(),
+        1,
+        "{:?}",
+        advice.calls[1].messages
+    );
+    assert!(!advice.calls[1].messages[0].1.contains("and the rectum\""));
 }
 
 #[tokio::test]
@@ -393,4 +504,85 @@ async fn a_body_shorter_than_its_content_length_is_a_cut_reply_not_an_unreachabl
     let text = e.to_string();
     assert!(text.contains("cut short"), "{text}");
     assert!(!text.contains("unreachable"), "{text}");
+}
+
+/// A server that never answers: when the attempt times out the request is dropped and its
+/// connection closed, so a server that watches its clients (llama.cpp's does) stops
+/// generating instead of running on for nobody.
+#[tokio::test]
+async fn a_timed_out_request_closes_its_connection() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut received = 0;
+        // Read the request, never answer, and wait for the client to close the connection
+        // (a read of 0 bytes) or reset it.
+        loop {
+            match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return received,
+                Ok(n) => received += n,
+            }
+        }
+    });
+    let a = layers::apply(
+        ChatAdvisor::new(
+            OpenAiBackend::new(
+                reqwest::Client::new(),
+                &format!("{url}/v1"),
+                "smollm2",
+                None,
+                ResponseFormat::JsonSchema,
+            ),
+            OutputMode::Goals,
+            0.2,
+        ),
+        &common::policy(0),
+    );
+    let e = a.advise(&common::context()).await.unwrap_err();
+    assert!(matches!(e, AdvisorError::Timeout { .. }), "{e}");
+    let received = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the connection is still open 5 s after the timeout")
+        .unwrap();
+    assert!(received > 0, "the request reached the server");
+}
+
+/// Limits from a provider file reach the request: the token limit as set, and no `maxLength`
+/// for a server that refuses it.
+#[tokio::test]
+async fn the_answer_limits_reach_the_request() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("\"max_tokens\":512"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let a = ChatAdvisor::new(
+        OpenAiBackend::new(
+            reqwest::Client::new(),
+            &format!("{}/v1", server.uri()),
+            "gpt-4o-mini",
+            None,
+            ResponseFormat::JsonSchema,
+        ),
+        OutputMode::Goals,
+        0.2,
+    )
+    .with_limits(llm_providers::prompt::AnswerLimits {
+        rationale_max_chars: 600,
+        schema_max_length: false,
+        max_tokens: Some(512),
+    });
+    let advice = a.advise(&common::context()).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let body = String::from_utf8_lossy(&requests[0].body);
+    assert!(
+        !body.contains("maxLength") && body.contains("\"maxItems\":6"),
+        "{body}"
+    );
+    assert_eq!(advice.goals.len(), 2);
 }

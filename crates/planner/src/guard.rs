@@ -68,6 +68,8 @@ pub enum Violation {
     /// A reply that was not the answer's JSON (not JSON, a field missing or of the wrong
     /// type), caught when the reply was read.
     MalformedReply,
+    /// A reply the server cut at its token limit.
+    TruncatedReply,
 }
 
 impl Violation {
@@ -79,6 +81,7 @@ impl Violation {
             ReplyCause::UnknownId => Violation::UnknownId,
             ReplyCause::DuplicateId => Violation::DuplicateId,
             ReplyCause::NotFinitePositive => Violation::NotFinitePositive,
+            ReplyCause::Truncated => Violation::TruncatedReply,
         }
     }
 }

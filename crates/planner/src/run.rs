@@ -216,15 +216,14 @@ impl<'a> Planner<'a> {
                 );
                 state.advisor_failures += 1;
                 state.failures_in_a_row += 1;
-                let failed_calls = match &e {
-                    AdvisorError::BadReply { causes, calls, .. } => {
-                        for c in causes {
-                            *state.violations.entry(Violation::of_reply(*c)).or_default() += 1;
-                        }
-                        calls.clone()
+                if let AdvisorError::BadReply { causes, .. } = &e {
+                    for c in causes {
+                        *state.violations.entry(Violation::of_reply(*c)).or_default() += 1;
                     }
-                    _ => Vec::new(),
-                };
+                }
+                // Every call of the failed advice (prompts, replies, errors, the repair and
+                // the retried attempts) goes to the transcript, whatever the failure.
+                let failed_calls = e.calls().to_vec();
                 let verdict = judge(&rule.goals, report, &settings.guard, &rule.goals);
                 (
                     None,

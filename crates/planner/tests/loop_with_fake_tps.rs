@@ -72,6 +72,19 @@ impl LlmAdvisor for Unreachable {
             provider: "unreachable".into(),
             endpoint: "http://127.0.0.1:9".into(),
             message: "connection refused".into(),
+            calls: Box::new(vec![llm_providers::advice::CallRecord {
+                provider: "unreachable".into(),
+                model: "m".into(),
+                served_model: None,
+                system: "system prompt".into(),
+                messages: vec![("user".into(), "the report".into())],
+                reply: String::new(),
+                latency_s: 0.01,
+                tokens_in: None,
+                tokens_out: None,
+                attempts: 1,
+                error: Some("connection refused".into()),
+            }]),
         })
     }
 }
@@ -350,6 +363,7 @@ impl LlmAdvisor for Hallucinating {
         let call = |reply: &str| llm_providers::advice::CallRecord {
             provider: "hallucinating".into(),
             model: "m".into(),
+            served_model: None,
             system: "system prompt".into(),
             messages: vec![("user".into(), "the report".into())],
             reply: reply.into(),
@@ -399,6 +413,29 @@ fn refused_and_repaired_replies_are_counted_by_cause_and_failed_calls_are_kept()
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].len(), 2);
     assert_eq!(failed[0][1].reply, "NaN");
+}
+
+/// An advice that failed without any reply (no connection) still leaves its call, with the
+/// prompt it sent, in the transcript.
+#[test]
+fn the_calls_of_an_advice_that_got_no_reply_are_kept() {
+    let (o, events) = plan_with_transcript(&Unreachable);
+    assert!(o.advisor_failures > 0);
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Advice {
+                error: Some(_),
+                failed_calls,
+                ..
+            } => Some(failed_calls.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), o.advisor_failures as usize);
+    assert!(failed.iter().all(|c| c.len() == 1
+        && c[0].system == "system prompt"
+        && c[0].error.as_deref() == Some("connection refused")));
 }
 
 /// The fake TPS's patient: its grid, the target box as `PTV` and the whole grid as the body.
