@@ -195,3 +195,103 @@ async fn live_endpoints() {
         conforms(build(&c).unwrap().as_ref(), &common::context()).await;
     }
 }
+
+/// The OpenAI-compatible backend against a real server at `AUTOPLAN_OPENAI_URL` (base URL up to
+/// `/v1`), model `AUTOPLAN_OPENAI_MODEL`, key in the variable `AUTOPLAN_OPENAI_KEY_ENV` names
+/// (if any). `scripts/llama-server/conformance.sh` runs it against llama.cpp's server with the
+/// offline model; the same test points at vLLM, LM Studio or a cloud endpoint.
+///
+/// What a real server must do with our requests: answer within the schema (ids from the
+/// table, a bounded rationale), report its token counts, honour the token limit and say when
+/// it cut a reply (`finish_reason: "length"`), which the advisor asks again for less.
+#[tokio::test]
+#[ignore = "needs a real OpenAI-compatible server: scripts/llama-server/conformance.sh"]
+async fn real_openai_compatible_server() {
+    let Ok(url) = std::env::var("AUTOPLAN_OPENAI_URL") else {
+        panic!("set AUTOPLAN_OPENAI_URL to the server's base URL, e.g. http://127.0.0.1:8080/v1");
+    };
+    let model = std::env::var("AUTOPLAN_OPENAI_MODEL").unwrap_or_else(|_| "smollm2".into());
+    let key = std::env::var("AUTOPLAN_OPENAI_KEY_ENV")
+        .map(|v| format!("api-key-env = {v:?}\n"))
+        .unwrap_or_default();
+    let provider = |extra: &str| {
+        config(&format!(
+            "kind = \"openai-compatible\"\nmodel = {model:?}\nendpoint = {url:?}\n{key}\
+             output-mode = \"actions\"\nresponse-format = \"json-schema\"\ntimeout-s = 120\n\
+             retries = 0\ntemperature = 0.0\n{extra}"
+        ))
+    };
+    let ctx = common::context();
+
+    // Every reply is within the schema (the server compiles it into a grammar): a JSON object
+    // whose rationale is within its length and whose items name only the table's ids, one
+    // item per objective at most; each call is recorded with the configured model, the prompt
+    // and the server's token counts, within the limit. Whether the content is usable is the
+    // model's business: a small model may list an id twice (a schema cannot forbid that), which
+    // the reader refuses as it would any model's.
+    let c = provider("");
+    let limit = llm_providers::prompt::answer_max_tokens_with(&ctx, &c.limits);
+    let t = std::time::Instant::now();
+    let calls = match build(&c).unwrap().advise(&ctx).await {
+        Ok(advice) => advice.calls,
+        Err(e) => {
+            let llm_providers::error::AdvisorError::BadReply { causes, .. } = &e else {
+                panic!("not a reply the reader refused: {e}");
+            };
+            use llm_providers::reply::ReplyCause::{Malformed, Truncated};
+            assert!(
+                !causes.iter().any(|c| matches!(c, Malformed | Truncated)),
+                "a reply outside the schema or cut: {e:?}"
+            );
+            e.calls().to_vec()
+        }
+    };
+    eprintln!(
+        "{model} at {url}: {:.1} s for {} call(s); last reply {:?}",
+        t.elapsed().as_secs_f64(),
+        calls.len(),
+        calls.last().map(|c| &c.reply)
+    );
+    let ids: Vec<&str> = ctx
+        .current
+        .objectives
+        .iter()
+        .map(|o| o.id.as_str())
+        .collect();
+    for call in &calls {
+        assert_eq!(call.model, model);
+        assert!(!call.system.is_empty() && !call.reply.is_empty());
+        assert!(call.tokens_in.is_some_and(|n| n > 200), "{call:?}");
+        assert!(
+            call.tokens_out.is_some_and(|n| n <= u64::from(limit)),
+            "{call:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&call.reply).unwrap();
+        let rationale = v["rationale"].as_str().unwrap();
+        assert!(rationale.chars().count() <= c.limits.rationale_max_chars);
+        let items = v["actions"].as_array().unwrap();
+        assert!(items.len() <= ids.len(), "{v}");
+        for a in items {
+            assert!(ids.contains(&a["id"].as_str().unwrap()), "{a}");
+        }
+    }
+
+    // A token limit too small for any answer: the server cuts the reply and says so; the
+    // advisor reports the cut (not "not valid JSON") and asks again for less.
+    let tiny = provider("max-tokens = 16\n");
+    match build(&tiny).unwrap().advise(&ctx).await {
+        Ok(a) => assert_eq!(
+            a.repaired,
+            vec![llm_providers::reply::ReplyCause::Truncated]
+        ),
+        Err(e) => {
+            let calls = e.calls();
+            assert_eq!(calls.len(), 2, "{e:?}");
+            for c in calls {
+                let err = c.error.as_deref().unwrap_or_default();
+                assert!(err.contains("cut off at the token limit"), "{c:?}");
+                assert!(c.tokens_out.is_some_and(|n| n <= 16), "{c:?}");
+            }
+        }
+    }
+}
