@@ -4,6 +4,9 @@
 # line. Its PID goes to PIDFILE; scripts/llama-server/stop.sh PIDFILE stops it.
 #
 #   scripts/llama-server/start.sh MODEL.gguf PIDFILE [LOGFILE]
+#
+# The port is free one the kernel picks, or LLAMA_SERVER_PORT (8080 for
+# configs/providers/llama-server-smollm2.toml).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 model=${1:?MODEL.gguf}
@@ -11,8 +14,8 @@ pidfile=${2:?PIDFILE}
 log=${3:-${pidfile%.pid}.log}
 [ -f "$model" ] || { echo "llama-server: no model at $model" >&2; exit 1; }
 bin=$(scripts/llama-server/build.sh | tail -1)
-# A free loopback port, chosen by the kernel.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A free loopback port, chosen by the kernel, unless one is asked for.
+port=${LLAMA_SERVER_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 "$bin" --model "$model" --alias smollm2 --host 127.0.0.1 --port "$port" --ctx-size 4096 \
     --parallel 1 --threads "$(nproc)" --no-webui >"$log" 2>&1 &
 echo $! >"$pidfile"
