@@ -325,27 +325,9 @@ impl<B: ChatBackend> LlmAdvisor for ChatAdvisor<B> {
         let mut request = self.request(context);
         let mut calls = Vec::new();
         let first = self.recorded(&request, &mut calls).await?;
-        let problem = if first.truncated {
-            ReplyProblem {
-                cause: ReplyCause::Truncated,
-                message: format!(
-                    "the reply was cut off at the token limit ({} tokens) before its end",
-                    request.max_tokens
-                ),
-            }
-        } else {
-            match parse(&first.text, context, self.mode) {
-                Ok(p) => {
-                    return Ok(Advice {
-                        goals: p.goals,
-                        actions: p.actions,
-                        rationale: p.rationale,
-                        calls,
-                        repaired: Vec::new(),
-                    });
-                }
-                Err(problem) => problem,
-            }
+        let problem = match read(&first, context, self.mode, request.max_tokens) {
+            Ok(p) => return Ok(p.into_advice(calls, Vec::new())),
+            Err(problem) => problem,
         };
         calls.last_mut().expect("one call").error = Some(problem.message.clone());
         if first.truncated {
@@ -370,27 +352,9 @@ impl<B: ChatBackend> LlmAdvisor for ChatAdvisor<B> {
             ));
         }
         let second = self.recorded(&request, &mut calls).await?;
-        let second_problem = if second.truncated {
-            ReplyProblem {
-                cause: ReplyCause::Truncated,
-                message: format!(
-                    "the repaired reply was cut off at the token limit ({} tokens) too",
-                    request.max_tokens
-                ),
-            }
-        } else {
-            match parse(&second.text, context, self.mode) {
-                Ok(p) => {
-                    return Ok(Advice {
-                        goals: p.goals,
-                        actions: p.actions,
-                        rationale: p.rationale,
-                        calls,
-                        repaired: vec![problem.cause],
-                    });
-                }
-                Err(p) => p,
-            }
+        let second_problem = match read(&second, context, self.mode, request.max_tokens) {
+            Ok(p) => return Ok(p.into_advice(calls, vec![problem.cause])),
+            Err(p) => p,
         };
         calls.last_mut().expect("two calls").error = Some(second_problem.message.clone());
         Err(AdvisorError::BadReply {
@@ -401,4 +365,23 @@ impl<B: ChatBackend> LlmAdvisor for ChatAdvisor<B> {
             calls,
         })
     }
+}
+
+/// A reply read: the adjustment it gives, or why it cannot be used (cut at the token limit of
+/// `max_tokens`, or refused by the reader).
+fn read(
+    reply: &ChatReply,
+    context: &AdvisorContext,
+    mode: OutputMode,
+    max_tokens: u32,
+) -> std::result::Result<crate::reply::Parsed, ReplyProblem> {
+    if reply.truncated {
+        return Err(ReplyProblem {
+            cause: ReplyCause::Truncated,
+            message: format!(
+                "the reply was cut off at the token limit ({max_tokens} tokens) before its end"
+            ),
+        });
+    }
+    parse(&reply.text, context, mode)
 }

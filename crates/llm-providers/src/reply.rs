@@ -20,6 +20,24 @@ pub struct Parsed {
     pub rationale: String,
 }
 
+impl Parsed {
+    /// The advice this reply gives, with the calls it took and the causes of the replies
+    /// repaired before it.
+    pub fn into_advice(
+        self,
+        calls: Vec<crate::record::CallRecord>,
+        repaired: Vec<ReplyCause>,
+    ) -> crate::advice::Advice {
+        crate::advice::Advice {
+            goals: self.goals,
+            actions: self.actions,
+            rationale: self.rationale,
+            calls,
+            repaired,
+        }
+    }
+}
+
 /// The JSON object in `text`: the whole text, a fenced block, or the span from the first `{`
 /// to the last `}`.
 fn json_span(text: &str) -> &str {
