@@ -15,7 +15,7 @@
 //! response-format = "json-schema" # openai-compatible only: json-schema | json-object
 //! rationale-max-chars = 600       # longest rationale the answer schema allows (maxLength)
 //! schema-max-length = true        # false where a server refuses maxLength (OpenAI strict mode)
-//! max-tokens = 700                # reply token limit; default sized from the answer schema
+//! max-tokens = 1200               # reply token limit; default sized from the answer schema
 //! ```
 //!
 //! The timeout, retry and rate-limit keys apply to any kind ([`crate::layers`]); network kinds

@@ -347,12 +347,14 @@ impl EmbeddedAdvisor {
             text.push_str(options[k]);
             Ok(k)
         };
-        emit(&mut s, "{\"actions\": [", &mut text)?;
+        // The answer's form as the prompt asks for it: one entry per organ objective, keyed by
+        // its id (targets and rings are not the model's to move).
+        emit(&mut s, "{\"actions\": {", &mut text)?;
         for (n, o) in oars.iter().enumerate() {
             let sep = if n == 0 { "" } else { ", " };
             emit(
                 &mut s,
-                &format!("{sep}{{\"id\": \"{}\", \"action\": \"", o.id),
+                &format!("{sep}\"{}\": {{\"action\": \"", o.id),
                 &mut text,
             )?;
             choose(&mut s, &["tighten", "relax", "keep"], &mut text)?;
@@ -360,7 +362,7 @@ impl EmbeddedAdvisor {
             choose(&mut s, &["small", "medium", "large"], &mut text)?;
             emit(&mut s, "\"}", &mut text)?;
         }
-        emit(&mut s, "], \"rationale\": \"", &mut text)?;
+        emit(&mut s, "}, \"rationale\": \"", &mut text)?;
         let mut rationale = Vec::new();
         for _ in 0..RATIONALE_TOKENS {
             let next = s

@@ -46,9 +46,10 @@ pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
         }
         OutputMode::Actions => {
             "Answer with one JSON object only: {\"rationale\": \"<one or two sentences>\", \
-             \"actions\": [{\"id\": \"<objective id>\", \"action\": \"tighten\" | \"relax\" | \
-             \"keep\", \"step\": \"small\" | \"medium\" | \"large\"}]}. Steps are 20, 50 and 100 \
-             cGy; the software computes the new goals."
+             \"actions\": {\"<objective id>\": {\"action\": \"tighten\" | \"relax\" | \"keep\", \
+             \"step\": \"small\" | \"medium\" | \"large\"}, ...}}, with one entry for every \
+             objective of the table. Steps are 20, 50 and 100 cGy; the software computes the new \
+             goals."
         }
     };
     format!(
@@ -254,53 +255,84 @@ pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &Answe
         .iter()
         .map(|o| o.id.as_str())
         .collect();
-    let item = match mode {
-        OutputMode::Goals => json!({
-            "type": "object",
-            "properties": {
-                "id": {"type": "string", "enum": ids},
-                "goal_cgy": {"type": "number"}
-            },
-            "required": ["id", "goal_cgy"],
-            "additionalProperties": false
-        }),
-        OutputMode::Actions => json!({
-            "type": "object",
-            "properties": {
-                "id": {"type": "string", "enum": ids},
-                "action": {"type": "string", "enum": ["tighten", "relax", "keep"]},
-                "step": {"type": "string", "enum": ["small", "medium", "large"]}
-            },
-            "required": ["id", "action", "step"],
-            "additionalProperties": false
-        }),
-    };
-    let list = match mode {
-        OutputMode::Goals => "adjustments",
-        OutputMode::Actions => "actions",
-    };
     let mut rationale = json!({"type": "string"});
     if limits.schema_max_length {
         rationale["maxLength"] = json!(limits.rationale_max_chars);
     }
+    let (list, answer) = match mode {
+        // A list of changes, at most one per objective.
+        OutputMode::Goals => (
+            "adjustments",
+            json!({"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "enum": ids},
+                    "goal_cgy": {"type": "number"}
+                },
+                "required": ["id", "goal_cgy"],
+                "additionalProperties": false
+            }, "maxItems": ids.len()}),
+        ),
+        // One entry per objective, keyed by its id: a grammar built from this schema cannot
+        // repeat or leave out an objective. Only organ (OAR) objectives may move unless the
+        // clinical goals take part in the termination (their moves may tighten a target).
+        OutputMode::Actions => {
+            let any_role = ctx.termination.uses_goals();
+            let entries: serde_json::Map<String, Value> = ctx
+                .current
+                .objectives
+                .iter()
+                .map(|o| {
+                    let actions: &[&str] = if any_role || o.role == tps_api::Role::Oar {
+                        &["tighten", "relax", "keep"]
+                    } else {
+                        &["keep"]
+                    };
+                    (
+                        o.id.clone(),
+                        json!({
+                            "type": "object",
+                            "properties": {
+                                "action": {"type": "string", "enum": actions},
+                                "step": {"type": "string", "enum": ["small", "medium", "large"]}
+                            },
+                            "required": ["action", "step"],
+                            "additionalProperties": false
+                        }),
+                    )
+                })
+                .collect();
+            (
+                "actions",
+                json!({
+                    "type": "object",
+                    "properties": entries,
+                    "required": ids,
+                    "additionalProperties": false
+                }),
+            )
+        }
+    };
     json!({
         "type": "object",
         "properties": {
             "rationale": rationale,
-            list: {"type": "array", "items": item, "maxItems": ids.len()}
+            list: answer
         },
         "required": ["rationale", list],
         "additionalProperties": false
     })
 }
 
-/// The reply's token limit: `limits.max_tokens` when set, else sized from the answer schema:
-/// 64 tokens for the object's frame, one per 3 characters of the longest rationale (English
-/// runs about 4 characters per token), and 32 per list item (an item such as `{"id":
-/// "femur-head-left-mean", "goal_cgy": 2000.0}` is 20-25 tokens), one item per objective.
+/// The reply's token limit: `limits.max_tokens` when set, else sized from the answer schema so
+/// that an answer within it is never cut: 64 tokens for the object's frame, one per character
+/// of the longest rationale (a token is at least one character; a model writing "1.1.1..."
+/// spends one per character, English prose about one per 4), and 40 per objective (an entry
+/// such as `"femur-head-left-mean": {"action": "tighten", "step": "large"}`, pretty-printed,
+/// is 25-30 tokens).
 pub fn answer_max_tokens_with(ctx: &AdvisorContext, limits: &AnswerLimits) -> u32 {
     limits.max_tokens.unwrap_or_else(|| {
-        64 + (limits.rationale_max_chars / 3) as u32 + 32 * ctx.current.objectives.len() as u32
+        64 + limits.rationale_max_chars as u32 + 40 * ctx.current.objectives.len() as u32
     })
 }
 

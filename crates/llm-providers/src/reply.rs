@@ -169,16 +169,40 @@ pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parse
             })
         }
         OutputMode::Actions => {
-            let list = obj
-                .get("actions")
-                .and_then(Value::as_array)
-                .ok_or_else(|| problem(Malformed, "field \"actions\" (an array) is missing"))?;
-            let mut actions = Vec::with_capacity(list.len());
-            for (n, item) in list.iter().enumerate() {
-                let a: ObjectiveAction = serde_json::from_value(item.clone())
-                    .map_err(|e| problem(Malformed, format!("actions[{n}] = {item}: {e}")))?;
-                check_id(&a.id)?;
-                actions.push(a);
+            // Keyed by objective id, as the schema asks (`{"bladder-mean": {"action": ...,
+            // "step": ...}}`), or a list of items with their id (what the embedded model writes
+            // and earlier prompts asked for).
+            let mut actions = Vec::new();
+            match obj.get("actions") {
+                Some(Value::Object(by_id)) => {
+                    for (id, item) in by_id {
+                        let mut entry = item.clone();
+                        if let Some(e) = entry.as_object_mut() {
+                            e.insert("id".into(), Value::String(id.clone()));
+                        }
+                        let a: ObjectiveAction = serde_json::from_value(entry).map_err(|e| {
+                            problem(Malformed, format!("actions.{id} = {item}: {e}"))
+                        })?;
+                        check_id(&a.id)?;
+                        actions.push(a);
+                    }
+                }
+                Some(Value::Array(list)) => {
+                    for (n, item) in list.iter().enumerate() {
+                        let a: ObjectiveAction =
+                            serde_json::from_value(item.clone()).map_err(|e| {
+                                problem(Malformed, format!("actions[{n}] = {item}: {e}"))
+                            })?;
+                        check_id(&a.id)?;
+                        actions.push(a);
+                    }
+                }
+                _ => {
+                    return Err(problem(
+                        Malformed,
+                        "field \"actions\" (an object keyed by objective id) is missing",
+                    ));
+                }
             }
             let goals =
                 actions_to_goals(&ctx.current, &actions).map_err(|m| problem(Malformed, m))?;
@@ -254,6 +278,16 @@ mod tests {
         let ok = r#"{"rationale": "r", "actions": [{"id": "bladder-mean", "action": "tighten", "step": "medium"}]}"#;
         let p = parse(ok, &ctx(), OutputMode::Actions).unwrap();
         assert_eq!(p.goals[0].goal_cgy, 2450.0);
+        // The keyed form the schema asks for reads the same.
+        let keyed = r#"{"rationale": "r", "actions": {"bladder-mean": {"action": "tighten", "step": "medium"}}}"#;
+        assert_eq!(parse(keyed, &ctx(), OutputMode::Actions).unwrap(), p);
+        let unknown =
+            r#"{"rationale": "r", "actions": {"bowel": {"action": "keep", "step": "small"}}}"#;
+        let e = parse(unknown, &ctx(), OutputMode::Actions).unwrap_err();
+        assert_eq!(e.cause, ReplyCause::UnknownId, "{e}");
+        let bad = r#"{"rationale": "r", "actions": {"bladder-mean": {"action": "halve", "step": "large"}}}"#;
+        let e = parse(bad, &ctx(), OutputMode::Actions).unwrap_err();
+        assert!(e.message.contains("actions.bladder-mean"), "{e}");
         assert!(
             parse("[]", &ctx(), OutputMode::Goals)
                 .unwrap_err()

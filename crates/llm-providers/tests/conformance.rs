@@ -93,7 +93,10 @@ async fn embedded() {
     assert!(call.tokens_in.unwrap() > 200, "{call:?}");
     // The answer is valid JSON of the actions schema by construction.
     let v: serde_json::Value = serde_json::from_str(&call.reply).unwrap();
-    assert!(v["actions"].is_array() && v["rationale"].is_string(), "{v}");
+    assert!(
+        v["actions"].is_object() && v["rationale"].is_string(),
+        "{v}"
+    );
 
     // A prompt longer than the model's context is a typed error saying so, not a crash.
     let mut long = common::context();
@@ -224,11 +227,10 @@ async fn real_openai_compatible_server() {
     let ctx = common::context();
 
     // Every reply is within the schema (the server compiles it into a grammar): a JSON object
-    // whose rationale is within its length and whose items name only the table's ids, one
-    // item per objective at most; each call is recorded with the configured model, the prompt
+    // whose rationale is within its length, with one entry per objective keyed by its id; each
+    // call is recorded with the configured model, the prompt
     // and the server's token counts, within the limit. Whether the content is usable is the
-    // model's business: a small model may list an id twice (a schema cannot forbid that), which
-    // the reader refuses as it would any model's.
+    // model's business.
     let c = provider("");
     let limit = llm_providers::prompt::answer_max_tokens_with(&ctx, &c.limits);
     let t = std::time::Instant::now();
@@ -269,10 +271,11 @@ async fn real_openai_compatible_server() {
         let v: serde_json::Value = serde_json::from_str(&call.reply).unwrap();
         let rationale = v["rationale"].as_str().unwrap();
         assert!(rationale.chars().count() <= c.limits.rationale_max_chars);
-        let items = v["actions"].as_array().unwrap();
-        assert!(items.len() <= ids.len(), "{v}");
-        for a in items {
-            assert!(ids.contains(&a["id"].as_str().unwrap()), "{a}");
+        // One entry per objective, keyed by its id: each id once, none left out.
+        let by_id = v["actions"].as_object().unwrap();
+        assert_eq!(by_id.len(), ids.len(), "{v}");
+        for id in by_id.keys() {
+            assert!(ids.contains(&id.as_str()), "{id}");
         }
     }
 

@@ -51,20 +51,36 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
         .map(|o| o.id.as_str())
         .collect();
     // The schema in Gemini's dialect, written out: upper-case types, no additionalProperties;
-    // the rationale's length and one item per objective at most.
+    // the rationale's length; one entry per objective keyed by its id, targets and rings
+    // kept (only organ objectives move under the study's termination).
+    let entries: serde_json::Map<String, serde_json::Value> = ctx
+        .current
+        .objectives
+        .iter()
+        .map(|o| {
+            let actions = if o.role == tps_api::Role::Oar {
+                json!(["tighten", "relax", "keep"])
+            } else {
+                json!(["keep"])
+            };
+            (
+                o.id.clone(),
+                json!({
+                    "type": "OBJECT",
+                    "properties": {
+                        "action": {"type": "STRING", "enum": actions},
+                        "step": {"type": "STRING", "enum": ["small", "medium", "large"]}
+                    },
+                    "required": ["action", "step"]
+                }),
+            )
+        })
+        .collect();
     let schema = json!({
         "type": "OBJECT",
         "properties": {
             "rationale": {"type": "STRING", "maxLength": 600},
-            "actions": {"type": "ARRAY", "items": {
-                "type": "OBJECT",
-                "properties": {
-                    "id": {"type": "STRING", "enum": ids},
-                    "action": {"type": "STRING", "enum": ["tighten", "relax", "keep"]},
-                    "step": {"type": "STRING", "enum": ["small", "medium", "large"]}
-                },
-                "required": ["id", "action", "step"]
-            }, "maxItems": ids.len()}
+            "actions": {"type": "OBJECT", "properties": entries, "required": ids}
         },
         "required": ["rationale", "actions"]
     });
