@@ -336,7 +336,7 @@ pub fn answer_max_tokens_with(ctx: &AdvisorContext, limits: &AnswerLimits) -> u3
     })
 }
 
-/// [`answer_max_tokens_with`] under the default limits.
-pub fn answer_max_tokens(ctx: &AdvisorContext, _mode: OutputMode) -> u32 {
+/// [`answer_max_tokens_with`] under the default limits (the same for both output modes).
+pub fn answer_max_tokens(ctx: &AdvisorContext) -> u32 {
     answer_max_tokens_with(ctx, &AnswerLimits::default())
 }

@@ -93,7 +93,7 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
         "contents": [{"role": "user", "parts": [{"text": user_prompt(&ctx)}]}],
         "generationConfig": {
             "temperature": 0.2,
-            "maxOutputTokens": answer_max_tokens(&ctx, OutputMode::Actions),
+            "maxOutputTokens": answer_max_tokens(&ctx),
             "responseMimeType": "application/json",
             "responseSchema": schema
         }

@@ -64,7 +64,7 @@ async fn sends_model_messages_schema_and_options() {
             "stream": false,
             "format": answer_schema(&ctx, OutputMode::Goals),
             "options": {"temperature": 0.2,
-                        "num_predict": answer_max_tokens(&ctx, OutputMode::Goals)}
+                        "num_predict": answer_max_tokens(&ctx)}
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(chat_response(common::GOOD_ANSWER)))
         .expect(1)
@@ -83,12 +83,7 @@ async fn a_reply_stopped_at_num_predict_is_asked_again_for_less() {
     let server = MockServer::start().await;
     let mut cut = chat_response("{\"rationale\": \"The bladder");
     cut["done_reason"] = json!("length");
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(cut))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    common::answer_first(&server, ResponseTemplate::new(200).set_body_json(cut)).await;
     Mock::given(method("POST"))
         .and(body_string_contains("was cut off at the limit of"))
         .respond_with(ResponseTemplate::new(200).set_body_json(chat_response(common::GOOD_ANSWER)))
@@ -136,14 +131,13 @@ async fn http_error_of_one_request(status: u16, body: Value) -> (u16, String) {
 #[tokio::test]
 async fn an_overloaded_server_is_retried() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(
+    common::answer_first(
+        &server,
+        ResponseTemplate::new(503).set_body_json(
             json!({"error": "server busy, please try again.  maximum pending requests exceeded"}),
-        ))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+        ),
+    )
+    .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(chat_response(common::GOOD_ANSWER)))
         .mount(&server)

@@ -71,7 +71,7 @@ async fn sends_the_exact_request_and_reads_the_reply() {
             {"role": "user", "content": user_prompt(&ctx)}
         ],
         "temperature": 0.2,
-        "max_tokens": answer_max_tokens(&ctx, OutputMode::Goals),
+        "max_tokens": answer_max_tokens(&ctx),
         "response_format": {
             "type": "json_schema",
             "json_schema": {"name": "adjustment", "strict": true,
@@ -121,18 +121,12 @@ async fn json_mode_asks_for_a_json_object() {
 #[tokio::test]
 async fn rate_limit_is_retried_after_retry_after() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(429)
-                .insert_header("retry-after", "0")
-                .set_body_json(json!({"error": {
-                    "message": "Rate limit reached for qwen-max in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1.",
-                    "type": "requests", "param": null, "code": "rate_limit_exceeded"}})),
-        )
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    let limited = ResponseTemplate::new(429)
+        .insert_header("retry-after", "0")
+        .set_body_json(json!({"error": {
+            "message": "Rate limit reached for qwen-max in organization org-x on requests per min (RPM): Limit 3, Used 3, Requested 1.",
+            "type": "requests", "param": null, "code": "rate_limit_exceeded"}}));
+    common::answer_first(&server, limited).await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
         .mount(&server)
@@ -179,12 +173,11 @@ async fn server_errors_are_retried_then_reported() {
 #[tokio::test]
 async fn a_failed_repair_keeps_both_calls() {
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(completion("I would lower it.")))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    common::answer_first(
+        &server,
+        ResponseTemplate::new(200).set_body_json(completion("I would lower it.")),
+    )
+    .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
             "message": "This model's maximum context length is 4096 tokens.",
@@ -304,12 +297,7 @@ async fn a_reply_cut_at_the_token_limit_is_asked_again_for_less() {
     let mut cut =
         completion("{\"rationale\": \"The bladder mean is far below its goal and the rectum");
     cut["choices"][0]["finish_reason"] = json!("length");
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(cut))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    common::answer_first(&server, ResponseTemplate::new(200).set_body_json(cut)).await;
     Mock::given(method("POST"))
         .and(body_string_contains("was cut off at the limit of"))
         .respond_with(ResponseTemplate::new(200).set_body_json(completion(common::GOOD_ANSWER)))
@@ -344,12 +332,11 @@ async fn a_reply_cut_at_the_token_limit_is_asked_again_for_less() {
 async fn a_truncated_reply_gets_one_repair_request() {
     let server = MockServer::start().await;
     let truncated = "{\"rationale\": \"tighten the bladder\", \"adjustments\": [{\"id\": \"bladder-mean\", \"goal_c";
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(completion(truncated)))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
+    common::answer_first(
+        &server,
+        ResponseTemplate::new(200).set_body_json(completion(truncated)),
+    )
+    .await;
     // The repair request quotes the parse error and carries the model's own reply.
     Mock::given(method("POST"))
         .and(body_string_contains(

@@ -399,7 +399,15 @@ fn refused_and_repaired_replies_are_counted_by_cause_and_failed_calls_are_kept()
     assert_eq!(count(Violation::NotFinitePositive), 1);
     assert_eq!(count(Violation::MalformedReply), 1);
     assert_eq!(o.advisor_failures, 1);
-    let failed: Vec<_> = events
+    let failed = failed_calls(&events);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].len(), 2);
+    assert_eq!(failed[0][1].reply, "NaN");
+}
+
+/// The calls of each failed advice in a transcript, in order.
+fn failed_calls(events: &[Event]) -> Vec<Vec<llm_providers::advice::CallRecord>> {
+    events
         .iter()
         .filter_map(|e| match e {
             Event::Advice {
@@ -409,10 +417,7 @@ fn refused_and_repaired_replies_are_counted_by_cause_and_failed_calls_are_kept()
             } => Some(failed_calls.clone()),
             _ => None,
         })
-        .collect();
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].len(), 2);
-    assert_eq!(failed[0][1].reply, "NaN");
+        .collect()
 }
 
 /// An advice that failed without any reply (no connection) still leaves its call, with the
@@ -421,17 +426,7 @@ fn refused_and_repaired_replies_are_counted_by_cause_and_failed_calls_are_kept()
 fn the_calls_of_an_advice_that_got_no_reply_are_kept() {
     let (o, events) = plan_with_transcript(&Unreachable);
     assert!(o.advisor_failures > 0);
-    let failed: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Advice {
-                error: Some(_),
-                failed_calls,
-                ..
-            } => Some(failed_calls.clone()),
-            _ => None,
-        })
-        .collect();
+    let failed = failed_calls(&events);
     assert_eq!(failed.len(), o.advisor_failures as usize);
     assert!(failed.iter().all(|c| c.len() == 1
         && c[0].system == "system prompt"

@@ -10,6 +10,8 @@ use llm_providers::layers::CallPolicy;
 use tps_api::objectives::range_status;
 use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
 use tps_api::structure::Role;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn objective(
     id: &str,
@@ -146,4 +148,15 @@ pub const GOOD_ANSWER: &str = "{\"rationale\": \"Bladder has room: tighten; rect
 /// The workspace root.
 pub fn root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Answers the first POST to `server` with `first` (before any other mock, once); the mocks
+/// mounted after it answer the rest (the repair request, the retry).
+pub async fn answer_first(server: &MockServer, first: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .respond_with(first)
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(server)
+        .await;
 }
