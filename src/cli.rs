@@ -29,6 +29,9 @@ enum Command {
     /// Write an idealized analytic dose around the prescription target (no beams, no physics:
     /// prescription inside, exponential fall-off outside) to exercise evaluation and figures.
     SyntheticDose(cmd::synthetic_dose::Args),
+    /// Compare two doses on the same grid with the global gamma index (Low et al. 1998): print
+    /// the pass rate, mean and maximum gamma at each criterion.
+    Gamma(cmd::gamma::Args),
     /// Compute dose on a patient from coplanar arcs (the study's two 360-degree arcs as static
     /// beams) with a uniform fluence over the beamlets that pass through the target, scaled
     /// so the prescription covers the prescribed volume; write it and draw isodose lines.
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cohort(a) => cmd::cohort::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::SyntheticDose(a) => cmd::synthetic_dose::run(a),
+        Command::Gamma(a) => cmd::gamma::run(a),
         Command::Dose(a) => cmd::dose::run(a),
         Command::Optimize(a) => cmd::optimize::run(a),
         Command::Calibrate(a) => cmd::calibrate::run(a),

@@ -998,3 +998,84 @@ fn numeric_flags_outside_their_ranges_are_refused() {
     }
     assert!(!nrrd.exists() && !out.exists());
 }
+
+#[test]
+fn gamma_compares_two_dose_files_and_writes_csv_and_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = tps_api::Grid::new([30, 30, 20], [2.0; 3], [0.0; 3]).unwrap();
+    let field = |shift: f64| {
+        let mut v = Vec::new();
+        for k in 0..20 {
+            for j in 0..30 {
+                for i in 0..30 {
+                    let (x, y, z) = (2.0 * i as f64 - shift, 2.0 * j as f64, 2.0 * k as f64);
+                    let r2 = (x - 30.0).powi(2) + (y - 30.0).powi(2) + (z - 20.0).powi(2);
+                    v.push((3600.0 * (-r2 / 200.0).exp()) as f32);
+                }
+            }
+        }
+        v
+    };
+    let (a, b) = (tmp.path().join("a.nrrd"), tmp.path().join("b.nrrd"));
+    patient_model::nrrd::write_f32(&a, &g, &field(0.0)).unwrap();
+    patient_model::nrrd::write_f32(&b, &g, &field(1.0)).unwrap();
+    let (csv, map) = (tmp.path().join("gamma.csv"), tmp.path().join("gamma.nrrd"));
+    let o = autoplan(&[
+        "gamma",
+        "--reference",
+        a.to_str().unwrap(),
+        "--evaluated",
+        b.to_str().unwrap(),
+        "--criteria",
+        "3/3,0.5%/0.5mm",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--map",
+        map.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    // A 1 mm shift passes 3%/3 mm everywhere and fails part of 0.5%/0.5 mm.
+    assert!(out.contains("3%/3 mm: pass 100.00 %"), "{out}");
+    assert!(out.contains("0.5%/0.5 mm: pass"), "{out}");
+    let table = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[1].starts_with("3,3,10,"), "{table}");
+    let tight: f64 = rows[2].split(',').nth(6).unwrap().parse().unwrap();
+    assert!(tight > 5.0 && tight < 95.0, "{table}");
+    let (mg, voxels) = patient_model::nrrd::read(&map).unwrap();
+    assert_eq!(mg, g);
+    let patient_model::nrrd::Voxels::F32(gv) = voxels else {
+        panic!("gamma map is not float")
+    };
+    assert!(gv.iter().any(|v| v.is_nan()) && gv.iter().any(|v| *v > 0.0));
+    // Doses on different grids are refused with both grids named.
+    let other = tmp.path().join("other.nrrd");
+    let og = tps_api::Grid::new([4, 4, 4], [2.5; 3], [0.0; 3]).unwrap();
+    patient_model::nrrd::write_f32(&other, &og, &[1.0; 64]).unwrap();
+    let o = autoplan(&[
+        "gamma",
+        "--reference",
+        a.to_str().unwrap(),
+        "--evaluated",
+        other.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("other.nrrd") && out.contains("one grid") && out.contains("[30, 30, 20]"),
+        "{out}"
+    );
+    let o = autoplan(&[
+        "gamma",
+        "--reference",
+        a.to_str().unwrap(),
+        "--evaluated",
+        b.to_str().unwrap(),
+        "--criteria",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("PERCENT/MM"), "{}", text(&o));
+}

@@ -9,6 +9,7 @@ pub mod cohort;
 pub mod dose;
 pub mod eval;
 pub mod examples;
+pub mod gamma;
 pub mod inspect;
 pub mod optimize;
 pub mod phantom;

@@ -15,6 +15,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Input out of range or not usable (gamma criteria, a dose that is not finite).
+    #[error("{0}")]
+    BadInput(String),
     /// Dose and structures that do not fit together.
     #[error("{0}")]
     Mismatch(String),

@@ -1,5 +1,5 @@
 //! Plan evaluation: DVH metrics, the Paddick conformity index, the homogeneity index, monitor
-//! units, the Wilcoxon signed-rank test as SPSS reports it, and study tables.
+//! units, the gamma index, the Wilcoxon signed-rank test as SPSS reports it, and study tables.
 //!
 //! The [`Evaluator`] trait turns a dose on a patient's grid into metric values; the
 //! [`ProtocolEvaluator`] takes its metric list from a protocol file. Everything here needs
@@ -9,6 +9,7 @@ pub mod dvh;
 pub mod error;
 pub mod evaluator;
 pub mod figures;
+pub mod gamma;
 pub mod reference;
 pub mod stats;
 pub mod tables;
