@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use evaluation::tables::plan::{metrics_csv, metrics_text};
 use evaluation::{Evaluator, PlanDose, ProtocolEvaluator};
-use patient_model::nrrd;
-use tps_api::{Dose, Protocol};
+use tps_api::Protocol;
 
 use crate::pictures::{isodose_pngs, write_dvh};
 
@@ -40,19 +39,15 @@ pub fn run(a: &Args) -> Result<()> {
     let mut p = patient_model::patient_files::load(&a.patient)?;
     let proto = Protocol::load(&a.protocol)?;
     patient_model::recipes::build_missing_auxiliary(&proto, &mut p)?;
-    let (grid, voxels) = nrrd::read(&a.dose)?;
-    let nrrd::Voxels::F32(cgy) = voxels else {
-        bail!("{}: dose must be a float NRRD in cGy", a.dose.display());
-    };
-    if &grid != p.grid() {
+    let dose = super::read_dose(&a.dose)?;
+    if dose.grid() != p.grid() {
         bail!(
             "{}: dose grid {:?} differs from the patient's CT grid {:?}",
             a.dose.display(),
-            grid,
+            dose.grid(),
             p.grid()
         );
     }
-    let dose = Dose::new(grid, cgy).with_context(|| a.dose.display().to_string())?;
     let ev = ProtocolEvaluator::from_protocol(&proto)?;
     let values = ev
         .evaluate(&PlanDose {

@@ -1,13 +1,14 @@
 //! `autoplan gamma`: the gamma index of one dose against another (same grid), at one or more
 //! criteria; the pass rates printed and optionally written as CSV, the gamma map as NRRD.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use evaluation::gamma::{GammaCriteria, GammaSummary, gamma};
 use patient_model::nrrd;
-use tps_api::Dose;
+
+use super::read_dose;
 
 /// One criterion as written on the command line: `3/3` for 3 % / 3 mm.
 fn criterion(s: &str) -> Result<(f64, f64), String> {
@@ -50,14 +51,6 @@ pub struct Args {
     /// Write the gamma map of the first criterion (NaN below the cutoff) as NRRD.
     #[arg(long)]
     pub map: Option<PathBuf>,
-}
-
-fn read_dose(path: &Path) -> Result<Dose> {
-    let (grid, voxels) = nrrd::read(path)?;
-    let nrrd::Voxels::F32(cgy) = voxels else {
-        bail!("{}: dose must be a float NRRD in cGy", path.display());
-    };
-    Dose::new(grid, cgy).with_context(|| path.display().to_string())
 }
 
 /// The summaries as CSV, one row per criterion.

@@ -23,6 +23,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use tps_api::{Patient, Protocol};
 
+/// A dose file: a float NRRD in cGy, with its grid.
+fn read_dose(path: &Path) -> Result<tps_api::Dose> {
+    let (grid, voxels) = patient_model::nrrd::read(path)?;
+    let patient_model::nrrd::Voxels::F32(cgy) = voxels else {
+        anyhow::bail!("{}: dose must be a float NRRD in cGy", path.display());
+    };
+    tps_api::Dose::new(grid, cgy).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 /// Adds `protocol`'s auxiliary structures (rings) to `p`, when a protocol is given.
 fn add_auxiliary(p: &mut Patient, protocol: Option<&Path>) -> Result<()> {
     if let Some(path) = protocol {
