@@ -21,8 +21,9 @@ fn cervix_protocol_holds_table_1() {
     assert_eq!(planning.max_iterations, 20);
     assert_eq!(planning.coverage_window, [1.0, 1.02]);
     // (structure, kind, weight, goal) of the study's Table 1, in order; the PTV weights are
-    // 1000 instead of 100, the protocol's one documented departure (calibrated to the native
-    // TPS, docs/planner.md).
+    // 1000 instead of 100 (calibrated to the native TPS, docs/planner.md), and a body fall-off
+    // objective follows (docs/results/cervix-rule-based.md): the protocol's two documented
+    // departures.
     let table1 = [
         ("PTV", ObjectiveKind::MinDose, 1000.0, 3760.0),
         (
@@ -45,7 +46,25 @@ fn cervix_protocol_holds_table_1() {
         ("R3", ObjectiveKind::MaxDose, 5.0, 2520.0),
         ("R4", ObjectiveKind::MaxDose, 5.0, 2160.0),
     ];
-    assert_eq!(p.objectives.len(), table1.len());
+    assert_eq!(p.objectives.len(), table1.len() + 1);
+    let extra = &p.objectives[table1.len()];
+    assert_eq!(
+        (
+            extra.structure.as_str(),
+            extra.kind,
+            extra.weight,
+            extra.goal_cgy
+        ),
+        (
+            "External",
+            ObjectiveKind::FallOff {
+                end_percent: 30.0,
+                fall_off_mm: 10.0
+            },
+            20.0,
+            3600.0
+        )
+    );
     for (o, (s, k, w, g)) in p.objectives.iter().zip(table1) {
         assert_eq!(
             (o.structure.as_str(), o.kind, o.weight, o.goal_cgy),

@@ -1,20 +1,27 @@
 //! Plan objectives and their constraint target values.
 //!
 //! Each objective constrains the dose in one structure with a dose goal (cGy) and a weight.
-//! Its **constraint target value** is a dimensionless penalty: the mean over the structure's
-//! voxels of the squared relative excess of the dose past the goal, counting only the voxels
-//! that violate the objective,
+//! Its **constraint target value** is a dimensionless penalty: a mean of the squared relative
+//! excess of the dose past the goal, counting only the voxels that violate the objective,
 //!
 //! ```text
-//! max dose         v = (1/N) sum_i max(0, d_i - G)^2 / G^2
-//! min dose         v = (1/N) sum_i max(0, G - d_i)^2 / G^2
+//! max dose         v = (1/K) sum over the hottest K voxels of max(0, d_i - G)^2 / G^2
+//! min dose         v = (1/K) sum over the coldest K voxels of max(0, G - d_i)^2 / G^2
 //! mean (upper)     v = max(0, mean(d) - G)^2 / G^2
 //! DVH at most V%   v = (1/N) sum over voxels above G beyond the hottest V% of (d_i - G)^2 / G^2
 //! DVH at least V%  v = (1/N) sum over the hottest V% of voxels below G of (G - d_i)^2 / G^2
 //! gEUD (upper)     v = max(0, gEUD_a(d) - G)^2 / G^2,  gEUD_a(d) = ((1/N) sum_i d_i^a)^(1/a)
-//! fall-off         v = (1/N) sum_i max(0, d_i - L(r_i))^2 / G^2,
+//! fall-off         v = (1/K) sum over the K largest of max(0, d_i - L(r_i))^2 / G^2,
 //!                  L(r) = G (f + (1 - f) exp(-r / λ))
 //! ```
+//!
+//! with `K` the hottest (coldest; for a fall-off, most exceeding) 2 % of the voxels, at least
+//! one ([`EXTREME_PERCENT`]: the near-maximum and near-minimum of ICRU Report 83). A max-dose
+//! goal is about the hottest voxels, so its value is too: averaged over the whole structure, a hot spot in a spinal cord
+//! or at the inner edge of a ring would weigh almost nothing against the many voxels far below
+//! the goal. When every voxel exceeds the goal by the same amount the two definitions agree,
+//! so the ideal ranges keep their meaning: a root-mean-square relative excess, now over the
+//! near-maximum volume.
 //!
 //! The generalized equivalent uniform dose (Niemierko, Med Phys 26:1100, 1999) with `a >= 1`
 //! runs from the mean dose (`a = 1`) towards the maximum (`a` large): serial organs take large
@@ -100,6 +107,17 @@ impl ObjectiveKind {
     pub fn needs_distances(&self) -> bool {
         matches!(self, ObjectiveKind::FallOff { .. })
     }
+}
+
+/// The percentage of a structure's voxels, hottest for a max-dose objective and coldest for a
+/// min-dose one, over which their constraint target value is taken: the near-maximum and
+/// near-minimum volume of ICRU Report 83 (2010, section 3.7: D2% and D98%).
+pub const EXTREME_PERCENT: f64 = 2.0;
+
+/// How many of `n` voxels a max- or min-dose objective counts: [`EXTREME_PERCENT`] of them,
+/// rounded up, and at least one.
+pub fn extreme_count(n: usize) -> usize {
+    ((EXTREME_PERCENT / 100.0 * n as f64).ceil() as usize).clamp(1, n.max(1))
 }
 
 /// The dose allowed at `r_mm` from the target by a fall-off objective with goal `goal_cgy`.
@@ -315,23 +333,13 @@ pub fn constraint_value(
         g.iter_mut().for_each(|v| *v = 0.0);
     }
     match kind {
-        ObjectiveKind::MaxDose | ObjectiveKind::MinDose => {
-            let upper = matches!(kind, ObjectiveKind::MaxDose);
-            let mut v = 0.0;
-            for (i, &d) in doses.iter().enumerate() {
-                let e = if upper {
-                    d as f64 - goal_cgy
-                } else {
-                    goal_cgy - d as f64
-                };
-                if e > 0.0 {
-                    v += e * e;
-                    if let Some(g) = grad.as_deref_mut() {
-                        g[i] = if upper { 2.0 * e } else { -2.0 * e } / (nf * g2);
-                    }
-                }
-            }
-            v / (nf * g2)
+        ObjectiveKind::MaxDose => {
+            let excess = doses.iter().map(|&d| d as f64 - goal_cgy).collect();
+            extreme_excess(excess, 1.0, g2, grad)
+        }
+        ObjectiveKind::MinDose => {
+            let excess = doses.iter().map(|&d| goal_cgy - d as f64).collect();
+            extreme_excess(excess, -1.0, g2, grad)
         }
         ObjectiveKind::MeanDose => {
             let mean = doses.iter().map(|&d| d as f64).sum::<f64>() / nf;
@@ -389,20 +397,43 @@ pub fn constraint_value(
             let r = distances_mm
                 .filter(|r| r.len() == n)
                 .expect("a fall-off objective needs each voxel's distance from the target");
-            let mut v = 0.0;
-            for (i, (&d, &ri)) in doses.iter().zip(r).enumerate() {
-                let limit = fall_off_limit(goal_cgy, *end_percent, *fall_off_mm, ri as f64);
-                let e = d as f64 - limit;
-                if e > 0.0 {
-                    v += e * e;
-                    if let Some(g) = grad.as_deref_mut() {
-                        g[i] = 2.0 * e / (nf * g2);
-                    }
-                }
-            }
-            v / (nf * g2)
+            let excess = doses
+                .iter()
+                .zip(r)
+                .map(|(&d, &ri)| {
+                    d as f64 - fall_off_limit(goal_cgy, *end_percent, *fall_off_mm, ri as f64)
+                })
+                .collect();
+            extreme_excess(excess, 1.0, g2, grad)
         }
     }
+}
+
+/// The value of an objective that no voxel may violate, from each voxel's signed excess over
+/// its limit (positive when violated): the mean squared excess over the [`extreme_count`]
+/// largest excesses, relative to the goal (`g2` its square). `sign` is the derivative of the
+/// excess with respect to the dose (+1 for an upper limit, -1 for a lower one); the gradient,
+/// when asked for, has been zeroed by the caller.
+fn extreme_excess(excess: Vec<f64>, sign: f64, g2: f64, grad: Option<&mut [f64]>) -> f64 {
+    let n = excess.len();
+    let k = extreme_count(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    if k < n {
+        order.select_nth_unstable_by(k - 1, |&a, &b| excess[b].total_cmp(&excess[a]));
+    }
+    let kf = k as f64;
+    let mut v = 0.0;
+    let mut grad = grad;
+    for &i in &order[..k] {
+        let e = excess[i];
+        if e > 0.0 {
+            v += e * e;
+            if let Some(g) = grad.as_deref_mut() {
+                g[i] = sign * 2.0 * e / (kf * g2);
+            }
+        }
+    }
+    v / (kf * g2)
 }
 
 /// `gEUD_a(doses)` and its derivative with respect to each dose, `(1/N) (d_i / gEUD)^(a - 1)`.
@@ -493,6 +524,43 @@ mod tests {
             ),
             0.0
         );
+    }
+
+    /// Max and min dose read the hottest (coldest) 2 %: one hot voxel in a thousand registers
+    /// as its excess spread over 20 voxels, not over 1000; a uniform dose at the goal gives 0
+    /// and a uniform excess its squared relative value, as before.
+    #[test]
+    fn max_and_min_dose_read_the_extreme_voxels() {
+        let mut doses = vec![1800.0f32; 1000];
+        assert_eq!(extreme_count(1000), 20);
+        assert_eq!(extreme_count(10), 1);
+        assert_eq!(extreme_count(1), 1);
+        assert_eq!(
+            constraint_value(&ObjectiveKind::MaxDose, 1800.0, &doses, None, None),
+            0.0
+        );
+        doses[417] = 2400.0;
+        let v = constraint_value(&ObjectiveKind::MaxDose, 2000.0, &doses, None, None);
+        let want = 400.0f64.powi(2) / (20.0 * 2000.0f64.powi(2));
+        assert!((v - want).abs() < 1e-15, "{v} vs {want}");
+        // Inside the study's OAR range (1e-4 .. 1e-2), where a whole-structure mean would
+        // read 4e-5, below it, and call for a tighter goal.
+        assert_eq!(range_status(v, [1e-4, 1e-2]), RangeStatus::Inside);
+        let mut g = vec![0.0; 1000];
+        constraint_value(&ObjectiveKind::MaxDose, 2000.0, &doses, None, Some(&mut g));
+        assert!(g[417] > 0.0 && g.iter().filter(|x| **x != 0.0).count() == 1);
+        // A uniform excess of 5 %: (0.05)^2 whatever the count.
+        let uniform = vec![2100.0f32; 1000];
+        let v = constraint_value(&ObjectiveKind::MaxDose, 2000.0, &uniform, None, None);
+        assert!((v - 0.0025).abs() < 1e-12, "{v}");
+        let v = constraint_value(&ObjectiveKind::MinDose, 2100.0 / 0.95, &uniform, None, None);
+        assert!((v - 0.0025).abs() < 1e-12, "{v}");
+        // One cold voxel among a thousand registers for a min-dose goal the same way.
+        let mut cold = vec![3700.0f32; 1000];
+        cold[3] = 3300.0;
+        let v = constraint_value(&ObjectiveKind::MinDose, 3600.0, &cold, None, None);
+        let want = 300.0f64.powi(2) / (20.0 * 3600.0f64.powi(2));
+        assert!((v - want).abs() < 1e-15, "{v} vs {want}");
     }
 
     #[test]
@@ -630,8 +698,9 @@ mod tests {
         assert_eq!(constraint_value(&kind, g, &on_limit, Some(&r), None), 0.0);
         let mut one_hot = on_limit.clone();
         one_hot[30] += 500.0;
+        // 50 voxels: the largest 2 % is that one voxel.
         let v = constraint_value(&kind, g, &one_hot, Some(&r), None);
-        let expected = (500.0f64 - 0.01).powi(2) / (50.0 * g * g);
+        let expected = (500.0f64 - 0.01).powi(2) / (g * g);
         assert!((v - expected).abs() < 1e-6 * expected, "{v} vs {expected}");
     }
 
