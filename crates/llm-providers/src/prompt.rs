@@ -249,12 +249,7 @@ pub fn user_prompt(ctx: &AdvisorContext) -> String {
 /// grammar-constrained server (llama.cpp, Ollama) enforces while generating, so a small model
 /// cannot loop inside the rationale.
 pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &AnswerLimits) -> Value {
-    let ids: Vec<&str> = ctx
-        .current
-        .objectives
-        .iter()
-        .map(|o| o.id.as_str())
-        .collect();
+    let ids = ctx.current.objective_ids();
     let mut rationale = json!({"type": "string"});
     if limits.schema_max_length {
         rationale["maxLength"] = json!(limits.rationale_max_chars);

@@ -86,13 +86,8 @@ pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parse
         .and_then(Value::as_str)
         .ok_or_else(|| problem(Malformed, "field \"rationale\" (a string) is missing"))?
         .to_string();
-    let known = |id: &str| ctx.current.objectives.iter().any(|o| o.id == id);
-    let ids: Vec<&str> = ctx
-        .current
-        .objectives
-        .iter()
-        .map(|o| o.id.as_str())
-        .collect();
+    let ids = ctx.current.objective_ids();
+    let known = |id: &str| ids.contains(&id);
     let mut seen = Vec::new();
     let mut check_id = |id: &str| -> Result<(), ReplyProblem> {
         if !known(id) {

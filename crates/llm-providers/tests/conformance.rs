@@ -254,12 +254,7 @@ async fn real_openai_compatible_server() {
         calls.len(),
         calls.last().map(|c| &c.reply)
     );
-    let ids: Vec<&str> = ctx
-        .current
-        .objectives
-        .iter()
-        .map(|o| o.id.as_str())
-        .collect();
+    let ids = ctx.current.objective_ids();
     for call in &calls {
         assert_eq!(call.model, model);
         assert!(!call.system.is_empty() && !call.reply.is_empty());

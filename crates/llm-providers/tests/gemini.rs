@@ -44,12 +44,7 @@ fn generated(text: &str) -> Value {
 async fn sends_the_exact_request_with_a_gemini_schema() {
     let server = MockServer::start().await;
     let ctx = common::context();
-    let ids: Vec<&str> = ctx
-        .current
-        .objectives
-        .iter()
-        .map(|o| o.id.as_str())
-        .collect();
+    let ids = ctx.current.objective_ids();
     // The schema in Gemini's dialect, written out: upper-case types, no additionalProperties;
     // the rationale's length; one entry per objective keyed by its id, targets and rings
     // kept (only organ objectives move under the study's termination).

@@ -32,7 +32,7 @@ pub fn check_pool(
     let mut want: Vec<&str> = protocol.objectives.iter().map(|o| o.id.as_str()).collect();
     want.sort_unstable();
     for ex in pool {
-        let mut have: Vec<&str> = ex.report.objectives.iter().map(|o| o.id.as_str()).collect();
+        let mut have = ex.report.objective_ids();
         have.sort_unstable();
         if have != want {
             return Err(format!(

@@ -101,6 +101,11 @@ pub struct IterationReport {
 }
 
 impl IterationReport {
+    /// The objectives' ids, in protocol order.
+    pub fn objective_ids(&self) -> Vec<&str> {
+        self.objectives.iter().map(|o| o.id.as_str()).collect()
+    }
+
     /// Whether `termination`'s criteria hold: the study's ([`IterationReport::criteria_met`]),
     /// every must-goal passed ([`IterationReport::must_goals_passed`]), or both.
     pub fn terminates(&self, termination: Termination) -> bool {
