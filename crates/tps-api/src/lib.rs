@@ -14,6 +14,7 @@
 //! tests, and the [`conformance`] suite every `Tps` must pass.
 
 pub mod beams;
+pub mod deliverable;
 pub mod dose;
 pub mod dose_volume;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod conformance;
 pub mod fake;
 
 pub use beams::{Arrangement, Beams, Isocentre};
+pub use deliverable::DeliverablePlan;
 pub use dose::Dose;
 pub use error::{Error, Result};
 pub use goals::{ClinicalGoal, GoalResult, GoalStatus, Priority};

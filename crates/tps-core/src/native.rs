@@ -662,6 +662,85 @@ impl NativeTps<'_> {
     }
 }
 
+/// The deliverable plan of a case: the sequenced arcs, their dose on the CT grid (normalized
+/// as the fluence plan was: the prescription to the protocol's volume of the target), and the
+/// machine check with the delivery time.
+#[derive(Debug, Clone)]
+pub struct Deliverable {
+    /// Control points, with MU per fraction after the normalization.
+    pub plan: tps_api::deliverable::DeliverablePlan,
+    /// Course dose of the apertures, cGy, on the CT grid.
+    pub dose: Dose,
+    /// The normalization factor applied to the sequenced MU.
+    pub normalization: f64,
+    /// Limits and delivery time.
+    pub check: crate::delivery::DeliveryCheck,
+    /// Seconds spent sequencing and computing the dose.
+    pub timing_s: (f64, f64),
+}
+
+impl NativeTps<'_> {
+    /// Sequences the current fluence into arcs of control points for `machine` and computes
+    /// their dose with the full engine from the apertures (leaf transmission included), then
+    /// normalizes it as the fluence plan is normalized. The fluence plan itself is unchanged.
+    pub fn deliverable(
+        &self,
+        machine: &crate::delivery::DeliveryMachine,
+        sequencing: &crate::delivery::SequenceSettings,
+        sampling: &crate::delivery::ApertureSampling,
+    ) -> Result<Deliverable> {
+        let t = Instant::now();
+        let fractions = self.protocol.prescription.fractions;
+        let mut plan = crate::delivery::sequence(
+            &self.protocol.beams,
+            &self.fields_with(&self.x),
+            machine,
+            self.engine.model().energy_mv,
+            fractions,
+            sequencing,
+        )?;
+        let sequenced_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let fields = crate::delivery::aperture_fields(
+            &plan,
+            machine.mlc.transmission,
+            sampling,
+            fractions as f64,
+        )?;
+        let body = self.protocol.body_structure(&self.patient)?;
+        let inside = plan::resample_mask(&body.mask, &self.dose_grid);
+        let d = self
+            .engine
+            .dose_on_grid(&fields, &self.dose_grid, Some(&inside));
+        let mut dose = Dose::new(
+            *self.patient.grid(),
+            plan::resample_dose(&d, &self.dose_grid, self.patient.grid()),
+        )?;
+        let target = &self.protocol.prescription.target;
+        let mask = &self
+            .patient
+            .require(target, "deliverable plan", "prescription.target")?
+            .mask;
+        let inside = doses_in(dose.cgy(), mask);
+        let volume = self.protocol.prescription.volume_percent;
+        let factor = self.factor_for(dose_at_volume(&inside, volume))?;
+        dose.scale(factor);
+        for arc in &mut plan.arcs {
+            for cp in &mut arc.control_points {
+                cp.cumulative_mu *= factor;
+            }
+        }
+        let check = crate::delivery::check(&plan, machine);
+        Ok(Deliverable {
+            plan,
+            dose,
+            normalization: factor,
+            check,
+            timing_s: (sequenced_s, t.elapsed().as_secs_f64()),
+        })
+    }
+}
+
 impl Tps for NativeTps<'_> {
     fn name(&self) -> String {
         "native".into()

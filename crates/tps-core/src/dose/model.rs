@@ -15,6 +15,12 @@ struct MachineWire {
     sad_mm: f64,
     build_up: BuildUpWire,
     component: Vec<ComponentWire>,
+    /// The MLC and delivery limits, read by [`crate::delivery::machine::DeliveryMachine`]
+    /// (accepted here so the beam model reads the same file).
+    #[serde(default, rename = "mlc")]
+    _mlc: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "delivery")]
+    _delivery: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -138,7 +138,11 @@ pub fn setup_fields(
         .collect())
 }
 
-/// The beamlets (on a lattice aligned with the beam axis) hit by the projections of `points`.
+/// The beamlets hit by the projections of `points`. Along `a` (leaf travel) a beamlet is
+/// centred on the beam axis; along `c` the rows have their edges on multiples of the beamlet
+/// size, so with 5 mm beamlets each row is exactly one 5 mm MLC leaf pair (leaf boundaries lie
+/// on multiples of the leaf width from the axis) and the sequencer reads a leaf's profile
+/// without mixing rows.
 fn select_beamlets(beam: &Beam, points: &[[f64; 3]], bixel: f64) -> FluenceMap {
     let idx: Vec<(i64, i64)> = points
         .iter()
@@ -146,7 +150,7 @@ fn select_beamlets(beam: &Beam, points: &[[f64; 3]], bixel: f64) -> FluenceMap {
             let b = beam.bev(p);
             (
                 (b.a / bixel + 0.5).floor() as i64,
-                (b.c / bixel + 0.5).floor() as i64,
+                (b.c / bixel).floor() as i64,
             )
         })
         .collect();
@@ -164,7 +168,7 @@ fn select_beamlets(beam: &Beam, points: &[[f64; 3]], bixel: f64) -> FluenceMap {
     FluenceMap {
         beam: *beam,
         bixel_mm: bixel,
-        origin: [i0 as f64 * bixel, j0 as f64 * bixel],
+        origin: [i0 as f64 * bixel, (j0 as f64 + 0.5) * bixel],
         dims,
         weights,
     }
