@@ -40,6 +40,19 @@ pub fn write_dvh(
     label: &str,
     dir: &Path,
 ) -> Result<Vec<PathBuf>> {
+    write_dvhs(p, (label, dose), None, ev, dir, "dvh")
+}
+
+/// The DVHs of the metric structures for plan `a`, with plan `b`'s overlaid (dashed) when
+/// given, as `<stem>.png` (and `.svg`) in `dir`.
+pub fn write_dvhs(
+    p: &Patient,
+    (label, dose): (&str, &Dose),
+    b: Option<(&str, &Dose)>,
+    ev: &ProtocolEvaluator,
+    dir: &Path,
+    stem: &str,
+) -> Result<Vec<PathBuf>> {
     let mut names: Vec<String> = Vec::new();
     for m in ev.metrics() {
         if let evaluation::Metric::Structure { name, .. } = m {
@@ -55,14 +68,28 @@ pub fn write_dvh(
             Ok(Dvh::new(n, dose.cgy(), &s.mask)?)
         })
         .collect::<Result<Vec<_>>>()?;
+    let second = match b {
+        Some((_, dose_b)) => names
+            .iter()
+            .map(|n| {
+                let s = p.require(n, "DVH", "metrics")?;
+                Ok(Some(Dvh::new(n, dose_b.cgy(), &s.mask)?))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        None => vec![None; names.len()],
+    };
     let fig = evaluation::figures::DvhComparison {
         title: format!("DVH, {}", p.id),
-        plans: (label.to_string(), None),
-        curves: dvhs.iter().map(|d| (d, None)).collect(),
+        plans: (label.to_string(), b.map(|(l, _)| l.to_string())),
+        curves: dvhs
+            .iter()
+            .zip(&second)
+            .map(|(d, e)| (d, e.as_ref()))
+            .collect(),
     };
     Ok(evaluation::figures::save(
         &fig,
-        &dir.join("dvh"),
+        &dir.join(stem),
         (1000, 700),
     )?)
 }

@@ -540,6 +540,83 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
     }
 }
 
+/// `--deliverable` sequences the final plan into arcs: control points within the machine's
+/// limits, their dose and metrics beside the fluence plan's, MU from the control points.
+#[test]
+fn plan_deliverable_writes_control_points_their_dose_and_the_comparison() {
+    let tmp = tempfile::tempdir().unwrap();
+    let patient = tmp.path().join("p04");
+    save_phantom(4, &patient);
+    let protocol = capped_protocol(tmp.path(), "cervix", 2);
+    let out = tmp.path().join("plan");
+    let o = autoplan(&small_beams(&[
+        "plan",
+        "--patient-dir",
+        patient.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--deliverable",
+        "--dose-angle-step",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(s.contains("0 violation(s)"), "{s}");
+    for f in [
+        "deliverable.json",
+        "deliverable.md",
+        "deliverable-metrics.csv",
+        "deliverable-dose.nrrd",
+        "dvh-deliverable.png",
+        "isodose-deliverable-axial.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing: {s}");
+    }
+    // One arc of 7 sectors of 360/7 degrees, control points at most 2 degrees apart.
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("deliverable.json")).unwrap())
+            .unwrap();
+    let arcs = plan["arcs"].as_array().unwrap();
+    assert_eq!(arcs.len(), 1);
+    let cps = arcs[0]["control_points"].as_array().unwrap();
+    assert_eq!(cps.len(), 7 * 26 + 1);
+    let mu = cps.last().unwrap()["cumulative_mu"].as_f64().unwrap();
+    let metrics = std::fs::read_to_string(out.join("deliverable-metrics.csv")).unwrap();
+    let reported: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("MU,"))
+        .and_then(|l| l.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((reported - mu).abs() < 1e-3 * mu, "{reported} vs {mu}");
+    let md = std::fs::read_to_string(out.join("deliverable.md")).unwrap();
+    assert!(md.contains("Machine check: none"), "{md}");
+    assert!(md.contains("| PTV D95 |"), "{md}");
+
+    // A remote TPS delivers its own plans: refused before anything is planned.
+    let o = autoplan(&[
+        "plan",
+        "--patient-dir",
+        patient.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--tps",
+        "configs/tps/local-gateway.toml",
+        "--deliverable",
+        "--out",
+        tmp.path().join("remote").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--deliverable sequences the native TPS"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn plan_with_patients_runs_a_resumable_study() {
     let tmp = tempfile::tempdir().unwrap();

@@ -62,6 +62,8 @@ pub fn run(a: &Args) -> Result<()> {
             allow_fallback: false,
             patients: None,
             reference: None,
+            deliverable: false,
+            dose_angle_step: 4.0,
             out: out.clone(),
         })?;
         let events =

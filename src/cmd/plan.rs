@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use evaluation::tables::plan::{
-    beams_markdown, goals_markdown, metrics_csv, metrics_text, report_markdown,
+    beams_markdown, comparison_markdown, goals_markdown, metrics_csv, metrics_text, report_markdown,
 };
 use evaluation::tables::study::PlanNumbers;
 use evaluation::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
@@ -19,6 +19,7 @@ use planner::guard::GuardSettings;
 use planner::transcript::TranscriptWriter;
 use planner::{PlanOutcome, Planner, PlannerSettings, ProgressObserver, TerminationReason};
 use tps_api::{Patient, Protocol, Tps};
+use tps_core::delivery::{ApertureSampling, DeliveryMachine, SequenceSettings};
 use tps_core::{NativeSettings, NativeTps};
 use tps_utps_bridge::{RemoteTps, TpsConfig};
 
@@ -26,7 +27,7 @@ use crate::args::{BeamArgs, Examples, Guard, MachineArgs};
 use crate::interrupt::{self, Interrupted};
 use crate::lock::OutputLock;
 use crate::output::write_file;
-use crate::pictures::{isodose_pngs, write_dvh};
+use crate::pictures::{isodose_pngs, write_dvh, write_dvhs};
 
 /// Plan a patient with the virtual-physicist loop: optimize, report, ask the advisor, guard
 /// its answer, re-optimize, until the protocol's criteria hold; then normalize and write the
@@ -88,6 +89,15 @@ pub struct Args {
     /// configs/reference/wei2025-table3-manual.toml for the cervix protocol.
     #[arg(long)]
     pub reference: Option<PathBuf>,
+    /// Also sequence the final plan into the machine's arcs of control points (native TPS):
+    /// deliverable.json, its dose from the apertures, its metrics beside the fluence plan's in
+    /// deliverable.md, and the two DVHs overlaid.
+    #[arg(long)]
+    pub deliverable: bool,
+    /// Width of the gantry-angle bins in which the deliverable plan's segments share one
+    /// static beam for its dose, degrees (smaller is closer to the continuous arc, and slower).
+    #[arg(long, default_value_t = 4.0, requires = "deliverable")]
+    pub dose_angle_step: f64,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -273,8 +283,21 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
     // The protocol's rings, built once: the outputs are evaluated on them, and the native TPS
     // finds them present.
     patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
-    let mut tps: Box<dyn Tps + '_> = match &tps_config {
-        TpsConfig::Native => Box::new(
+    let delivery = if a.deliverable {
+        if matches!(tps_config, TpsConfig::Remote(_)) {
+            bail!(
+                "--deliverable sequences the native TPS's fluence; a remote TPS delivers its own \
+                 plans"
+            );
+        }
+        Some(DeliveryMachine::load(&a.machine.machine)?)
+    } else {
+        None
+    };
+    let mut native = None;
+    let mut remote = None;
+    let tps: &mut dyn Tps = match &tps_config {
+        TpsConfig::Native => native.insert(
             NativeTps::open(
                 patient.clone(),
                 protocol.clone(),
@@ -284,7 +307,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
             )
             .with_context(|| format!("opening {pid}"))?,
         ),
-        TpsConfig::Remote(remote) => {
+        TpsConfig::Remote(config) => {
             // A cohort patient has no directory yet: it is saved to a private one to send.
             let saved;
             let dir = match &a.patient_dir {
@@ -295,9 +318,9 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
                     saved.path()
                 }
             };
-            Box::new(
-                RemoteTps::open(remote, dir, &a.protocol)
-                    .with_context(|| format!("opening {pid} on {}", remote.endpoint))?,
+            remote.insert(
+                RemoteTps::open(config, dir, &a.protocol)
+                    .with_context(|| format!("opening {pid} on {}", config.endpoint))?,
             )
         }
     };
@@ -306,12 +329,12 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         tps.name(),
         t.elapsed().as_secs_f64()
     );
-    out!("beams: {}", beams_text(tps.as_ref(), &protocol).0);
+    out!("beams: {}", beams_text(tps, &protocol).0);
     let transcript_path = a.out.join("transcript.jsonl");
     let mut transcript = TranscriptWriter::create(&transcript_path)
         .with_context(|| format!("creating {}", transcript_path.display()))?;
     let volume = protocol.prescription.volume_percent;
-    let outcome = Planner::new(tps.as_mut(), advisor.as_ref(), &protocol, &pid, &settings)
+    let outcome = Planner::new(&mut *tps, advisor.as_ref(), &protocol, &pid, &settings)
         .judge_goals_on(&patient)
         .observe(&mut transcript)
         .observe(ProgressObserver::new(|p| {
@@ -346,14 +369,19 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
             outcome.violations
         );
     }
-    let metrics = write_outputs(
-        tps.as_ref(),
-        &patient,
-        &protocol,
-        &evaluator,
-        &outcome,
-        &a.out,
-    )?;
+    let metrics = write_outputs(tps, &patient, &protocol, &evaluator, &outcome, &a.out)?;
+    if let (Some(machine), Some(native)) = (&delivery, &native) {
+        write_deliverable(
+            native,
+            machine,
+            a.dose_angle_step,
+            &patient,
+            &protocol,
+            &evaluator,
+            &metrics,
+            &a.out,
+        )?;
+    }
     let failed_goals: Vec<String> = tps_api::goals::failed_must(&outcome.goals)
         .iter()
         .map(|g| format!("{} (value {:.1} {})", g.label, g.value, g.unit.label()))
@@ -484,4 +512,155 @@ fn write_outputs(
         dir.display()
     );
     Ok(values)
+}
+
+/// Sequences the native TPS's final plan into arcs for `machine`, computes their dose from
+/// the apertures and writes deliverable.json, deliverable-dose.nrrd, deliverable-metrics.csv,
+/// deliverable.md (the metrics beside the fluence plan's, the machine check, MU and beam-on
+/// time) and the pictures.
+#[allow(clippy::too_many_arguments)]
+fn write_deliverable(
+    tps: &NativeTps,
+    machine: &DeliveryMachine,
+    angle_step_deg: f64,
+    p: &Patient,
+    protocol: &Protocol,
+    evaluator: &ProtocolEvaluator,
+    fluence_metrics: &[MetricValue],
+    dir: &Path,
+) -> Result<()> {
+    if !(angle_step_deg > 0.0 && angle_step_deg <= 30.0) {
+        bail!(
+            "--dose-angle-step {angle_step_deg}: give a bin width above 0 and at most 30 degrees"
+        );
+    }
+    out!(
+        "sequencing the plan into arcs on {} and computing their dose ({angle_step_deg}-degree bins)",
+        machine.name
+    );
+    let sequencing = SequenceSettings::default();
+    let d = tps.deliverable(
+        machine,
+        &sequencing,
+        &ApertureSampling {
+            angle_step_deg,
+            ..Default::default()
+        },
+    )?;
+    let mu = d.plan.mu_per_fraction();
+    let fluence = tps.dose()?;
+    write_file(
+        dir,
+        "deliverable.json",
+        &(serde_json::to_string_pretty(&d.plan)? + "\n"),
+    )?;
+    patient_model::nrrd::write_f32(
+        &dir.join("deliverable-dose.nrrd"),
+        d.dose.grid(),
+        d.dose.cgy(),
+    )?;
+    let values = evaluator.evaluate(&PlanDose {
+        patient: p,
+        dose: &d.dose,
+        mu_per_fraction: Some(mu),
+    })?;
+    write_file(dir, "deliverable-metrics.csv", &metrics_csv(&values))?;
+    let arcs: Vec<String> = d
+        .plan
+        .arcs
+        .iter()
+        .zip(&d.check.arcs)
+        .enumerate()
+        .map(|(k, (arc, t))| {
+            format!(
+                "| {} | {:?} | {} | {:.1} | {:.0} | {} / {} / {} |",
+                k + 1,
+                arc.rotation,
+                arc.control_points.len(),
+                arc.mu(),
+                t.total_s,
+                t.limited_by[0],
+                t.limited_by[1],
+                t.limited_by[2]
+            )
+        })
+        .collect();
+    let violations = if d.check.violations.is_empty() {
+        "none: every limit of the machine holds".to_string()
+    } else {
+        d.check
+            .violations
+            .iter()
+            .map(|v| format!("\n- {v}"))
+            .collect::<String>()
+    };
+    write_file(
+        dir,
+        "deliverable.md",
+        &format!(
+            "# Deliverable plan of {}\n\n\
+             The fluence plan sequenced into arcs of control points on {} (control points at \
+             most {} degrees apart, sliding-window sweeps over each beam's arc sector with the \
+             leaf positions fitted to the fluence), its dose computed from the apertures with \
+             leaf transmission by the full engine in {}-degree bins, normalized as the fluence \
+             plan: D{} = prescription (factor {:.4}).\n\n\
+             | arc | rotation | control points | MU per fraction | beam-on s | segments limited by leaves / dose rate / gantry |\n\
+             |---|---|---|---|---|---|\n{}\n\n\
+             MU per fraction: {:.1} (fluence plan's sliding-window estimate {:.1}); beam-on \
+             time {:.0} s.\n\nMachine check: {}\n\n\
+             Sequencing {:.1} s, dose {:.1} s.\n\n\
+             ## Metrics, fluence plan beside deliverable plan\n\n{}",
+            p.id,
+            machine.name,
+            sequencing.spacing_deg,
+            angle_step_deg,
+            protocol.prescription.volume_percent,
+            d.normalization,
+            arcs.join("\n"),
+            mu,
+            tps.plan()?.mu_per_fraction,
+            d.check.total_s(),
+            violations,
+            d.timing_s.0,
+            d.timing_s.1,
+            comparison_markdown(("fluence plan", fluence_metrics), ("deliverable", &values))
+        ),
+    )?;
+    write_dvhs(
+        p,
+        ("fluence plan", &fluence),
+        Some(("deliverable", &d.dose)),
+        evaluator,
+        dir,
+        "dvh-deliverable",
+    )?;
+    isodose_pngs(
+        p,
+        &d.dose,
+        protocol.prescription.dose_cgy,
+        &[1.05, 1.0, 0.9, 0.7, 0.5, 0.3],
+        &protocol.prescription.target,
+        dir,
+        "isodose-deliverable",
+    )?;
+    out!(
+        "deliverable: {} control points, {:.1} MU per fraction, beam-on {:.0} s, {} violation(s); \
+         sequencing {:.1} s, dose {:.1} s",
+        d.plan
+            .arcs
+            .iter()
+            .map(|a| a.control_points.len())
+            .sum::<usize>(),
+        mu,
+        d.check.total_s(),
+        d.check.violations.len(),
+        d.timing_s.0,
+        d.timing_s.1
+    );
+    out!(
+        "wrote {}: deliverable.json, deliverable.md, deliverable-metrics.csv, \
+         deliverable-dose.nrrd, dvh-deliverable.png, isodose-deliverable-*.png",
+        dir.display()
+    );
+    Ok(())
 }

@@ -73,6 +73,7 @@ mod native {
     use criterion::BatchSize;
     use tps_api::protocol::Protocol;
     use tps_api::{GoalChange, Tps};
+    use tps_core::delivery::{DeliveryMachine, SequenceSettings};
     use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
     use tps_core::native::{NativeSettings, NativeTps};
 
@@ -116,6 +117,26 @@ mod native {
                 BatchSize::PerIteration,
             )
         });
+        g.finish();
+        // Arc sequencing of the first optimization's fluence (2 arcs x 18 sectors, control
+        // points every 2 degrees): the plain sweep, and with the leaf positions fitted to the
+        // fluence (the default).
+        let machine =
+            DeliveryMachine::load(&root.join("configs/machines/generic-6mv.toml")).unwrap();
+        let mut g = c.benchmark_group("delivery");
+        g.sample_size(10);
+        for (name, fit) in [
+            ("sequence_sweep_patient7", 0),
+            ("sequence_fitted_patient7", 100),
+        ] {
+            let settings = SequenceSettings {
+                fit_iterations: fit,
+                ..SequenceSettings::default()
+            };
+            g.bench_function(name, |b| {
+                b.iter(|| planned.sequence(&machine, &settings).unwrap().arcs.len())
+            });
+        }
         g.finish();
     }
 }

@@ -1,7 +1,8 @@
 //! Plans a cohort patient with the native TPS's first optimization only, then sequences it
 //! into arcs and compares the deliverable dose with the fluence dose:
 //! `deliver COHORT ID [SPACING_DEG [DOSE_ANGLE_STEP_DEG]]`. Prints target and OAR numbers of both, MU, delivery
-//! time and the machine check.
+//! time and the machine check. Environment: `PROTOCOL` (another protocol file), `FIT` (leaf
+//! fit iterations, 0 for the plain sweep), `TRANSMISSION`.
 use std::path::Path;
 use std::time::Instant;
 
@@ -19,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let spec = CohortSpec::load(Path::new(&a[1]))?;
     let patient = spec.generate(a[2].parse()?)?;
     let spacing: f64 = a.get(3).map_or(Ok(2.0), |s| s.parse())?;
-    let protocol = Protocol::load(&root.join("configs/protocols/cervix.toml"))?;
+    let protocol = Protocol::load(&std::env::var("PROTOCOL").map_or_else(
+        |_| root.join("configs/protocols/cervix.toml"),
+        std::path::PathBuf::from,
+    ))?;
     let machine_file = root.join("configs/machines/generic-6mv.toml");
     let model = BeamModel::load(&machine_file)?;
     let mut machine = DeliveryMachine::load(&machine_file)?;
@@ -38,16 +42,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tps.normalize(Normalization::Dose)?;
     let fluence = tps.dose()?;
     let t = Instant::now();
-    let d = tps.deliverable(
-        &machine,
-        &SequenceSettings {
-            spacing_deg: spacing,
-        },
-        &ApertureSampling {
-            angle_step_deg: a.get(4).map_or(Ok(4.0), |s| s.parse())?,
-            ..Default::default()
-        },
-    )?;
+    let sequencing = SequenceSettings {
+        spacing_deg: spacing,
+        fit_iterations: std::env::var("FIT").map_or(Ok(100), |s| s.parse())?,
+    };
+    let sampling = ApertureSampling {
+        angle_step_deg: a.get(4).map_or(Ok(4.0), |s| s.parse())?,
+        ..Default::default()
+    };
+    let d = tps.deliverable(&machine, &sequencing, &sampling)?;
     println!(
         "sequenced in {:.2} s, dose in {:.2} s (total {:.2} s); normalization {:.4}",
         d.timing_s.0,

@@ -680,27 +680,36 @@ pub struct Deliverable {
 }
 
 impl NativeTps<'_> {
-    /// Sequences the current fluence into arcs of control points for `machine` and computes
-    /// their dose with the full engine from the apertures (leaf transmission included), then
-    /// normalizes it as the fluence plan is normalized. The fluence plan itself is unchanged.
-    pub fn deliverable(
+    /// The current fluence sequenced into arcs of control points for `machine` (MU as
+    /// optimized, before any normalization of the deliverable dose).
+    pub fn sequence(
         &self,
         machine: &crate::delivery::DeliveryMachine,
         sequencing: &crate::delivery::SequenceSettings,
-        sampling: &crate::delivery::ApertureSampling,
-    ) -> Result<Deliverable> {
-        let t = Instant::now();
-        let fractions = self.protocol.prescription.fractions;
-        let mut plan = crate::delivery::sequence(
+    ) -> Result<tps_api::deliverable::DeliverablePlan> {
+        crate::delivery::sequence(
             &self.protocol.beams,
             &self.fields_with(&self.x),
             machine,
             self.engine.model().energy_mv,
-            fractions,
+            self.protocol.prescription.fractions,
             sequencing,
-        )?;
-        let sequenced_s = t.elapsed().as_secs_f64();
+        )
+    }
+
+    /// The current fluence sequenced into arcs for `machine`, the arcs' dose on the dose grid
+    /// inside the body (cGy at the sequenced MU, not normalized; 0 outside), and the seconds
+    /// spent sequencing.
+    fn sequenced_dose(
+        &self,
+        machine: &crate::delivery::DeliveryMachine,
+        sequencing: &crate::delivery::SequenceSettings,
+        sampling: &crate::delivery::ApertureSampling,
+    ) -> Result<(tps_api::deliverable::DeliverablePlan, Vec<f32>, f64)> {
         let t = Instant::now();
+        let fractions = self.protocol.prescription.fractions;
+        let plan = self.sequence(machine, sequencing)?;
+        let sequenced_s = t.elapsed().as_secs_f64();
         let fields = crate::delivery::aperture_fields(
             &plan,
             machine.mlc.transmission,
@@ -712,6 +721,20 @@ impl NativeTps<'_> {
         let d = self
             .engine
             .dose_on_grid(&fields, &self.dose_grid, Some(&inside));
+        Ok((plan, d, sequenced_s))
+    }
+
+    /// Sequences the current fluence into arcs of control points for `machine` and computes
+    /// their dose with the full engine from the apertures (leaf transmission included), then
+    /// normalizes it as the fluence plan is normalized. The fluence plan itself is unchanged.
+    pub fn deliverable(
+        &self,
+        machine: &crate::delivery::DeliveryMachine,
+        sequencing: &crate::delivery::SequenceSettings,
+        sampling: &crate::delivery::ApertureSampling,
+    ) -> Result<Deliverable> {
+        let t = Instant::now();
+        let (mut plan, d, sequenced_s) = self.sequenced_dose(machine, sequencing, sampling)?;
         let mut dose = Dose::new(
             *self.patient.grid(),
             plan::resample_dose(&d, &self.dose_grid, self.patient.grid()),
@@ -736,7 +759,7 @@ impl NativeTps<'_> {
             dose,
             normalization: factor,
             check,
-            timing_s: (sequenced_s, t.elapsed().as_secs_f64()),
+            timing_s: (sequenced_s, t.elapsed().as_secs_f64() - sequenced_s),
         })
     }
 }

@@ -195,7 +195,7 @@ fn a_phantom_plan_is_sequenced_within_the_machine_limits() {
     let d = tps
         .deliverable(
             &machine,
-            &SequenceSettings { spacing_deg: 2.0 },
+            &SequenceSettings::default(),
             &ApertureSampling::default(),
         )
         .unwrap();

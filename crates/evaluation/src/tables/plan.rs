@@ -110,6 +110,30 @@ fn cell(v: &MetricValue) -> String {
     v.value.map_or("n/a".to_string(), |x| format!("{x:.4}"))
 }
 
+/// Two evaluations of the same metrics side by side as a Markdown table, with the change from
+/// the first to the second (`n/a` where either lacks a value).
+pub fn comparison_markdown(
+    (label_a, a): (&str, &[MetricValue]),
+    (label_b, b): (&str, &[MetricValue]),
+) -> String {
+    let mut s =
+        format!("| metric | {label_a} | {label_b} | change | unit |\n|---|---|---|---|---|\n");
+    for (x, y) in a.iter().zip(b) {
+        let change = match (x.value, y.value) {
+            (Some(p), Some(q)) => format!("{:+.4}", q - p),
+            _ => "n/a".into(),
+        };
+        s += &format!(
+            "| {} | {} | {} | {change} | {} |\n",
+            x.metric,
+            cell(x),
+            cell(y),
+            x.unit.label()
+        );
+    }
+    s
+}
+
 /// Metric values as an aligned text table.
 pub fn metrics_text(values: &[MetricValue]) -> String {
     let mut s = format!("{:<24} {:>12}  {}\n", "metric", "value", "unit");
@@ -137,6 +161,27 @@ pub fn metrics_csv(values: &[MetricValue]) -> String {
 mod tests {
     use super::*;
     use crate::metric::{Metric, Unit};
+
+    /// The comparison pairs metrics in order and shows the change.
+    #[test]
+    fn the_comparison_shows_both_values_and_the_change() {
+        let m = Metric::parse("PTV: D98", "test").unwrap();
+        let a = [MetricValue {
+            metric: m.clone(),
+            value: Some(4500.0),
+            unit: Unit::Cgy,
+        }];
+        let b = [MetricValue {
+            metric: m,
+            value: Some(4432.5),
+            unit: Unit::Cgy,
+        }];
+        let md = comparison_markdown(("fluence", &a), ("deliverable", &b));
+        assert!(
+            md.contains("| PTV D98 | 4500.0000 | 4432.5000 | -67.5000 | cGy |"),
+            "{md}"
+        );
+    }
 
     /// Every gantry angle is listed, one row per arc.
     #[test]

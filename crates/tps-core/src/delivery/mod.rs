@@ -7,6 +7,7 @@
 pub mod check;
 pub mod fluence;
 pub mod machine;
+pub mod refine;
 pub mod sequence;
 
 pub use check::{DeliveryCheck, check};

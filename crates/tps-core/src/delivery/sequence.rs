@@ -29,7 +29,10 @@ use tps_api::beams::{Arrangement, Beams};
 use tps_api::deliverable::{Arc, ControlPoint, DeliverablePlan, Jaws, Rotation};
 use tps_api::error::{Error, Result};
 
+use rayon::prelude::*;
+
 use super::machine::DeliveryMachine;
+use super::refine::{RowFit, refine_row};
 use crate::dose::geometry::{FluenceMap, P3};
 
 /// How arcs are sequenced.
@@ -37,12 +40,19 @@ use crate::dose::geometry::{FluenceMap, P3};
 pub struct SequenceSettings {
     /// Largest gantry travel between control points, degrees (never above the machine's).
     pub spacing_deg: f64,
+    /// Solver iterations of the fit of each row's leaf positions at the control points to
+    /// its fluence ([`super::refine`]); 0 keeps the sampled sweep.
+    pub fit_iterations: usize,
 }
 
 impl Default for SequenceSettings {
-    /// Control points every 2 degrees or less, as clinical VMAT systems place them.
+    /// Control points every 2 degrees or less, as clinical VMAT systems place them, with the
+    /// leaf positions fitted to the fluence (100 iterations).
     fn default() -> Self {
-        Self { spacing_deg: 2.0 }
+        Self {
+            spacing_deg: 2.0,
+            fit_iterations: 100,
+        }
     }
 }
 
@@ -365,7 +375,8 @@ pub fn sequence(
             let (edges, rs) = &rows[k];
             let total = rs.iter().map(|r| rises(&r.values)).fold(0.0, f64::max);
             let d = dir(s);
-            let per_row: Vec<Vec<[f64; 2]>> = (0..pairs)
+            let sweeps: Vec<Vec<[f64; 2]>> = (0..pairs)
+                .into_par_iter()
                 .map(|r| {
                     let (start, end) = (park[s][r], park[s + 1][r]);
                     if d > 0.0 {
@@ -381,6 +392,26 @@ pub fn sequence(
                     }
                 })
                 .collect();
+            let fitted: Vec<Vec<[f64; 2]>> = sweeps
+                .par_iter()
+                .zip(rs.par_iter())
+                .map(|(sweep, row)| {
+                    if settings.fit_iterations == 0 {
+                        return sweep.clone();
+                    }
+                    let fit = RowFit {
+                        edges,
+                        values: &row.values,
+                        segment_mu: total / m as f64,
+                        transmission: machine.mlc.transmission,
+                        min_gap_mm: gap,
+                        samples: 4,
+                        iterations: settings.fit_iterations,
+                    };
+                    refine_row(&fit, sweep)
+                })
+                .collect();
+            let per_row = keep_span(sweeps, fitted, machine.mlc.max_leaf_span_mm);
             let first_j = if s == 0 { 0 } else { 1 };
             for j in first_j..=m {
                 let angle = match rotation {
@@ -430,6 +461,36 @@ pub fn sequence(
     };
     plan.check("sequencing")?;
     Ok(plan)
+}
+
+/// The fitted trajectories of a sector's rows, except at control points where a bank of them
+/// would spread wider than `max_span_mm` (the fit moves each row on its own): there every row
+/// keeps its sweep position.
+fn keep_span(
+    sweeps: Vec<Vec<[f64; 2]>>,
+    mut fitted: Vec<Vec<[f64; 2]>>,
+    max_span_mm: f64,
+) -> Vec<Vec<[f64; 2]>> {
+    let Some(points) = fitted.first().map(Vec::len) else {
+        return fitted;
+    };
+    for j in 0..points {
+        let too_wide = (0..2).any(|bank| {
+            let (lo, hi) = fitted
+                .iter()
+                .map(|t| t[j][bank])
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                });
+            hi - lo > max_span_mm
+        });
+        if too_wide {
+            for (f, s) in fitted.iter_mut().zip(&sweeps) {
+                f[j] = s[j];
+            }
+        }
+    }
+    fitted
 }
 
 /// Jaws around every row's fluence of an arc: `x` over the fields' extents, `y` on the
