@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use super::engine::DoseEngine;
 use super::geometry::{Beam, FluenceMap};
-use super::model::{BeamModel, Component, box_gauss};
+use super::model::{BeamModel, Component, box_gauss, erf};
 use super::raytrace::DepthMap;
 use crate::dose::geometry::P3;
 use tps_api::grid::Grid;
@@ -167,31 +167,78 @@ fn direct(field: &FluenceMap, comp_sigma_iso: f64, a: f64, c: f64) -> f64 {
     if i0 > i1 || j0 > j1 {
         return 0.0;
     }
-    // The kernel is separable: one factor per column of beamlets, one per row.
-    let mut fa = [0.0f64; 32];
-    let wide = i1 - i0 + 1 > fa.len();
-    if !wide {
-        for (n, i) in (i0..=i1).enumerate() {
-            fa[n] = box_gauss(a - field.centre(i, 0)[0], half, k);
-        }
+    // The kernel is separable: one factor per column of beamlets, one per row. Neighbouring
+    // beamlets share an edge, so each factor is half the difference of the error function at
+    // its two edges, and one `erf` per edge serves both beamlets beside it.
+    let mut fa = [0.0f64; MAX_SPAN];
+    let mut fc = [0.0f64; MAX_SPAN];
+    let narrow = edge_factors(&mut fa, a, field.origin[0], field.bixel_mm, i0, i1, k)
+        && edge_factors(&mut fc, c, field.origin[1], field.bixel_mm, j0, j1, k);
+    if !narrow {
+        return direct_wide(field, half, k, a, c, (i0, i1), (j0, j1));
     }
+    let mut sum = 0.0;
+    for j in j0..=j1 {
+        let f = fc[j - j0];
+        if f == 0.0 {
+            continue;
+        }
+        let row = &field.weights[field.dims[0] * j + i0..=field.dims[0] * j + i1];
+        let inner: f64 = row.iter().zip(&fa).map(|(w, g)| w * g).sum();
+        sum += f * inner;
+    }
+    sum
+}
+
+/// Beamlets along one axis that [`direct`] handles with per-edge factors.
+const MAX_SPAN: usize = 48;
+
+/// Writes into `out` the kernel factor of beamlets `n0..=n1` along one axis (centres at
+/// `origin + n * bixel`) for a point at `v`: `0.5 (erf((v - centre + half) k) - erf((v - centre
+/// - half) k))`, one `erf` per edge. False when the span does not fit.
+fn edge_factors(
+    out: &mut [f64; MAX_SPAN],
+    v: f64,
+    origin: f64,
+    bixel: f64,
+    n0: usize,
+    n1: usize,
+    k: f64,
+) -> bool {
+    if n1 - n0 + 1 > MAX_SPAN {
+        return false;
+    }
+    let half = 0.5 * bixel;
+    let mut upper = erf((v - (origin + n0 as f64 * bixel) + half) * k);
+    for (m, f) in out.iter_mut().enumerate().take(n1 - n0 + 1) {
+        let lower = erf((v - (origin + (n0 + m) as f64 * bixel) - half) * k);
+        *f = 0.5 * (upper - lower);
+        upper = lower;
+    }
+    true
+}
+
+/// [`direct`] for a point whose reach spans more beamlets than [`MAX_SPAN`].
+fn direct_wide(
+    field: &FluenceMap,
+    half: f64,
+    k: f64,
+    a: f64,
+    c: f64,
+    (i0, i1): (usize, usize),
+    (j0, j1): (usize, usize),
+) -> f64 {
     let mut sum = 0.0;
     for j in j0..=j1 {
         let fc = box_gauss(c - field.centre(0, j)[1], half, k);
         if fc == 0.0 {
             continue;
         }
-        let row = &field.weights[field.dims[0] * j..field.dims[0] * (j + 1)];
+        let row = &field.weights[field.dims[0] * j + i0..=field.dims[0] * j + i1];
         let mut inner = 0.0;
-        for i in i0..=i1 {
-            let w = row[i];
+        for (i, &w) in (i0..).zip(row) {
             if w != 0.0 {
-                let f = if wide {
-                    box_gauss(a - field.centre(i, 0)[0], half, k)
-                } else {
-                    fa[i - i0]
-                };
-                inner += w * f;
+                inner += w * box_gauss(a - field.centre(i, 0)[0], half, k);
             }
         }
         sum += fc * inner;
