@@ -47,6 +47,10 @@ enum Command {
     /// guard its answer, re-optimize, until the protocol's criteria hold; then normalize and
     /// write the dose, the transcript, the metric table and pictures.
     Plan(cmd::plan::Args),
+    /// Simulated patient-specific QA of a deliverable plan (`plan --deliverable`): its control
+    /// points with simulated delivery errors, their dose, and the gamma index against the
+    /// planned dose at 3%/3 mm and 2%/2 mm (a simulation, not a measurement).
+    Qa(cmd::qa::Args),
     /// Plan the cohort's training patients with the rule-based physicist and collect every
     /// goal-changing iteration as a few-shot example pool for LLM advisors.
     Examples(cmd::examples::Args),
@@ -74,6 +78,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Calibrate(a) => cmd::calibrate::run(a),
         Command::Plan(a) if a.patients.is_some() => cmd::study::run(a),
         Command::Plan(a) => cmd::plan::run(a),
+        Command::Qa(a) => cmd::qa::run(a),
         Command::Examples(a) => cmd::examples::run(a),
         Command::Agreement(a) => cmd::agreement::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),

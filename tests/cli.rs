@@ -541,9 +541,10 @@ fn plan_runs_the_loop_and_writes_transcript_dose_and_metrics() {
 }
 
 /// `--deliverable` sequences the final plan into arcs: control points within the machine's
-/// limits, their dose and metrics beside the fluence plan's, MU from the control points.
+/// limits, their dose and metrics beside the fluence plan's, MU from the control points; `qa`
+/// then simulates its delivery and compares the doses with gamma.
 #[test]
-fn plan_deliverable_writes_control_points_their_dose_and_the_comparison() {
+fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulated_qa() {
     let tmp = tempfile::tempdir().unwrap();
     let patient = tmp.path().join("p04");
     save_phantom(4, &patient);
@@ -595,6 +596,71 @@ fn plan_deliverable_writes_control_points_their_dose_and_the_comparison() {
     let md = std::fs::read_to_string(out.join("deliverable.md")).unwrap();
     assert!(md.contains("Machine check: none"), "{md}");
     assert!(md.contains("| PTV D95 |"), "{md}");
+
+    // Simulated QA: without errors the recomputed dose is the planned one (every point
+    // passes); with the default errors the pass rates are reported as a simulation.
+    let qa = |extra: &[&str], dir: &str| {
+        let mut args = vec![
+            "qa",
+            out.to_str().unwrap(),
+            "--patient-dir",
+            patient.to_str().unwrap(),
+            "--protocol",
+            protocol.to_str().unwrap(),
+            "--dose-angle-step",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        let d = tmp.path().join(dir);
+        args.extend(["--out", d.to_str().unwrap()]);
+        let o = autoplan(&small_beams(&args));
+        (o, d)
+    };
+    let zero = [
+        "--leaf-random-mm",
+        "0",
+        "--leaf-bank-mm",
+        "0",
+        "--gantry-deg",
+        "0",
+        "--segment-mu-percent",
+        "0",
+        "--output-percent",
+        "0",
+    ];
+    let (o, d) = qa(&zero, "qa0");
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    let csv = std::fs::read_to_string(d.join("qa.csv")).unwrap();
+    for line in csv.lines().skip(1) {
+        let rate: f64 = line.split(',').nth(6).unwrap().parse().unwrap();
+        assert_eq!(rate, 100.0, "{csv}");
+    }
+    let (o, d) = qa(&[], "qa1");
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(
+        s.contains("simulated QA") && s.contains("3%/3 mm: pass"),
+        "{s}"
+    );
+    let md = std::fs::read_to_string(d.join("qa.md")).unwrap();
+    assert!(md.contains("A simulation, not a measurement"), "{md}");
+    assert!(d.join("qa-delivered-dose.nrrd").is_file());
+    // A directory without a deliverable plan: the file and how to make it are named.
+    let o = autoplan(&[
+        "qa",
+        tmp.path().to_str().unwrap(),
+        "--patient-dir",
+        patient.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("deliverable.json (write it with autoplan plan --deliverable)"),
+        "{}",
+        text(&o)
+    );
 
     // A remote TPS delivers its own plans: refused before anything is planned.
     let o = autoplan(&[

@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod optimize;
 pub mod phantom;
 pub mod plan;
+pub mod qa;
 pub mod serve_tps;
 pub mod study;
 pub mod synthetic_dose;
@@ -22,6 +23,30 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use tps_api::{Patient, Protocol};
+
+/// A cohort patient (`cohort` and `id`) or a saved patient directory (`dir`), as the commands
+/// that take `--cohort FILE --patient N` or `--patient-dir DIR` read it.
+pub fn load_patient(
+    cohort: Option<&Path>,
+    id: Option<usize>,
+    dir: Option<&Path>,
+) -> Result<Patient> {
+    match (cohort, id, dir) {
+        (Some(c), Some(id), None) => {
+            let spec = phantoms::cohort::CohortSpec::load(c)?;
+            if id == 0 || id > spec.patients {
+                anyhow::bail!(
+                    "--patient {id}: {} has patients 1-{}",
+                    c.display(),
+                    spec.patients
+                );
+            }
+            Ok(spec.generate(id)?)
+        }
+        (None, None, Some(dir)) => Ok(patient_model::patient_files::load(dir)?),
+        _ => anyhow::bail!("give either --cohort FILE --patient N, or --patient-dir DIR"),
+    }
+}
 
 /// A dose file: a float NRRD in cGy, with its grid.
 fn read_dose(path: &Path) -> Result<tps_api::Dose> {

@@ -14,7 +14,6 @@ use evaluation::{Evaluator, MetricValue, PlanDose, ProtocolEvaluator};
 use llm_providers::advice::LlmAdvisor;
 use llm_providers::config::{Kind, ProviderConfig, build};
 use llm_providers::rule_based::RuleBasedAdvisor;
-use phantoms::cohort::CohortSpec;
 use planner::guard::GuardSettings;
 use planner::transcript::TranscriptWriter;
 use planner::{PlanOutcome, Planner, PlannerSettings, ProgressObserver, TerminationReason};
@@ -159,21 +158,11 @@ impl Args {
     }
 
     fn load_patient(&self) -> Result<Patient> {
-        match (&self.cohort, self.patient, &self.patient_dir) {
-            (Some(c), Some(id), None) => {
-                let spec = CohortSpec::load(c)?;
-                if id == 0 || id > spec.patients {
-                    bail!(
-                        "--patient {id}: {} has patients 1-{}",
-                        c.display(),
-                        spec.patients
-                    );
-                }
-                Ok(spec.generate(id)?)
-            }
-            (None, None, Some(dir)) => Ok(patient_model::patient_files::load(dir)?),
-            _ => bail!("give either --cohort FILE --patient N, or --patient-dir DIR"),
-        }
+        super::load_patient(
+            self.cohort.as_deref(),
+            self.patient,
+            self.patient_dir.as_deref(),
+        )
     }
 }
 

@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         machine.mlc.transmission = t.parse()?;
     }
     let curve = DensityCurve::load(&root.join("configs/ct-calibration/default.toml"))?;
+    let opened = Instant::now();
     let mut tps = NativeTps::open(
         patient,
         protocol.clone(),
@@ -41,6 +42,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tps.optimize(&[])?;
     tps.normalize(Normalization::Dose)?;
     let fluence = tps.dose()?;
+    println!(
+        "case opened and first optimization in {:.1} s",
+        opened.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     let sequencing = SequenceSettings {
         spacing_deg: spacing,

@@ -662,6 +662,77 @@ impl NativeTps<'_> {
     }
 }
 
+/// Course dose (cGy) of a deliverable plan's apertures on `dose_grid`, where `inside` holds:
+/// the plan's MU per fraction times its fractions, leaf transmission `transmission`.
+fn aperture_dose_on(
+    engine: &DoseEngine,
+    dose_grid: &Grid,
+    inside: &[bool],
+    plan: &tps_api::deliverable::DeliverablePlan,
+    transmission: f64,
+    sampling: &crate::delivery::ApertureSampling,
+) -> Result<Vec<f32>> {
+    let fields =
+        crate::delivery::aperture_fields(plan, transmission, sampling, plan.fractions as f64)?;
+    Ok(engine.dose_on_grid(&fields, dose_grid, Some(inside)))
+}
+
+/// The dose of any deliverable plan of a patient (a sequenced plan read back, or one with
+/// simulated delivery errors), computed as [`NativeTps::deliverable`] computes it: the same
+/// engine over the CT, the same dose grid around the body, the same aperture sampling.
+pub struct ApertureDose<'a> {
+    engine: DoseEngine<'a>,
+    dose_grid: Grid,
+    inside: Vec<bool>,
+    ct_grid: Grid,
+}
+
+impl<'a> ApertureDose<'a> {
+    /// Sets up the engine and the dose grid for `patient` with the protocol's body structure
+    /// and dose-grid spacing.
+    pub fn new(
+        patient: &Patient,
+        protocol: &Protocol,
+        model: &'a BeamModel,
+        calibration: &DensityCurve,
+    ) -> Result<Self> {
+        let body = protocol.body_structure(patient)?;
+        let dose_grid = plan::dose_grid_around(&body.mask, protocol.beams.dose_grid_mm)?;
+        let inside = plan::resample_mask(&body.mask, &dose_grid);
+        Ok(Self {
+            engine: DoseEngine::new(
+                model,
+                *patient.grid(),
+                calibration.densities(patient.ct_hu()),
+            ),
+            dose_grid,
+            inside,
+            ct_grid: *patient.grid(),
+        })
+    }
+
+    /// Course dose of `plan` on the CT grid, cGy, with leaf transmission `transmission`.
+    pub fn dose(
+        &self,
+        plan: &tps_api::deliverable::DeliverablePlan,
+        transmission: f64,
+        sampling: &crate::delivery::ApertureSampling,
+    ) -> Result<Dose> {
+        let d = aperture_dose_on(
+            &self.engine,
+            &self.dose_grid,
+            &self.inside,
+            plan,
+            transmission,
+            sampling,
+        )?;
+        Dose::new(
+            self.ct_grid,
+            plan::resample_dose(&d, &self.dose_grid, &self.ct_grid),
+        )
+    }
+}
+
 /// The deliverable plan of a case: the sequenced arcs, their dose on the CT grid (normalized
 /// as the fluence plan was: the prescription to the protocol's volume of the target), and the
 /// machine check with the delivery time.
@@ -707,20 +778,18 @@ impl NativeTps<'_> {
         sampling: &crate::delivery::ApertureSampling,
     ) -> Result<(tps_api::deliverable::DeliverablePlan, Vec<f32>, f64)> {
         let t = Instant::now();
-        let fractions = self.protocol.prescription.fractions;
         let plan = self.sequence(machine, sequencing)?;
         let sequenced_s = t.elapsed().as_secs_f64();
-        let fields = crate::delivery::aperture_fields(
+        let body = self.protocol.body_structure(&self.patient)?;
+        let inside = plan::resample_mask(&body.mask, &self.dose_grid);
+        let d = aperture_dose_on(
+            &self.engine,
+            &self.dose_grid,
+            &inside,
             &plan,
             machine.mlc.transmission,
             sampling,
-            fractions as f64,
         )?;
-        let body = self.protocol.body_structure(&self.patient)?;
-        let inside = plan::resample_mask(&body.mask, &self.dose_grid);
-        let d = self
-            .engine
-            .dose_on_grid(&fields, &self.dose_grid, Some(&inside));
         Ok((plan, d, sequenced_s))
     }
 
