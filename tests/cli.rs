@@ -571,6 +571,7 @@ fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulate
         "deliverable-metrics.csv",
         "deliverable-dose.nrrd",
         "dvh-deliverable.png",
+        "apertures.png",
         "isodose-deliverable-axial.png",
     ] {
         assert!(out.join(f).is_file(), "{f} missing: {s}");

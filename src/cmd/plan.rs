@@ -506,7 +506,7 @@ fn write_outputs(
 /// Sequences the native TPS's final plan into arcs for `machine`, computes their dose from
 /// the apertures and writes deliverable.json, deliverable-dose.nrrd, deliverable-metrics.csv,
 /// deliverable.md (the metrics beside the fluence plan's, the machine check, MU and beam-on
-/// time) and the pictures.
+/// time) and the pictures (the two DVHs overlaid, the apertures and MU of each arc, isodoses).
 #[allow(clippy::too_many_arguments)]
 fn write_deliverable(
     tps: &NativeTps,
@@ -623,6 +623,14 @@ fn write_deliverable(
         dir,
         "dvh-deliverable",
     )?;
+    evaluation::figures::save(
+        &evaluation::figures::ArcApertures {
+            title: format!("Apertures and MU of {}", p.id),
+            plan: &d.plan,
+        },
+        &dir.join("apertures"),
+        (1400, 1000),
+    )?;
     isodose_pngs(
         p,
         &d.dose,
@@ -648,7 +656,7 @@ fn write_deliverable(
     );
     out!(
         "wrote {}: deliverable.json, deliverable.md, deliverable-metrics.csv, \
-         deliverable-dose.nrrd, dvh-deliverable.png, isodose-deliverable-*.png",
+         deliverable-dose.nrrd, dvh-deliverable.png, apertures.png, isodose-deliverable-*.png",
         dir.display()
     );
     Ok(())

@@ -177,6 +177,123 @@ impl Figure for DvhComparison<'_> {
     }
 }
 
+/// The apertures of a deliverable plan: per arc, a strip of the opening of every leaf pair
+/// inside the jaws over the control points (white closed, darker wider), and
+/// the MU of each segment below it.
+pub struct ArcApertures<'a> {
+    /// Title.
+    pub title: String,
+    /// The plan.
+    pub plan: &'a tps_api::deliverable::DeliverablePlan,
+}
+
+impl Figure for ArcApertures<'_> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        root.fill(&WHITE).map_err(s)?;
+        let root = root.titled(&self.title, (FONT, 24)).map_err(s)?;
+        let arcs = &self.plan.arcs;
+        if arcs.is_empty() {
+            return Ok(());
+        }
+        let bounds = &self.plan.leaf_boundaries_mm;
+        let widest = arcs
+            .iter()
+            .flat_map(|a| &a.control_points)
+            .flat_map(|cp| cp.leaves_mm.iter().map(|l| l[1] - l[0]))
+            .fold(1.0f64, f64::max);
+        for (arc, area) in arcs.iter().zip(root.split_evenly((arcs.len(), 1))) {
+            let (strip, mu) = area.split_vertically(area.dim_in_pixel().1 * 2 / 3);
+            let cps = &arc.control_points;
+            let n = cps.len().max(2);
+            // Leaf pairs whose rows the jaws leave open.
+            let rows: Vec<usize> = (0..bounds.len() - 1)
+                .filter(|&p| bounds[p + 1] > arc.jaws.y_mm[0] && bounds[p] < arc.jaws.y_mm[1])
+                .collect();
+            let (lo, hi) = (
+                rows.first().copied().unwrap_or(0),
+                rows.last().copied().unwrap_or(0) + 1,
+            );
+            let (first, last) = (
+                cps.first().map_or(0.0, |c| c.gantry_deg),
+                cps.last().map_or(0.0, |c| c.gantry_deg),
+            );
+            let mut chart = ChartBuilder::on(&strip)
+                .caption(
+                    format!(
+                        "{:?} arc, gantry {first:.0} to {last:.0} deg: leaf-pair opening (white closed, dark blue {widest:.0} mm)",
+                        arc.rotation
+                    ),
+                    (FONT, 17),
+                )
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(55)
+                .build_cartesian_2d(0.0..(n - 1) as f64, lo as f64..hi as f64)
+                .map_err(s)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("control point")
+                .y_desc("leaf pair")
+                .axis_desc_style((FONT, 15))
+                .label_style((FONT, 13))
+                .draw()
+                .map_err(s)?;
+            let colour = |w: f64| {
+                let f = (w / widest).clamp(0.0, 1.0);
+                let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+                RGBColor(mix(255.0, 8.0), mix(255.0, 48.0), mix(255.0, 107.0))
+            };
+            chart
+                .draw_series(cps.iter().enumerate().flat_map(|(k, cp)| {
+                    rows.iter().map(move |&p| {
+                        let l = cp.leaves_mm[p];
+                        Rectangle::new(
+                            [(k as f64 - 0.5, p as f64), (k as f64 + 0.5, p as f64 + 1.0)],
+                            colour(l[1] - l[0]).filled(),
+                        )
+                    })
+                }))
+                .map_err(s)?;
+            let mut bars = ChartBuilder::on(&mu)
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(55)
+                .build_cartesian_2d(
+                    0.0..(n - 1) as f64,
+                    0.0..cps
+                        .windows(2)
+                        .map(|w| w[1].cumulative_mu - w[0].cumulative_mu)
+                        .fold(0.1f64, f64::max)
+                        * 1.1,
+                )
+                .map_err(s)?;
+            bars.configure_mesh()
+                .disable_x_mesh()
+                .x_desc("segment")
+                .y_desc("MU per fraction")
+                .axis_desc_style((FONT, 15))
+                .label_style((FONT, 13))
+                .draw()
+                .map_err(s)?;
+            bars.draw_series(cps.windows(2).enumerate().map(|(k, w)| {
+                Rectangle::new(
+                    [
+                        (k as f64 + 0.1, 0.0),
+                        (k as f64 + 0.9, w[1].cumulative_mu - w[0].cumulative_mu),
+                    ],
+                    COLOURS[1].filled(),
+                )
+            }))
+            .map_err(s)?;
+        }
+        Ok(())
+    }
+}
+
 /// Box plots of one metric across methods, with every patient's value as a point (the
 /// study's Fig. 2).
 pub struct MethodBoxPlot {
