@@ -590,14 +590,17 @@ fn write_deliverable(
             "# Deliverable plan of {}\n\n\
              The fluence plan sequenced into arcs of control points on {} (control points at \
              most {} degrees apart, sliding-window sweeps over each beam's arc sector with the \
-             leaf positions fitted to the fluence), its dose computed from the apertures with \
+             leaf positions fitted to the fluence, the MU re-optimized per gantry-angle bin), \
+             its dose computed from the apertures with \
              leaf transmission by the full engine in {}-degree bins, normalized as the fluence \
              plan: D{} = prescription (factor {:.4}).\n\n\
              | arc | rotation | control points | MU per fraction | beam-on s | segments limited by leaves / dose rate / gantry |\n\
              |---|---|---|---|---|---|\n{}\n\n\
              MU per fraction: {:.1} (fluence plan's sliding-window estimate {:.1}); beam-on \
              time {:.0} s.\n\nMachine check: {}\n\n\
-             Sequencing {:.1} s, dose {:.1} s.\n\n\
+             MU re-optimization of each {}-degree bin against the protocol's objectives: \
+             objective {:.4} for the sequenced MU, {:.4} after.\n\n\
+             Sequencing {:.1} s, bin doses {:.1} s, MU re-optimization {:.1} s.\n\n\
              ## Metrics, fluence plan beside deliverable plan\n\n{}",
             p.id,
             machine.name,
@@ -610,8 +613,12 @@ fn write_deliverable(
             tps.plan()?.mu_per_fraction,
             d.check.total_s(),
             violations,
-            d.timing_s.0,
-            d.timing_s.1,
+            angle_step_deg,
+            d.mu_objective.0,
+            d.mu_objective.1,
+            d.timing_s.sequencing,
+            d.timing_s.dose,
+            d.timing_s.mu_reoptimization,
             comparison_markdown(("fluence plan", fluence_metrics), ("deliverable", &values))
         ),
     )?;
@@ -642,7 +649,7 @@ fn write_deliverable(
     )?;
     out!(
         "deliverable: {} control points, {:.1} MU per fraction, beam-on {:.0} s, {} violation(s); \
-         sequencing {:.1} s, dose {:.1} s",
+         sequencing {:.1} s, dose {:.1} s, MU re-optimization {:.1} s (objective {:.4} -> {:.4})",
         d.plan
             .arcs
             .iter()
@@ -651,8 +658,11 @@ fn write_deliverable(
         mu,
         d.check.total_s(),
         d.check.violations.len(),
-        d.timing_s.0,
-        d.timing_s.1
+        d.timing_s.sequencing,
+        d.timing_s.dose,
+        d.timing_s.mu_reoptimization,
+        d.mu_objective.0,
+        d.mu_objective.1
     );
     out!(
         "wrote {}: deliverable.json, deliverable.md, deliverable-metrics.csv, \

@@ -71,11 +71,14 @@ mod dose {
 mod native {
     use super::*;
     use criterion::BatchSize;
+    use tps_api::objectives::ObjectiveKind;
     use tps_api::protocol::Protocol;
     use tps_api::{GoalChange, Tps};
     use tps_core::delivery::{DeliveryMachine, SequenceSettings};
     use tps_core::dose::{calibration::DensityCurve, model::BeamModel};
     use tps_core::native::{NativeSettings, NativeTps};
+    use tps_core::optimize::fmo::{BoundObjective, ColumnObjective};
+    use tps_core::optimize::lbfgs::{Settings, minimize};
 
     /// The native TPS on a cohort patient with the cervix protocol at default settings (case
     /// opened outside the timing): a cold optimization from the starting fluence (target: under
@@ -125,6 +128,56 @@ mod native {
             DeliveryMachine::load(&root.join("configs/machines/generic-6mv.toml")).unwrap();
         let mut g = c.benchmark_group("delivery");
         g.sample_size(10);
+        // The MU re-optimization's solver at patient 7's size (180 bins of 4 degrees, 135,355
+        // matrix rows) on synthetic bin doses: a target of 20,000 rows under min and max
+        // objectives and an organ under a mean objective.
+        let rows = 135_355usize;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let columns: Vec<Vec<f32>> = (0..180)
+            .map(|_| {
+                (0..rows)
+                    .map(|k| {
+                        if k < 20_000 {
+                            20.0 + 5.0 * next()
+                        } else {
+                            8.0 * next()
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let bound = |id: &str, kind, goal, r: std::ops::Range<u32>| BoundObjective {
+            id: id.into(),
+            kind,
+            weight: 1.0,
+            goal_cgy: goal,
+            rows: r.collect(),
+            distances_mm: Vec::new(),
+        };
+        let objectives = vec![
+            bound("min", ObjectiveKind::MinDose, 3600.0, 0..20_000),
+            bound("max", ObjectiveKind::MaxDose, 3800.0, 0..20_000),
+            bound("organ", ObjectiveKind::MeanDose, 600.0, 20_000..rows as u32),
+        ];
+        g.bench_function("mu_reoptimization_180_bins_135k_rows", |b| {
+            b.iter(|| {
+                let mut f = ColumnObjective::new(&columns, objectives.clone());
+                let settings = Settings {
+                    max_iterations: 100,
+                    rel_tolerance: 1e-5,
+                    ..Settings::default()
+                };
+                minimize(&mut f, &[1.0; 180], &[0.0; 180], &settings)
+                    .unwrap()
+                    .iterations
+            })
+        });
         for (name, fit) in [
             ("sequence_sweep_patient7", 0),
             ("sequence_fitted_patient7", 100),

@@ -2,7 +2,8 @@
 //! into arcs and compares the deliverable dose with the fluence dose:
 //! `deliver COHORT ID [SPACING_DEG [DOSE_ANGLE_STEP_DEG]]`. Prints target and OAR numbers of both, MU, delivery
 //! time and the machine check. Environment: `PROTOCOL` (another protocol file), `FIT` (leaf
-//! fit iterations, 0 for the plain sweep), `TRANSMISSION`.
+//! fit iterations, 0 for the plain sweep), `MU_ITERATIONS` (0 keeps the sequenced MU),
+//! `TRANSMISSION`.
 use std::path::Path;
 use std::time::Instant;
 
@@ -50,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sequencing = SequenceSettings {
         spacing_deg: spacing,
         fit_iterations: std::env::var("FIT").map_or(Ok(100), |s| s.parse())?,
+        mu_iterations: std::env::var("MU_ITERATIONS").map_or(Ok(100), |s| s.parse())?,
     };
     let sampling = ApertureSampling {
         angle_step_deg: a.get(4).map_or(Ok(4.0), |s| s.parse())?,
@@ -57,9 +59,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let d = tps.deliverable(&machine, &sequencing, &sampling)?;
     println!(
-        "sequenced in {:.2} s, dose in {:.2} s (total {:.2} s); normalization {:.4}",
-        d.timing_s.0,
-        d.timing_s.1,
+        "sequenced in {:.2} s, bin doses in {:.2} s, MU re-optimization in {:.2} s (objective {:.4} -> {:.4}); total {:.2} s; normalization {:.4}",
+        d.timing_s.sequencing,
+        d.timing_s.dose,
+        d.timing_s.mu_reoptimization,
+        d.mu_objective.0,
+        d.mu_objective.1,
         t.elapsed().as_secs_f64(),
         d.normalization
     );

@@ -34,9 +34,10 @@ use crate::dose::plan::{self, BeamSetup};
 use crate::dose::rows;
 use crate::mu::sliding_window_mu;
 use crate::optimize::fmo::{
-    BoundObjective, FluenceObjective, bind, neighbour_pairs, split_correction, structure_rows,
+    BoundObjective, ColumnObjective, FluenceObjective, bind, neighbour_pairs, split_correction,
+    structure_rows,
 };
-use crate::optimize::lbfgs::{Settings, minimize};
+use crate::optimize::lbfgs::{Problem, Settings, minimize};
 
 /// Settings of the native TPS.
 #[derive(Debug, Clone)]
@@ -455,15 +456,20 @@ impl<'a> NativeTps<'a> {
         }
     }
 
-    /// The fluence objective with the current goals and correction.
-    fn objective(&self, objectives: &[Objective]) -> FluenceObjective<'_> {
+    /// The bound objectives with the goals of `objectives`.
+    fn bound_with_goals(&self, objectives: &[Objective]) -> Vec<BoundObjective> {
         let mut bound = self.bound.clone();
         for (b, o) in bound.iter_mut().zip(objectives) {
             b.goal_cgy = o.goal_cgy;
         }
+        bound
+    }
+
+    /// The fluence objective with the current goals and correction.
+    fn objective(&self, objectives: &[Objective]) -> FluenceObjective<'_> {
         let mut f = FluenceObjective::new(
             &self.matrix,
-            bound,
+            self.bound_with_goals(objectives),
             self.pairs.clone(),
             self.settings.smoothing,
         );
@@ -746,8 +752,22 @@ pub struct Deliverable {
     pub normalization: f64,
     /// Limits and delivery time.
     pub check: crate::delivery::DeliveryCheck,
-    /// Seconds spent sequencing and computing the dose.
-    pub timing_s: (f64, f64),
+    /// The protocol's objective (current goals) on the bins' doses before and after the MU
+    /// re-optimization (both 0 when it did not run).
+    pub mu_objective: (f64, f64),
+    /// Where the time went.
+    pub timing_s: DeliverableTiming,
+}
+
+/// Seconds spent on each step of [`NativeTps::deliverable`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliverableTiming {
+    /// Sequencing (with the leaf-position fit).
+    pub sequencing: f64,
+    /// The dose of every gantry-angle bin.
+    pub dose: f64,
+    /// The MU re-optimization.
+    pub mu_reoptimization: f64,
 }
 
 impl NativeTps<'_> {
@@ -768,34 +788,89 @@ impl NativeTps<'_> {
         )
     }
 
-    /// The current fluence sequenced into arcs for `machine`, the arcs' dose on the dose grid
-    /// inside the body (cGy at the sequenced MU, not normalized; 0 outside), and the seconds
-    /// spent sequencing.
-    fn sequenced_dose(
+    /// The dose of each gantry-angle bin of `plan` ([`crate::delivery::fluence::segment_bins`])
+    /// at the dose-grid voxels inside the body (course dose, cGy, at the plan's MU), and the
+    /// indices of those voxels.
+    fn bin_doses(
         &self,
-        machine: &crate::delivery::DeliveryMachine,
-        sequencing: &crate::delivery::SequenceSettings,
+        plan: &tps_api::deliverable::DeliverablePlan,
+        transmission: f64,
         sampling: &crate::delivery::ApertureSampling,
-    ) -> Result<(tps_api::deliverable::DeliverablePlan, Vec<f32>, f64)> {
-        let t = Instant::now();
-        let plan = self.sequence(machine, sequencing)?;
-        let sequenced_s = t.elapsed().as_secs_f64();
+    ) -> Result<(Vec<Vec<f32>>, Vec<u32>)> {
         let body = self.protocol.body_structure(&self.patient)?;
         let inside = plan::resample_mask(&body.mask, &self.dose_grid);
-        let d = aperture_dose_on(
-            &self.engine,
-            &self.dose_grid,
-            &inside,
-            &plan,
-            machine.mlc.transmission,
-            sampling,
-        )?;
-        Ok((plan, d, sequenced_s))
+        let voxels: Vec<u32> = (0..inside.len() as u32)
+            .filter(|&v| inside[v as usize])
+            .collect();
+        let fields =
+            crate::delivery::aperture_fields(plan, transmission, sampling, plan.fractions as f64)?;
+        let doses = fields
+            .iter()
+            .map(|f| {
+                let g = self.engine.dose_on_grid(
+                    std::slice::from_ref(f),
+                    &self.dose_grid,
+                    Some(&inside),
+                );
+                voxels.iter().map(|&v| g[v as usize]).collect()
+            })
+            .collect();
+        Ok((doses, voxels))
     }
 
-    /// Sequences the current fluence into arcs of control points for `machine` and computes
-    /// their dose with the full engine from the apertures (leaf transmission included), then
-    /// normalizes it as the fluence plan is normalized. The fluence plan itself is unchanged.
+    /// Weights of the bins' MU that minimize the protocol's objectives (current goals) on the
+    /// bins' doses at the optimizer's rows, from 1 (the sequenced MU), at most `iterations`
+    /// solver iterations; with the objective before and after.
+    fn bin_weights(
+        &self,
+        bin_doses: &[Vec<f32>],
+        voxels: &[u32],
+        iterations: usize,
+    ) -> Result<(Vec<f64>, f64, f64)> {
+        let n = bin_doses.len();
+        if iterations == 0 || n == 0 {
+            return Ok((vec![1.0; n], 0.0, 0.0));
+        }
+        let mut position = vec![u32::MAX; self.dose_grid.len()];
+        for (k, &v) in voxels.iter().enumerate() {
+            position[v as usize] = k as u32;
+        }
+        let columns: Vec<Vec<f32>> = bin_doses
+            .iter()
+            .map(|d| {
+                self.matrix
+                    .rows
+                    .iter()
+                    .map(|&r| match position[r as usize] {
+                        u32::MAX => 0.0,
+                        k => d[k as usize],
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut f = ColumnObjective::new(&columns, self.bound_with_goals(&self.objectives));
+        let start = vec![1.0; n];
+        let mut g = vec![0.0; n];
+        let before = f.eval(&start, &mut g);
+        let settings = Settings {
+            max_iterations: iterations,
+            rel_tolerance: 1e-5,
+            ..Settings::default()
+        };
+        let sol = minimize(&mut f, &start, &vec![0.0; n], &settings)?;
+        if sol.value < before && sol.x.iter().all(|w| w.is_finite()) {
+            Ok((sol.x, before, sol.value))
+        } else {
+            Ok((start, before, before))
+        }
+    }
+
+    /// Re-optimizes the MU of the deliverable plan of a case: the current fluence is sequenced
+    /// into arcs for `machine`, the dose of each gantry-angle bin of segments is computed from
+    /// its apertures by the full engine (leaf transmission included), the MU of each bin's
+    /// segments are re-weighted against the protocol's objectives with the current goals
+    /// (`sequencing.mu_iterations`; 0 keeps the sequenced MU), and the plan is normalized as the
+    /// fluence plan is. The fluence plan itself is unchanged.
     pub fn deliverable(
         &self,
         machine: &crate::delivery::DeliveryMachine,
@@ -803,7 +878,24 @@ impl NativeTps<'_> {
         sampling: &crate::delivery::ApertureSampling,
     ) -> Result<Deliverable> {
         let t = Instant::now();
-        let (mut plan, d, sequenced_s) = self.sequenced_dose(machine, sequencing, sampling)?;
+        let mut plan = self.sequence(machine, sequencing)?;
+        let sequenced_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (bin_doses, voxels) = self.bin_doses(&plan, machine.mlc.transmission, sampling)?;
+        let dose_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let (weights, before, after) =
+            self.bin_weights(&bin_doses, &voxels, sequencing.mu_iterations)?;
+        let bins = crate::delivery::fluence::segment_bins(&plan, sampling.angle_step_deg);
+        scale_segments(&mut plan, &bins, &weights);
+        let reoptimized_s = t.elapsed().as_secs_f64();
+        let mut d = vec![0.0f32; self.dose_grid.len()];
+        for (b, w) in bin_doses.iter().zip(&weights) {
+            let w = *w as f32;
+            for (v, &k) in b.iter().zip(&voxels) {
+                d[k as usize] += w * v;
+            }
+        }
         let mut dose = Dose::new(
             *self.patient.grid(),
             plan::resample_dose(&d, &self.dose_grid, self.patient.grid()),
@@ -828,8 +920,44 @@ impl NativeTps<'_> {
             dose,
             normalization: factor,
             check,
-            timing_s: (sequenced_s, t.elapsed().as_secs_f64() - sequenced_s),
+            mu_objective: (before, after),
+            timing_s: DeliverableTiming {
+                sequencing: sequenced_s,
+                dose: dose_s,
+                mu_reoptimization: reoptimized_s,
+            },
         })
+    }
+}
+
+/// Scales the MU of every segment of each bin (`(arc, segments)`) by its weight and rebuilds
+/// the cumulative MU.
+fn scale_segments(
+    plan: &mut tps_api::deliverable::DeliverablePlan,
+    bins: &[(usize, Vec<usize>)],
+    weights: &[f64],
+) {
+    let mut factor: Vec<Vec<f64>> = plan
+        .arcs
+        .iter()
+        .map(|a| vec![1.0; a.control_points.len().saturating_sub(1)])
+        .collect();
+    for ((a, ks), w) in bins.iter().zip(weights) {
+        for &k in ks {
+            factor[*a][k] = *w;
+        }
+    }
+    for (arc, f) in plan.arcs.iter_mut().zip(&factor) {
+        let mut previous = None;
+        let mut total = 0.0;
+        for (k, cp) in arc.control_points.iter_mut().enumerate() {
+            let planned = cp.cumulative_mu;
+            if let Some(p) = previous {
+                total += (planned - p) * f[k - 1];
+            }
+            previous = Some(planned);
+            cp.cumulative_mu = total;
+        }
     }
 }
 
@@ -960,6 +1088,41 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    /// Each bin's weight scales the MU of its own segments; the cumulative MU is rebuilt.
+    #[test]
+    fn bin_weights_scale_their_segments() {
+        use tps_api::deliverable::{Arc, ControlPoint, DeliverablePlan, Jaws, Rotation};
+        let cp = |g: f64, mu: f64| ControlPoint {
+            gantry_deg: g,
+            cumulative_mu: mu,
+            leaves_mm: vec![[-1.0, 1.0]],
+        };
+        let mut plan = DeliverablePlan {
+            machine: "m".into(),
+            energy_mv: 6.0,
+            isocentre_mm: [0.0; 3],
+            sad_mm: 1000.0,
+            fractions: 1,
+            leaf_boundaries_mm: vec![-5.0, 5.0],
+            arcs: vec![Arc {
+                rotation: Rotation::Clockwise,
+                collimator_deg: 0.0,
+                jaws: Jaws {
+                    x_mm: [-5.0, 5.0],
+                    y_mm: [-5.0, 5.0],
+                },
+                control_points: vec![cp(0.0, 0.0), cp(2.0, 1.0), cp(4.0, 3.0), cp(6.0, 6.0)],
+            }],
+        };
+        scale_segments(&mut plan, &[(0, vec![0, 1]), (0, vec![2])], &[2.0, 0.5]);
+        let mu: Vec<f64> = plan.arcs[0]
+            .control_points
+            .iter()
+            .map(|c| c.cumulative_mu)
+            .collect();
+        assert_eq!(mu, vec![0.0, 2.0, 6.0, 7.5]);
+    }
 
     /// The interpolated correction agrees with the exact one within 1.5 % of the maximum dose.
     #[test]

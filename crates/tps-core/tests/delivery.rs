@@ -236,8 +236,8 @@ fn a_phantom_plan_is_sequenced_within_the_machine_limits() {
         d.normalization,
         d.plan.mu_per_fraction(),
         d.check.total_s(),
-        d.timing_s.0,
-        d.timing_s.1
+        d.timing_s.sequencing,
+        d.timing_s.dose
     );
     // The loss from sequencing on this simple case: the near-maximum within 5 %.
     assert!(dmax < 1.05 * fmax, "D2 {dmax} vs {fmax}");

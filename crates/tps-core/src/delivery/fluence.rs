@@ -147,6 +147,25 @@ fn mean_angle(arc: &Arc, ks: &[usize]) -> f64 {
     (first + offset).rem_euclid(360.0)
 }
 
+/// The segments of `plan` whose mid-angles share a bin of `angle_step_deg`: `(arc, segments)`
+/// per bin, arc after arc, bins in the order the arc reaches them; [`aperture_fields`] gives
+/// one static beam per bin in this order.
+pub fn segment_bins(plan: &DeliverablePlan, angle_step_deg: f64) -> Vec<(usize, Vec<usize>)> {
+    let mut out = Vec::new();
+    for (a, arc) in plan.arcs.iter().enumerate() {
+        let mut bins: Vec<(i64, Vec<usize>)> = Vec::new();
+        for k in 0..arc.control_points.len().saturating_sub(1) {
+            let bin = (arc.segment_mid_deg(k) / angle_step_deg).floor() as i64;
+            match bins.iter_mut().find(|(b, _)| *b == bin) {
+                Some((_, v)) => v.push(k),
+                None => bins.push((bin, vec![k])),
+            }
+        }
+        out.extend(bins.into_iter().map(|(_, ks)| (a, ks)));
+    }
+    out
+}
+
 /// Static beams carrying the fluence of every segment of `plan` (MU per fraction times
 /// `mu_scale`, e.g. the fractions for the course), with `transmission` through closed leaves.
 pub fn aperture_fields(
@@ -178,17 +197,14 @@ pub fn aperture_fields(
         ));
     }
     // One map per (arc, angle bin), on a lattice covering the arc's jaws.
+    let all_bins = segment_bins(plan, sampling.angle_step_deg);
     let mut out = Vec::new();
-    for arc in &plan.arcs {
-        let segments = arc.control_points.len() - 1;
-        let mut bins: Vec<(i64, Vec<usize>)> = Vec::new();
-        for k in 0..segments {
-            let bin = (arc.segment_mid_deg(k) / sampling.angle_step_deg).floor() as i64;
-            match bins.iter_mut().find(|(b, _)| *b == bin) {
-                Some((_, v)) => v.push(k),
-                None => bins.push((bin, vec![k])),
-            }
-        }
+    for (a, arc) in plan.arcs.iter().enumerate() {
+        let bins: Vec<&Vec<usize>> = all_bins
+            .iter()
+            .filter(|(arc_index, _)| *arc_index == a)
+            .map(|(_, ks)| ks)
+            .collect();
         let j = arc.jaws;
         let i0 = (j.x_mm[0] / h).floor() as i64;
         let i1 = (j.x_mm[1] / h).ceil() as i64;
@@ -197,8 +213,7 @@ pub fn aperture_fields(
         let dims = [(i1 - i0).max(1) as usize, (j1 - j0).max(1) as usize];
         let maps: Vec<FluenceMap> = bins
             .par_iter()
-            .map(|(bin, ks)| {
-                let _ = bin;
+            .map(|ks| {
                 let gantry_deg = mean_angle(arc, ks);
                 let mut map = FluenceMap {
                     beam: Beam {
@@ -212,7 +227,7 @@ pub fn aperture_fields(
                     dims,
                     weights: vec![0.0; dims[0] * dims[1]],
                 };
-                for &k in ks {
+                for &k in ks.iter() {
                     add_segment(
                         &mut map,
                         plan,

@@ -43,15 +43,21 @@ pub struct SequenceSettings {
     /// Solver iterations of the fit of each row's leaf positions at the control points to
     /// its fluence ([`super::refine`]); 0 keeps the sampled sweep.
     pub fit_iterations: usize,
+    /// Solver iterations of the re-optimization of the MU of each gantry-angle bin of
+    /// segments against the protocol's objectives (`NativeTps::deliverable`); 0 keeps the
+    /// sequenced MU.
+    pub mu_iterations: usize,
 }
 
 impl Default for SequenceSettings {
     /// Control points every 2 degrees or less, as clinical VMAT systems place them, with the
-    /// leaf positions fitted to the fluence (100 iterations).
+    /// leaf positions fitted to the fluence and the bins' MU re-optimized (100 iterations
+    /// each).
     fn default() -> Self {
         Self {
             spacing_deg: 2.0,
             fit_iterations: 100,
+            mu_iterations: 100,
         }
     }
 }
