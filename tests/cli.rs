@@ -684,6 +684,46 @@ fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulate
     );
 }
 
+/// A study with `--deliverable` keeps each deliverable plan's metrics in plans.csv and sets
+/// their summary beside the fluence plans' in study.md.
+#[test]
+fn a_study_with_deliverable_plans_tabulates_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let protocol = capped_protocol(tmp.path(), "cervix", 1);
+    let out = tmp.path().join("study");
+    let o = autoplan(&small_beams(&[
+        "plan",
+        "--cohort",
+        "configs/cohorts/cervix-35.toml",
+        "--patients",
+        "4",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--deliverable",
+        "--dose-angle-step",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    let csv = std::fs::read_to_string(out.join("plans.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.contains(",MU,deliverable ") && header.ends_with(",deliverable MU"),
+        "{header}"
+    );
+    let cells = csv.lines().nth(1).unwrap().split(',').count();
+    assert_eq!(cells, header.split(',').count(), "{csv}");
+    let md = std::fs::read_to_string(out.join("study.md")).unwrap();
+    assert!(md.contains("## Deliverable plans"), "{md}");
+    assert!(
+        md.contains("deliverable, rule-based physicist (n = 1)"),
+        "{md}"
+    );
+    assert!(out.join("p04/deliverable.json").is_file());
+}
+
 #[test]
 fn plan_with_patients_runs_a_resumable_study() {
     let tmp = tempfile::tempdir().unwrap();

@@ -188,6 +188,8 @@ pub struct PlanRecord {
     pub metrics: Vec<MetricValue>,
     /// Labels of the clinical must-goals the final plan failed.
     pub failed_goals: Vec<String>,
+    /// The protocol's metrics of the deliverable plan, with `--deliverable`.
+    pub deliverable: Option<Vec<MetricValue>>,
 }
 
 /// Advice steps of a plan of `iterations` optimizations (one after each but the last).
@@ -359,8 +361,9 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         );
     }
     let metrics = write_outputs(tps, &patient, &protocol, &evaluator, &outcome, &a.out)?;
+    let mut deliverable = None;
     if let (Some(machine), Some(native)) = (&delivery, &native) {
-        write_deliverable(
+        deliverable = Some(write_deliverable(
             native,
             machine,
             a.dose_angle_step,
@@ -369,7 +372,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
             &evaluator,
             &metrics,
             &a.out,
-        )?;
+        )?);
     }
     let failed_goals: Vec<String> = tps_api::goals::failed_must(&outcome.goals)
         .iter()
@@ -412,6 +415,7 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
         },
         metrics,
         failed_goals,
+        deliverable,
     })
 }
 
@@ -506,7 +510,8 @@ fn write_outputs(
 /// Sequences the native TPS's final plan into arcs for `machine`, computes their dose from
 /// the apertures and writes deliverable.json, deliverable-dose.nrrd, deliverable-metrics.csv,
 /// deliverable.md (the metrics beside the fluence plan's, the machine check, MU and beam-on
-/// time) and the pictures (the two DVHs overlaid, the apertures and MU of each arc, isodoses).
+/// time) and the pictures (the two DVHs overlaid, the apertures and MU of each arc, isodoses);
+/// returns the deliverable plan's metrics.
 #[allow(clippy::too_many_arguments)]
 fn write_deliverable(
     tps: &NativeTps,
@@ -517,7 +522,7 @@ fn write_deliverable(
     evaluator: &ProtocolEvaluator,
     fluence_metrics: &[MetricValue],
     dir: &Path,
-) -> Result<()> {
+) -> Result<Vec<MetricValue>> {
     if !(angle_step_deg > 0.0 && angle_step_deg <= 30.0) {
         bail!(
             "--dose-angle-step {angle_step_deg}: give a bin width above 0 and at most 30 degrees"
@@ -669,5 +674,5 @@ fn write_deliverable(
          deliverable-dose.nrrd, dvh-deliverable.png, apertures.png, isodose-deliverable-*.png",
         dir.display()
     );
-    Ok(())
+    Ok(values)
 }

@@ -45,6 +45,9 @@ pub fn run(a: &Args) -> Result<()> {
     let mut header = vec!["patient".to_string()];
     header.extend(COLUMNS.map(String::from));
     header.extend(metrics.iter().map(|m| m.to_string()));
+    if a.deliverable {
+        header.extend(metrics.iter().map(|m| format!("deliverable {m}")));
+    }
     let _lock = OutputLock::acquire(&a.out)?;
     let csv_path = a.out.join("plans.csv");
     let mut rows = PatientRows::open(&csv_path, &header)?;
@@ -69,6 +72,9 @@ pub fn run(a: &Args) -> Result<()> {
         let r = run_one(&args)?;
         let mut row = r.numbers.to_row();
         row.extend(r.metrics.iter().map(|v| v.value.unwrap_or(f64::NAN)));
+        if let Some(d) = &r.deliverable {
+            row.extend(d.iter().map(|v| v.value.unwrap_or(f64::NAN)));
+        }
         rows.append(id, row)?;
         let per = started.elapsed().as_secs_f64() / (n + 1) as f64;
         out!(
@@ -123,6 +129,21 @@ pub fn run(a: &Args) -> Result<()> {
         &reference,
         &format!("native TPS, {advisor} (n = {})", ids.len()),
     )?;
+    if a.deliverable {
+        md += &format!(
+            "\n## Deliverable plans\n\nThe same plans sequenced into arcs of control points \
+             (`--deliverable`, {}-degree dose bins), their dose from the apertures; each \
+             pNN/deliverable.md sets them beside the fluence plan.\n\n",
+            a.dose_angle_step
+        );
+        md += &rows.comparison(
+            &ids,
+            &metrics,
+            COLUMNS.len() + metrics.len(),
+            &reference,
+            &format!("deliverable, {advisor} (n = {})", ids.len()),
+        )?;
+    }
     let md_path = a.out.join("study.md");
     crate::output::write_text(&md_path, &md)?;
     outn!("{md}");
