@@ -570,6 +570,7 @@ fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulate
         "deliverable.md",
         "deliverable-metrics.csv",
         "deliverable-dose.nrrd",
+        "deliverable-dose.json",
         "dvh-deliverable.png",
         "apertures.png",
         "isodose-deliverable-axial.png",
@@ -608,9 +609,8 @@ fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulate
             patient.to_str().unwrap(),
             "--protocol",
             protocol.to_str().unwrap(),
-            "--dose-angle-step",
-            "20",
         ];
+        // The plan's 20-degree bins come from its deliverable-dose.json.
         args.extend_from_slice(extra);
         let d = tmp.path().join(dir);
         args.extend(["--out", d.to_str().unwrap()]);
@@ -647,6 +647,14 @@ fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulate
     let md = std::fs::read_to_string(d.join("qa.md")).unwrap();
     assert!(md.contains("A simulation, not a measurement"), "{md}");
     assert!(d.join("qa-delivered-dose.nrrd").is_file());
+    // The simulated delivery's dose must be binned as the planned dose was.
+    let (o, _) = qa(&["--dose-angle-step", "10"], "qa2");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("the planned dose was computed in 20-degree bins"),
+        "{}",
+        text(&o)
+    );
     // A directory without a deliverable plan: the file and how to make it are named.
     let o = autoplan(&[
         "qa",

@@ -508,7 +508,8 @@ fn write_outputs(
 }
 
 /// Sequences the native TPS's final plan into arcs for `machine`, computes their dose from
-/// the apertures and writes deliverable.json, deliverable-dose.nrrd, deliverable-metrics.csv,
+/// the apertures and writes deliverable.json, deliverable-dose.nrrd (with how it was computed in
+/// deliverable-dose.json), deliverable-metrics.csv,
 /// deliverable.md (the metrics beside the fluence plan's, the machine check, MU and beam-on
 /// time) and the pictures (the two DVHs overlaid, the apertures and MU of each arc, isodoses);
 /// returns the deliverable plan's metrics.
@@ -552,6 +553,11 @@ fn write_deliverable(
         &dir.join("deliverable-dose.nrrd"),
         d.dose.grid(),
         d.dose.cgy(),
+    )?;
+    write_file(
+        dir,
+        "deliverable-dose.json",
+        &(serde_json::to_string_pretty(&super::qa::DoseSettings { angle_step_deg })? + "\n"),
     )?;
     let values = evaluator.evaluate(&PlanDose {
         patient: p,

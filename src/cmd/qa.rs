@@ -45,9 +45,10 @@ pub struct Args {
     pub machine: MachineArgs,
     #[command(flatten)]
     pub beams: BeamArgs,
-    /// The bin width the plan's dose was computed with, degrees (`plan --dose-angle-step`).
-    #[arg(long, default_value_t = 4.0)]
-    pub dose_angle_step: f64,
+    /// The bin width of the gantry angles for the dose, degrees; default the one the plan's
+    /// dose was computed with (deliverable-dose.json), so both doses are computed alike.
+    #[arg(long)]
+    pub dose_angle_step: Option<f64>,
     #[command(flatten)]
     pub errors: DeliveryErrors,
     /// Seed of the random errors.
@@ -187,11 +188,9 @@ pub fn perturb(
 /// Runs `autoplan qa`.
 pub fn run(a: &Args) -> Result<()> {
     a.errors.check()?;
-    if !(a.dose_angle_step > 0.0 && a.dose_angle_step <= 30.0) {
-        bail!(
-            "--dose-angle-step {}: give a bin width above 0 and at most 30 degrees",
-            a.dose_angle_step
-        );
+    let step = dose_angle_step(&a.plan_dir, a.dose_angle_step)?;
+    if !(step > 0.0 && step <= 30.0) {
+        bail!("--dose-angle-step {step}: give a bin width above 0 and at most 30 degrees");
     }
     let plan_path = a.plan_dir.join("deliverable.json");
     let text = std::fs::read_to_string(&plan_path).with_context(|| {
@@ -241,7 +240,7 @@ pub fn run(a: &Args) -> Result<()> {
         &delivered_plan,
         machine.mlc.transmission,
         &ApertureSampling {
-            angle_step_deg: a.dose_angle_step,
+            angle_step_deg: step,
             ..Default::default()
         },
     )?;
@@ -282,6 +281,39 @@ pub fn run(a: &Args) -> Result<()> {
         out_dir.display()
     );
     Ok(())
+}
+
+/// How the planned dose of a plan directory was computed (`deliverable-dose.json`, written by
+/// `plan --deliverable`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DoseSettings {
+    /// Width of the gantry-angle bins, degrees.
+    pub angle_step_deg: f64,
+}
+
+/// The bin width for the simulated delivery's dose: the plan's (deliverable-dose.json), which
+/// `flag` may only repeat; `flag` or 4 degrees for a plan directory without the file.
+fn dose_angle_step(plan_dir: &Path, flag: Option<f64>) -> Result<f64> {
+    let path = plan_dir.join("deliverable-dose.json");
+    let planned = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(
+            serde_json::from_str::<DoseSettings>(&text)
+                .with_context(|| format!("{}: not the dose settings of a plan", path.display()))?
+                .angle_step_deg,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    match (planned, flag) {
+        (Some(p), Some(f)) if (p - f).abs() > 1e-9 => bail!(
+            "--dose-angle-step {f}: the planned dose was computed in {p}-degree bins ({}); the \
+             simulated delivery must be computed alike, or the gamma compares the binning",
+            path.display()
+        ),
+        (Some(p), _) => Ok(p),
+        (None, Some(f)) => Ok(f),
+        (None, None) => Ok(4.0),
+    }
 }
 
 /// Global gamma of `delivered` against `planned` at 3%/3 mm and 2%/2 mm, 10 % cutoff of the
