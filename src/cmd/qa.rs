@@ -136,13 +136,6 @@ impl DeliveryErrors {
     }
 }
 
-/// A standard normal deviate (Box-Muller).
-fn normal(rng: &mut SplitMix64) -> f64 {
-    let u1 = rng.next_f64().max(1e-300);
-    let u2 = rng.next_f64();
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-}
-
 /// `plan` as delivered with `errors` (deterministic for a seed): every leaf tip moved by its
 /// bank's shift plus a random error, keeping at least `min_gap_mm` between the tips of a pair;
 /// every control point's gantry angle moved at random; every segment's MU scaled by a random
@@ -161,21 +154,18 @@ pub fn perturb(
         let mut delivered = 0.0;
         for cp in &mut arc.control_points {
             for leaf in &mut cp.leaves_mm {
-                let mut l =
-                    leaf[0] - errors.leaf_bank_mm + errors.leaf_random_mm * normal(&mut rng);
-                let mut r =
-                    leaf[1] + errors.leaf_bank_mm + errors.leaf_random_mm * normal(&mut rng);
+                let mut l = leaf[0] - errors.leaf_bank_mm + errors.leaf_random_mm * rng.normal();
+                let mut r = leaf[1] + errors.leaf_bank_mm + errors.leaf_random_mm * rng.normal();
                 if r - l < min_gap_mm {
                     let c = 0.5 * (l + r);
                     (l, r) = (c - 0.5 * min_gap_mm, c + 0.5 * min_gap_mm);
                 }
                 *leaf = [l, r];
             }
-            cp.gantry_deg =
-                (cp.gantry_deg + errors.gantry_deg * normal(&mut rng)).rem_euclid(360.0);
+            cp.gantry_deg = (cp.gantry_deg + errors.gantry_deg * rng.normal()).rem_euclid(360.0);
             let planned = cp.cumulative_mu;
             if let Some(prev) = planned_prev {
-                let factor = (1.0 + errors.segment_mu_percent / 100.0 * normal(&mut rng)).max(0.0);
+                let factor = (1.0 + errors.segment_mu_percent / 100.0 * rng.normal()).max(0.0);
                 delivered += (planned - prev) * factor * output;
             }
             planned_prev = Some(planned);

@@ -1,4 +1,5 @@
-//! A small, seeded, platform-independent random source for phantom generation.
+//! A small, seeded, platform-independent random source for phantom generation (and the
+//! simulated delivery errors of `autoplan qa`).
 //!
 //! SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators",
 //! OOPSLA 2014): one 64-bit state, full period, and the same sequence on every machine, which is
@@ -35,6 +36,13 @@ impl SplitMix64 {
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
         self.next_f64() < p
+    }
+
+    /// A standard normal deviate (Box-Muller, one of the pair per call).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.next_f64().max(1e-300);
+        let u2 = self.next_f64();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 }
 

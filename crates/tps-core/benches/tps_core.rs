@@ -132,13 +132,8 @@ mod native {
         // matrix rows) on synthetic bin doses: a target of 20,000 rows under min and max
         // objectives and an organ under a mean objective.
         let rows = 135_355usize;
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        };
+        let mut rng = phantoms::rng::SplitMix64::new(7);
+        let mut next = move || rng.next_f64() as f32;
         let columns: Vec<Vec<f32>> = (0..180)
             .map(|_| {
                 (0..rows)

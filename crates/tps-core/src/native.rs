@@ -634,10 +634,15 @@ pub(crate) fn dose_at_volume(doses: &[f32], percent: f64) -> f64 {
 }
 
 impl NativeTps<'_> {
+    /// The body's mask on the dose grid: where whole-grid doses are computed.
+    fn body_on_dose_grid(&self) -> Result<Vec<bool>> {
+        let body = self.protocol.body_structure(&self.patient)?;
+        Ok(plan::resample_mask(&body.mask, &self.dose_grid))
+    }
+
     /// The whole-grid dose of the current fluence, resampled to the CT grid.
     fn compute_dose(&self) -> Result<Dose> {
-        let body = self.protocol.body_structure(&self.patient)?;
-        let inside = plan::resample_mask(&body.mask, &self.dose_grid);
+        let inside = self.body_on_dose_grid()?;
         let d =
             self.engine
                 .dose_on_grid(&self.fields_with(&self.x), &self.dose_grid, Some(&inside));
@@ -666,21 +671,6 @@ impl NativeTps<'_> {
         }
         Ok(self.protocol.prescription.dose_cgy / d)
     }
-}
-
-/// Course dose (cGy) of a deliverable plan's apertures on `dose_grid`, where `inside` holds:
-/// the plan's MU per fraction times its fractions, leaf transmission `transmission`.
-fn aperture_dose_on(
-    engine: &DoseEngine,
-    dose_grid: &Grid,
-    inside: &[bool],
-    plan: &tps_api::deliverable::DeliverablePlan,
-    transmission: f64,
-    sampling: &crate::delivery::ApertureSampling,
-) -> Result<Vec<f32>> {
-    let fields =
-        crate::delivery::aperture_fields(plan, transmission, sampling, plan.fractions as f64)?;
-    Ok(engine.dose_on_grid(&fields, dose_grid, Some(inside)))
 }
 
 /// The dose of any deliverable plan of a patient (a sequenced plan read back, or one with
@@ -717,21 +707,19 @@ impl<'a> ApertureDose<'a> {
         })
     }
 
-    /// Course dose of `plan` on the CT grid, cGy, with leaf transmission `transmission`.
+    /// Course dose of `plan` on the CT grid, cGy (MU per fraction times the plan's fractions),
+    /// with leaf transmission `transmission`.
     pub fn dose(
         &self,
         plan: &tps_api::deliverable::DeliverablePlan,
         transmission: f64,
         sampling: &crate::delivery::ApertureSampling,
     ) -> Result<Dose> {
-        let d = aperture_dose_on(
-            &self.engine,
-            &self.dose_grid,
-            &self.inside,
-            plan,
-            transmission,
-            sampling,
-        )?;
+        let fields =
+            crate::delivery::aperture_fields(plan, transmission, sampling, plan.fractions as f64)?;
+        let d = self
+            .engine
+            .dose_on_grid(&fields, &self.dose_grid, Some(&self.inside));
         Dose::new(
             self.ct_grid,
             plan::resample_dose(&d, &self.dose_grid, &self.ct_grid),
@@ -797,8 +785,7 @@ impl NativeTps<'_> {
         transmission: f64,
         sampling: &crate::delivery::ApertureSampling,
     ) -> Result<(Vec<Vec<f32>>, Vec<u32>)> {
-        let body = self.protocol.body_structure(&self.patient)?;
-        let inside = plan::resample_mask(&body.mask, &self.dose_grid);
+        let inside = self.body_on_dose_grid()?;
         let voxels: Vec<u32> = (0..inside.len() as u32)
             .filter(|&v| inside[v as usize])
             .collect();

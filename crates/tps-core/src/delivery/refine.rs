@@ -209,8 +209,11 @@ impl Problem for Fit<'_> {
         let n = self.points.len() as f64;
         // d(sum)/d(left, right) at every control point.
         let mut dtraj = vec![[0.0f64; 2]; self.m + 1];
+        // The segments that open the current point, with the open fraction's gradient.
+        let mut seen: Vec<(usize, [f64; 4])> = Vec::with_capacity(self.m);
         let mut f = 0.0;
         for &(p, want) in self.points {
+            seen.clear();
             let mut open = 0.0;
             for k in 0..self.m {
                 let (a, b) = (self.traj[k], self.traj[k + 1]);
@@ -218,20 +221,14 @@ impl Problem for Fit<'_> {
                 if p <= a[0].min(b[0]) || p >= a[1].max(b[1]) {
                     continue;
                 }
-                open += super::fluence::open_fraction(p, a, b);
+                let (v, g) = open_fraction_grad(p, a, b);
+                open += v;
+                seen.push((k, g));
             }
             let res = t * total + (1.0 - t) * mu * open - want;
             f += res * res / n;
             let c = 2.0 * res / n * (1.0 - t) * mu;
-            if c == 0.0 {
-                continue;
-            }
-            for k in 0..self.m {
-                let (a, b) = (self.traj[k], self.traj[k + 1]);
-                if p <= a[0].min(b[0]) || p >= a[1].max(b[1]) {
-                    continue;
-                }
-                let (_, g) = open_fraction_grad(p, a, b);
+            for &(k, g) in &seen {
                 dtraj[k][0] += c * g[0];
                 dtraj[k][1] += c * g[1];
                 dtraj[k + 1][0] += c * g[2];
