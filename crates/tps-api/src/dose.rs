@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::grid::{Grid, LPS};
+use crate::grid::Grid;
 
 /// Dose in cGy on a grid, x-fastest. A TPS returns the dose of its plan as one, so whoever
 /// reads it knows where every value lies.
@@ -97,68 +97,8 @@ impl Dose {
     /// a remote system's convention); an oblique grid is refused, since it would need
     /// interpolation.
     pub fn to_lps_aligned(&self) -> Result<Dose> {
-        let g = &self.grid;
-        if g.is_lps_aligned() {
-            return Ok(self.clone());
-        }
-        // For each grid axis: the patient axis it runs along and whether it runs backwards.
-        let mut axis_of = [0usize; 3];
-        let mut reversed = [false; 3];
-        for a in 0..3 {
-            let d = g.direction[a];
-            let Some(c) = (0..3).find(|&c| (d[c].abs() - 1.0).abs() < 1e-9) else {
-                return Err(Error::invalid(
-                    "dose grid",
-                    format!("direction[{a}]"),
-                    format!("{d:?}"),
-                    "an oblique grid cannot be reordered onto the patient axes",
-                ));
-            };
-            axis_of[a] = c;
-            reversed[a] = d[c] < 0.0;
-        }
-        let mut covered = [false; 3];
-        for &c in &axis_of {
-            covered[c] = true;
-        }
-        if covered.contains(&false) {
-            return Err(Error::invalid(
-                "dose grid",
-                "direction",
-                format!("{:?}", g.direction),
-                "two grid axes run along the same patient axis",
-            ));
-        }
-        let mut dims = [0usize; 3];
-        let mut spacing = [0.0; 3];
-        let mut origin = [0.0; 3];
-        for (a, &c) in axis_of.iter().enumerate() {
-            dims[c] = g.dims[a];
-            spacing[c] = g.spacing_mm[a];
-        }
-        // The new first voxel is the old grid's corner with the lowest patient coordinates.
-        let corner: [usize; 3] = [0, 1, 2].map(|a| if reversed[a] { g.dims[a] - 1 } else { 0 });
-        let first = g.position_mm(corner[0], corner[1], corner[2]);
-        origin.copy_from_slice(&first);
-        let out = Grid::with_direction(dims, spacing, origin, LPS)?;
-        let mut cgy = vec![0.0f32; out.len()];
-        for k in 0..g.dims[2] {
-            for j in 0..g.dims[1] {
-                for i in 0..g.dims[0] {
-                    let old = [i, j, k];
-                    let mut new = [0usize; 3];
-                    for a in 0..3 {
-                        new[axis_of[a]] = if reversed[a] {
-                            g.dims[a] - 1 - old[a]
-                        } else {
-                            old[a]
-                        };
-                    }
-                    cgy[out.index(new[0], new[1], new[2])] = self.cgy[g.index(i, j, k)];
-                }
-            }
-        }
-        Dose::new(out, cgy)
+        let (grid, cgy) = self.grid.to_lps_aligned(&self.cgy)?;
+        Dose::new(grid, cgy)
     }
 }
 

@@ -210,6 +210,84 @@ impl Grid {
         [0, 1, 2].map(|a| self.dims[a] as f64 * self.spacing_mm[a])
     }
 
+    /// Values on this grid moved onto the LPS-aligned grid covering the same voxels: exact
+    /// when the grid's axes are the patient axes swapped or reversed (a series acquired prone
+    /// or feet first, a remote system's convention); an oblique grid is refused, since it
+    /// would need interpolation. Returns the new grid and the values in its order.
+    pub fn to_lps_aligned<T: Copy + Default>(&self, values: &[T]) -> Result<(Grid, Vec<T>)> {
+        if values.len() != self.len() {
+            return Err(Error::GridMismatch {
+                what: format!(
+                    "{} values on a grid {:?} of {} voxels",
+                    values.len(),
+                    self.dims,
+                    self.len()
+                ),
+            });
+        }
+        if self.is_lps_aligned() {
+            return Ok((*self, values.to_vec()));
+        }
+        // For each grid axis: the patient axis it runs along and whether it runs backwards.
+        let mut axis_of = [0usize; 3];
+        let mut reversed = [false; 3];
+        for a in 0..3 {
+            let d = self.direction[a];
+            let Some(c) = (0..3).find(|&c| (d[c].abs() - 1.0).abs() < 1e-9) else {
+                return Err(Error::invalid(
+                    "grid",
+                    format!("direction[{a}]"),
+                    format!("{d:?}"),
+                    "an oblique grid cannot be reordered onto the patient axes",
+                ));
+            };
+            axis_of[a] = c;
+            reversed[a] = d[c] < 0.0;
+        }
+        let mut covered = [false; 3];
+        for &c in &axis_of {
+            covered[c] = true;
+        }
+        if covered.contains(&false) {
+            return Err(Error::invalid(
+                "grid",
+                "direction",
+                format!("{:?}", self.direction),
+                "two grid axes run along the same patient axis",
+            ));
+        }
+        let mut dims = [0usize; 3];
+        let mut spacing = [0.0; 3];
+        for (a, &c) in axis_of.iter().enumerate() {
+            dims[c] = self.dims[a];
+            spacing[c] = self.spacing_mm[a];
+        }
+        // The new first voxel is the old grid's corner with the lowest patient coordinates.
+        let corner: [usize; 3] = [0, 1, 2].map(|a| if reversed[a] { self.dims[a] - 1 } else { 0 });
+        let origin = self.position_mm(corner[0], corner[1], corner[2]);
+        let out = Grid::with_direction(dims, spacing, origin, LPS)?;
+        let mut moved = vec![T::default(); out.len()];
+        let mut n = 0;
+        for k in 0..self.dims[2] {
+            for j in 0..self.dims[1] {
+                for i in 0..self.dims[0] {
+                    let old = [i, j, k];
+                    let mut new = [0usize; 3];
+                    for a in 0..3 {
+                        new[axis_of[a]] = if reversed[a] {
+                            self.dims[a] - 1 - old[a]
+                        } else {
+                            old[a]
+                        };
+                    }
+                    moved[out.index(new[0], new[1], new[2])] = values[n];
+                    n += 1;
+                }
+            }
+        }
+        Ok((out, moved))
+    }
+
     /// The grid covering the box `[lo_mm, hi_mm]` (voxel edges) with the given spacing.
     /// Dimensions are rounded up so the box is fully covered; the box is centred in the grid.
     pub fn covering(lo_mm: [f64; 3], hi_mm: [f64; 3], spacing_mm: [f64; 3]) -> Result<Self> {
