@@ -12,6 +12,7 @@ pub mod nrrd;
 pub mod patient_files;
 pub mod recipes;
 pub mod render;
+pub mod resample;
 
 pub use mask_ops::{BoundingBox, MaskOps, StructureStats, stats, structure_stats, structure_table};
 pub use tps_api::{Error, Result};

@@ -410,6 +410,30 @@ impl Protocol {
         Ok(s)
     }
 
+    /// The structures a patient must bring for this protocol: the prescription target, the
+    /// named body, and every structure an objective, a clinical goal or a metric names, less
+    /// those the auxiliary recipes build; in that order, each once.
+    pub fn required_structures(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let mut add = |n: &str| {
+            if !self.auxiliary.iter().any(|r| r.name == n) && !names.iter().any(|m| m == n) {
+                names.push(n.to_string());
+            }
+        };
+        add(&self.prescription.target);
+        if let Some(b) = &self.body {
+            add(b);
+        }
+        self.objectives.iter().for_each(|o| add(&o.structure));
+        self.clinical_goals.iter().for_each(|g| add(&g.structure));
+        for m in &self.metrics {
+            if let Metric::Structure { name, .. } = m {
+                add(name);
+            }
+        }
+        names
+    }
+
     /// Checks that every structure the clinical goals name exists on `patient` or is built by
     /// the protocol's auxiliary recipes.
     pub fn check_goal_structures(&self, patient: &Patient) -> Result<()> {
