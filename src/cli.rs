@@ -60,6 +60,10 @@ enum Command {
     Agreement(cmd::agreement::Args),
     /// Load a saved patient directory, check it, print its structures, optionally render.
     Inspect(cmd::inspect::Args),
+    /// Import a patient from DICOM: the CT series its RT structure set refers to, the
+    /// structures (named as the protocol names them, through an alias table) and an RT dose
+    /// when there is one; written as a patient directory with an import report.
+    ImportDicom(cmd::import_dicom::Args),
     /// Serve the native TPS over the TPS protocol (v1, docs/tps-protocol.md) so that a loop in
     /// another process or on another machine can plan with it (`plan --tps FILE`).
     ServeTps(cmd::serve_tps::Args),
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Examples(a) => cmd::examples::run(a),
         Command::Agreement(a) => cmd::agreement::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
+        Command::ImportDicom(a) => cmd::import_dicom::run(a),
         Command::ServeTps(a) => cmd::serve_tps::run(a),
     }
 }

@@ -10,6 +10,7 @@ pub mod dose;
 pub mod eval;
 pub mod examples;
 pub mod gamma;
+pub mod import_dicom;
 pub mod inspect;
 pub mod optimize;
 pub mod phantom;
