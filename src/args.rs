@@ -14,6 +14,31 @@ use tps_core::dose::model::BeamModel;
 /// Most few-shot examples one prompt may show (each adds a report table to the prompt).
 pub const MAX_EXAMPLES: i64 = 20;
 
+/// The patient a plan was made for: a synthetic cohort patient or a saved patient directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PatientSource {
+    /// Cohort definition (with --patient), as the plan was made.
+    #[arg(long)]
+    pub cohort: Option<PathBuf>,
+    /// Patient number in the cohort.
+    #[arg(long)]
+    pub patient: Option<usize>,
+    /// A saved patient directory instead of a cohort patient.
+    #[arg(long, conflicts_with_all = ["cohort", "patient"])]
+    pub patient_dir: Option<PathBuf>,
+}
+
+impl PatientSource {
+    /// Generates or loads the patient.
+    pub fn load(&self) -> Result<tps_api::Patient> {
+        crate::cmd::load_patient(
+            self.cohort.as_deref(),
+            self.patient,
+            self.patient_dir.as_deref(),
+        )
+    }
+}
+
 /// The treatment machine and the CT calibration, shared by the commands that compute dose.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MachineArgs {

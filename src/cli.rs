@@ -64,6 +64,11 @@ enum Command {
     /// structures (named as the protocol names them, through an alias table) and an RT dose
     /// when there is one; written as a patient directory with an import report.
     ImportDicom(cmd::import_dicom::Args),
+    /// Export a plan as DICOM RT: the patient's CT series, an RT structure set with every
+    /// structure (rings included), the plan's RT dose and an RT plan (prescription, fraction
+    /// group, and the arcs' control points with MLC positions and MU when the plan was made
+    /// with --deliverable).
+    ExportDicom(cmd::export_dicom::Args),
     /// Serve the native TPS over the TPS protocol (v1, docs/tps-protocol.md) so that a loop in
     /// another process or on another machine can plan with it (`plan --tps FILE`).
     ServeTps(cmd::serve_tps::Args),
@@ -87,6 +92,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Agreement(a) => cmd::agreement::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::ImportDicom(a) => cmd::import_dicom::run(a),
+        Command::ExportDicom(a) => cmd::export_dicom::run(a),
         Command::ServeTps(a) => cmd::serve_tps::run(a),
     }
 }

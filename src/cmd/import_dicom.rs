@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use dicom_rt::AliasTable;
 use dicom_rt::import::{Imported, Options};
 use tps_api::Protocol;
@@ -42,12 +42,6 @@ pub struct Args {
 
 /// Runs `autoplan import-dicom`.
 pub fn run(a: &Args) -> Result<()> {
-    if a.out.exists() {
-        bail!(
-            "{}: already exists; give a new directory for the imported patient",
-            a.out.display()
-        );
-    }
     let protocol = a.protocol.as_deref().map(Protocol::load).transpose()?;
     let aliases = match &a.aliases {
         Some(p) => Some(AliasTable::load(p)?),
@@ -65,7 +59,12 @@ pub fn run(a: &Args) -> Result<()> {
     let im = dicom_rt::import::import(&a.dir, &opts)
         .with_context(|| format!("importing {}", a.dir.display()))?;
     write_patient(&im, &a.out)?;
-    out!("{} imported from {} ({})", im.patient.id, a.dir.display(), im.report.found);
+    out!(
+        "{} imported from {} ({})",
+        im.patient.id,
+        a.dir.display(),
+        im.report.found
+    );
     out!("{}", im.report.series.describe());
     for n in &im.report.notes {
         out!("note: {n}");
@@ -87,30 +86,17 @@ pub fn run(a: &Args) -> Result<()> {
 /// The imported RT dose on the CT grid, in the patient directory.
 pub const RTDOSE: &str = "rtdose.nrrd";
 
-/// Writes the patient, its dose and the report into a hidden directory beside `out`, then
-/// renames it: an interrupted import leaves nothing at `out`.
+/// Writes the patient, its dose and the report as directory `out`, whole or not at all.
 fn write_patient(im: &Imported, out: &Path) -> Result<()> {
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".import-dicom-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("creating a directory in {}", parent.display()))?;
-    patient_model::patient_files::save(&im.patient, tmp.path())?;
-    if let Some(d) = &im.dose {
-        patient_model::nrrd::write_f32(&tmp.path().join(RTDOSE), d.on_ct.grid(), d.on_ct.cgy())?;
-    }
-    std::fs::write(tmp.path().join("import.md"), report(im))
-        .with_context(|| format!("writing the import report in {}", tmp.path().display()))?;
-    let kept = tmp.keep();
-    std::fs::rename(&kept, out).with_context(|| {
-        let _ = std::fs::remove_dir_all(&kept);
-        format!("moving the imported patient to {}", out.display())
-    })?;
-    Ok(())
+    super::create_dir_whole(out, "the imported patient", |dir| {
+        patient_model::patient_files::save(&im.patient, dir)?;
+        if let Some(d) = &im.dose {
+            patient_model::nrrd::write_f32(&dir.join(RTDOSE), d.on_ct.grid(), d.on_ct.cgy())?;
+        }
+        std::fs::write(dir.join("import.md"), report(im))
+            .with_context(|| format!("writing the import report in {}", dir.display()))?;
+        Ok(())
+    })
 }
 
 fn axis_name(v: &[f64; 3]) -> &'static str {

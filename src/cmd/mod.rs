@@ -9,6 +9,7 @@ pub mod cohort;
 pub mod dose;
 pub mod eval;
 pub mod examples;
+pub mod export_dicom;
 pub mod gamma;
 pub mod import_dicom;
 pub mod inspect;
@@ -85,4 +86,33 @@ fn show_patient(p: &Patient, png: Option<&Path>, save: Option<&PathBuf>, stem: &
         out!("saved {}", dir.display());
     }
     Ok(())
+}
+
+/// Creates directory `out` (which must not exist) by filling a hidden directory beside it with
+/// `fill` and renaming it, so that an interrupted or failed run leaves nothing at `out`.
+/// `what` names the content in messages.
+fn create_dir_whole<T>(out: &Path, what: &str, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    use anyhow::Context;
+    if out.exists() {
+        anyhow::bail!(
+            "{}: already exists; give a new directory for {what}",
+            out.display()
+        );
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".autoplan-partial-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("creating a directory in {}", parent.display()))?;
+    let value = fill(tmp.path())?;
+    let kept = tmp.keep();
+    if let Err(e) = std::fs::rename(&kept, out) {
+        let _ = std::fs::remove_dir_all(&kept);
+        return Err(e).with_context(|| format!("moving {what} to {}", out.display()));
+    }
+    Ok(value)
 }

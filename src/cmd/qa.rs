@@ -19,7 +19,7 @@ use tps_core::native::ApertureDose;
 
 use super::gamma::summaries_csv;
 use super::read_dose;
-use crate::args::{BeamArgs, MachineArgs};
+use crate::args::{BeamArgs, MachineArgs, PatientSource};
 use crate::output::write_file;
 
 /// Simulated patient-specific QA of a plan written by `autoplan plan --deliverable`: its
@@ -29,15 +29,8 @@ use crate::output::write_file;
 pub struct Args {
     /// The plan directory (deliverable.json and deliverable-dose.nrrd).
     pub plan_dir: PathBuf,
-    /// Cohort definition (with --patient), as the plan was made.
-    #[arg(long)]
-    pub cohort: Option<PathBuf>,
-    /// Patient number in the cohort.
-    #[arg(long)]
-    pub patient: Option<usize>,
-    /// A saved patient directory instead of a cohort patient.
-    #[arg(long, conflicts_with_all = ["cohort", "patient"])]
-    pub patient_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub patient: PatientSource,
     /// The protocol the plan was made with (body structure and dose grid).
     #[arg(long)]
     pub protocol: PathBuf,
@@ -206,7 +199,7 @@ pub fn run(a: &Args) -> Result<()> {
         );
     }
     let (model, curve) = a.machine.load()?;
-    let patient = super::load_patient(a.cohort.as_deref(), a.patient, a.patient_dir.as_deref())?;
+    let patient = a.patient.load()?;
     if patient.grid() != planned.grid() {
         bail!(
             "{} is not on the CT grid of {}: give the patient the plan was made for",

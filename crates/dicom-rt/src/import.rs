@@ -158,10 +158,7 @@ fn role_of(name: &str, interpreted: Option<&str>, protocol: Option<&Protocol>) -
 type Chosen<'s> = (&'s DicomFile, StructureSet);
 
 /// Picks the CT series and structure set to import; errors list what was found.
-fn choose<'s>(
-    scan: &'s Scan,
-    dir: &Path,
-) -> Result<(Vec<&'s DicomFile>, Option<Chosen<'s>>)> {
+fn choose<'s>(scan: &'s Scan, dir: &Path) -> Result<(Vec<&'s DicomFile>, Option<Chosen<'s>>)> {
     let groups = ct_series(scan)?;
     if groups.is_empty() {
         return Err(Error::invalid(

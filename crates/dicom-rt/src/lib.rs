@@ -12,11 +12,14 @@
 
 pub mod aliases;
 pub mod ct;
+pub mod export;
 pub mod import;
 pub mod pixels;
 pub mod read;
 pub mod rtdose;
 pub mod rtstruct;
+pub mod trace;
+pub mod write;
 
 pub use aliases::AliasTable;
 pub use tps_api::{Error, Result};
