@@ -1,18 +1,42 @@
 //! Arguments several subcommands share: the machine and CT calibration, overrides of the
 //! protocol's beams and grid, and the typed choices (guard policy, example selection, fluence).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::ValueEnum;
 use planner::examples::Selection;
 use planner::guard::GuardPolicy;
-use tps_api::{Arrangement, Beams, Protocol};
+use tps_api::{Arrangement, Beams, Patient, Protocol};
 use tps_core::dose::calibration::DensityCurve;
 use tps_core::dose::model::BeamModel;
 
 /// Most few-shot examples one prompt may show (each adds a report table to the prompt).
 pub const MAX_EXAMPLES: i64 = 20;
+
+/// A cohort patient (`cohort` and `id`) or a saved patient directory (`dir`), as the commands
+/// that take `--cohort FILE --patient N` or `--patient-dir DIR` read it.
+pub fn load_patient(
+    cohort: Option<&Path>,
+    id: Option<usize>,
+    dir: Option<&Path>,
+) -> Result<Patient> {
+    match (cohort, id, dir) {
+        (Some(c), Some(id), None) => {
+            let spec = phantoms::cohort::CohortSpec::load(c)?;
+            if id == 0 || id > spec.patients {
+                anyhow::bail!(
+                    "--patient {id}: {} has patients 1-{}",
+                    c.display(),
+                    spec.patients
+                );
+            }
+            Ok(spec.generate(id)?)
+        }
+        (None, None, Some(dir)) => Ok(patient_model::patient_files::load(dir)?),
+        _ => anyhow::bail!("give either --cohort FILE --patient N, or --patient-dir DIR"),
+    }
+}
 
 /// The patient a plan was made for: a synthetic cohort patient or a saved patient directory.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,8 +54,8 @@ pub struct PatientSource {
 
 impl PatientSource {
     /// Generates or loads the patient.
-    pub fn load(&self) -> Result<tps_api::Patient> {
-        crate::cmd::load_patient(
+    pub fn load(&self) -> Result<Patient> {
+        load_patient(
             self.cohort.as_deref(),
             self.patient,
             self.patient_dir.as_deref(),

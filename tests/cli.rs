@@ -559,6 +559,7 @@ fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulate
         "--deliverable",
         "--dose-angle-step",
         "20",
+        "--dicom",
         "--out",
         out.to_str().unwrap(),
     ]));
@@ -598,6 +599,60 @@ fn plan_deliverable_writes_control_points_their_dose_the_comparison_and_simulate
     let md = std::fs::read_to_string(out.join("deliverable.md")).unwrap();
     assert!(md.contains("Machine check: none"), "{md}");
     assert!(md.contains("| PTV D95 |"), "{md}");
+
+    // The DICOM export (--dicom) read back by import-dicom: the same structures, rings
+    // included, and the deliverable dose, whose metrics by `eval` are the plan's.
+    for f in ["RS.dcm", "RD.dcm", "RP.dcm", "CT.0001.dcm"] {
+        assert!(out.join("dicom").join(f).is_file(), "{f}: {s}");
+    }
+    let imported = tmp.path().join("imported");
+    let o = autoplan(&[
+        "import-dicom",
+        out.join("dicom").to_str().unwrap(),
+        "--out",
+        imported.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+    ]);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    let report = std::fs::read_to_string(imported.join("import.md")).unwrap();
+    for name in [
+        "| PTV | PTV | target |",
+        "| R2 | R2 | auxiliary |",
+        "| External | External | external |",
+    ] {
+        assert!(report.contains(name), "{name}: {report}");
+    }
+    let csv = tmp.path().join("imported-metrics.csv");
+    let o = autoplan(&[
+        "eval",
+        "--patient",
+        imported.to_str().unwrap(),
+        "--dose",
+        imported.join("rtdose.nrrd").to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let value = |text: &str, metric: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{metric},")))
+            .and_then(|l| l.split(',').next())
+            .unwrap_or_else(|| panic!("{metric} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    let evaluated = std::fs::read_to_string(&csv).unwrap();
+    for metric in ["PTV D95", "PTV D2", "Bladder D50", "CI"] {
+        let (a, b) = (value(&metrics, metric), value(&evaluated, metric));
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(1.0),
+            "{metric}: plan {a}, imported {b}"
+        );
+    }
 
     // Simulated QA: without errors the recomputed dose is the planned one (every point
     // passes); with the default errors the pass rates are reported as a simulation.

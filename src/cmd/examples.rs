@@ -64,6 +64,7 @@ pub fn run(a: &Args) -> Result<()> {
             reference: None,
             deliverable: false,
             dose_angle_step: 4.0,
+            dicom: false,
             out: out.clone(),
         })?;
         let events =

@@ -26,29 +26,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use tps_api::{Patient, Protocol};
 
-/// A cohort patient (`cohort` and `id`) or a saved patient directory (`dir`), as the commands
-/// that take `--cohort FILE --patient N` or `--patient-dir DIR` read it.
-pub fn load_patient(
-    cohort: Option<&Path>,
-    id: Option<usize>,
-    dir: Option<&Path>,
-) -> Result<Patient> {
-    match (cohort, id, dir) {
-        (Some(c), Some(id), None) => {
-            let spec = phantoms::cohort::CohortSpec::load(c)?;
-            if id == 0 || id > spec.patients {
-                anyhow::bail!(
-                    "--patient {id}: {} has patients 1-{}",
-                    c.display(),
-                    spec.patients
-                );
-            }
-            Ok(spec.generate(id)?)
-        }
-        (None, None, Some(dir)) => Ok(patient_model::patient_files::load(dir)?),
-        _ => anyhow::bail!("give either --cohort FILE --patient N, or --patient-dir DIR"),
-    }
-}
+pub use crate::args::load_patient;
 
 /// A dose file: a float NRRD in cGy, with its grid.
 fn read_dose(path: &Path) -> Result<tps_api::Dose> {

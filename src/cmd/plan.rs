@@ -97,6 +97,11 @@ pub struct Args {
     /// static beam for its dose, degrees (smaller is closer to the continuous arc, and slower).
     #[arg(long, default_value_t = 4.0, requires = "deliverable")]
     pub dose_angle_step: f64,
+    /// Also export the final plan as DICOM RT into OUT/dicom (CT, structure set with the
+    /// rings, dose, and the RT plan; with --deliverable its arcs and that dose), as
+    /// `autoplan export-dicom` does.
+    #[arg(long)]
+    pub dicom: bool,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -373,6 +378,16 @@ pub fn run_one(a: &Args) -> Result<PlanRecord> {
             &metrics,
             &a.out,
         )?);
+    }
+    if a.dicom {
+        // The plan's own export, replaced by each run in this directory.
+        let dir = a.out.join("dicom");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("replacing the earlier export in {}", dir.display()))?;
+        }
+        let ex = super::export_dicom::write(&a.out, &patient, &protocol, true, &pid, &dir)?;
+        out!("wrote {} DICOM files to {}", ex.files.len(), dir.display());
     }
     let failed_goals: Vec<String> = tps_api::goals::failed_must(&outcome.goals)
         .iter()

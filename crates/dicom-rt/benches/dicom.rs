@@ -26,7 +26,12 @@ fn ellipsoid(g: &Grid, c: [f64; 3], r: [f64; 3]) -> Mask {
 }
 
 fn case() -> (Patient, Dose) {
-    let g = Grid::new([512, 512, 150], [0.977, 0.977, 2.5], [-250.0, -250.0, -187.5]).unwrap();
+    let g = Grid::new(
+        [512, 512, 150],
+        [0.977, 0.977, 2.5],
+        [-250.0, -250.0, -187.5],
+    )
+    .unwrap();
     let ct = (0..g.len())
         .map(|n| {
             let [i, j, k] = g.ijk(n);
