@@ -1326,3 +1326,30 @@ fn gamma_compares_two_dose_files_and_writes_csv_and_map() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("PERCENT/MM"), "{}", text(&o));
 }
+
+/// A failed import names the file and attribute and leaves nothing at --out, not even a
+/// partial directory beside it.
+#[test]
+fn a_failed_dicom_import_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("patient");
+    let set = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/dicom-rt/tests/fixtures/sets/missing-slice");
+    let o = autoplan(&[
+        "import-dicom",
+        set.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let s = text(&o);
+    assert!(s.contains("ImagePositionPatient (0020,0032)") && s.contains("non-uniform spacing"), "{s}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    // An existing directory is never written into.
+    std::fs::create_dir(&out).unwrap();
+    let good = set.with_file_name("hfs");
+    let o = autoplan(&["import-dicom", good.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("already exists"), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+}
