@@ -1343,13 +1343,25 @@ fn a_failed_dicom_import_leaves_nothing_behind() {
     ]);
     assert!(!o.status.success());
     let s = text(&o);
-    assert!(s.contains("ImagePositionPatient (0020,0032)") && s.contains("non-uniform spacing"), "{s}");
+    assert!(
+        s.contains("ImagePositionPatient (0020,0032)") && s.contains("non-uniform spacing"),
+        "{s}"
+    );
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
     // An existing directory is never written into.
     std::fs::create_dir(&out).unwrap();
     let good = set.with_file_name("hfs");
-    let o = autoplan(&["import-dicom", good.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(!o.status.success() && text(&o).contains("already exists"), "{}", text(&o));
+    let o = autoplan(&[
+        "import-dicom",
+        good.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("already exists"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }

@@ -37,15 +37,18 @@ fn read_dose(path: &Path) -> Result<tps_api::Dose> {
     tps_api::Dose::new(grid, cgy).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-/// Adds `protocol`'s auxiliary structures (rings) to `p`, when a protocol is given.
+/// Adds `protocol`'s auxiliary structures (rings) that `p` lacks, when a protocol is given;
+/// those it has (saved with it, or imported from its structure set) are kept as they are.
 fn add_auxiliary(p: &mut Patient, protocol: Option<&Path>) -> Result<()> {
     if let Some(path) = protocol {
         let proto = Protocol::load(path)?;
-        patient_model::recipes::build_auxiliary(&proto, p)?;
+        let built = patient_model::recipes::build_missing_auxiliary(&proto, p)?;
         tracing::info!(
-            "added {} auxiliary structures from {}",
+            "built {} of the {} auxiliary structures of {} ({} were present)",
+            built.len(),
             proto.auxiliary.len(),
-            path.display()
+            path.display(),
+            proto.auxiliary.len() - built.len()
         );
     }
     Ok(())
