@@ -69,6 +69,10 @@ enum Command {
     /// group, and the arcs' control points with MLC positions and MU when the plan was made
     /// with --deliverable).
     ExportDicom(cmd::export_dicom::Args),
+    /// Run a study file's arms on its patients (one directory per arm and patient; an
+    /// interrupted run resumes, finished cases are never redone) and write its tables and
+    /// report.
+    Study(cmd::run_study::Args),
     /// Serve the native TPS over the TPS protocol (v1, docs/tps-protocol.md) so that a loop in
     /// another process or on another machine can plan with it (`plan --tps FILE`).
     ServeTps(cmd::serve_tps::Args),
@@ -93,6 +97,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::ImportDicom(a) => cmd::import_dicom::run(a),
         Command::ExportDicom(a) => cmd::export_dicom::run(a),
+        Command::Study(a) => cmd::run_study::run(a),
         Command::ServeTps(a) => cmd::serve_tps::run(a),
     }
 }

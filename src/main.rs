@@ -11,6 +11,7 @@ mod interrupt;
 mod lock;
 mod logging;
 mod pictures;
+mod study_file;
 
 use std::process::ExitCode;
 

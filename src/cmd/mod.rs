@@ -17,6 +17,7 @@ pub mod optimize;
 pub mod phantom;
 pub mod plan;
 pub mod qa;
+pub mod run_study;
 pub mod serve_tps;
 pub mod study;
 pub mod synthetic_dose;

@@ -1,0 +1,553 @@
+//! `autoplan study FILE --out DIR`: the arms of a study file run on its patients, one
+//! directory per arm and patient, resumable, in parallel; then the study's tables.
+//!
+//! ```text
+//! DIR/
+//!   report.md                  links the tables, lists skipped arms and failed cases
+//!   table3.md, table3.csv      mean ± std per arm, Wilcoxon p against the reference arm,
+//!                              the published values beside
+//!   arms.md, arms.csv          per arm: cases done, criteria met, iterations, times,
+//!                              guard violations, fallbacks, advisor failures
+//!   <arm>/pNN/                 the plan's outputs (as `autoplan plan` writes them)
+//!   <arm>/pNN/case.json        written last: the case is finished and never redone
+//!   <arm>/pNN/failed.json      the error of a case that failed (redone by the next run)
+//! ```
+//!
+//! A case directory without `case.json` is an interrupted case: the next run removes and redoes
+//! it. An arm whose provider cannot run here (no key in its environment variable, no server
+//! at its endpoint, an advisor this build lacks) is skipped with the reason in every output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use evaluation::ProtocolEvaluator;
+use evaluation::reference::ReferenceTable;
+use evaluation::tables::study::PlanNumbers;
+use evaluation::tables::{MethodValues, MetricColumn, summary, summary_csv, summary_markdown};
+use llm_providers::config::{Kind, ProviderConfig};
+use phantoms::cohort::CohortSpec;
+use serde::{Deserialize, Serialize};
+use tps_api::Protocol;
+
+use super::plan::{self, run_one};
+use crate::args::{BeamArgs, Examples, MachineArgs};
+use crate::cohort_run::select_ids;
+use crate::interrupt::Interrupted;
+use crate::lock::OutputLock;
+use crate::study_file::{Arm, StudyFile};
+
+/// Run a study file's arms on its patients (one directory per arm and patient; an interrupted
+/// run resumes, finished cases are never redone) and write its tables and report.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Study file (configs/studies/*.toml).
+    pub file: PathBuf,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Cases planned at once (each plan also uses every core for its dose computation).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Patients instead of the study file's (`6-35`, `7,9`, `test`, `training`).
+    #[arg(long)]
+    pub patients: Option<String>,
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    #[command(flatten)]
+    pub beams: BeamArgs,
+}
+
+/// What a finished case left: `case.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct CaseRecord {
+    arm: String,
+    patient: usize,
+    /// The loop's numbers in the order of `evaluation::tables::study::COLUMNS`.
+    numbers: Vec<f64>,
+    /// The protocol's metrics: label and value (`None` where the plan lacks it).
+    metrics: Vec<(String, Option<f64>)>,
+    failed_goals: Vec<String>,
+}
+
+/// What a failed case left: `failed.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct CaseFailure {
+    arm: String,
+    patient: usize,
+    error: String,
+}
+
+const DONE: &str = "case.json";
+const FAILED: &str = "failed.json";
+
+fn case_dir(out: &Path, arm: &str, id: usize) -> PathBuf {
+    out.join(arm).join(format!("p{id:02}"))
+}
+
+/// Why an arm cannot run here, if it cannot: its provider file's advisor cannot be built
+/// (a key missing from the environment, a feature this build lacks) or its server does not
+/// answer a TCP connection within 2 s.
+fn unavailable(arm: &Arm) -> Result<Option<String>> {
+    let Some(path) = &arm.provider else {
+        return Ok(None);
+    };
+    let config = ProviderConfig::load(path)?;
+    if let Err(e) = llm_providers::config::build(&config) {
+        return Ok(Some(e.to_string()));
+    }
+    if matches!(config.kind, Kind::RuleBased | Kind::Embedded) {
+        return Ok(None);
+    }
+    let Some(url) = &config.endpoint else {
+        return Ok(None);
+    };
+    let host = url.host_str().unwrap_or("localhost");
+    let port = url.port_or_known_default().unwrap_or(80);
+    use std::net::ToSocketAddrs;
+    let reachable = (host, port)
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+        });
+    Ok((!reachable).then(|| format!("no server answers at {url} ({})", path.display())))
+}
+
+/// The `plan` arguments of one case.
+fn plan_args(s: &StudyFile, a: &Args, arm: &Arm, id: usize) -> plan::Args {
+    plan::Args {
+        cohort: Some(s.cohort.clone()),
+        patient: Some(id),
+        patient_dir: None,
+        protocol: s.protocol.clone(),
+        provider: arm.provider.clone(),
+        tps: arm.tps.clone(),
+        machine: a.machine.clone(),
+        guard: arm.guard,
+        beams: a.beams.clone(),
+        examples: arm.examples.clone(),
+        n_examples: arm.n_examples,
+        selection: Examples::Fixed,
+        max_advisor_failures: None,
+        // A study records the fallback's share per arm instead of stopping on it.
+        allow_fallback: true,
+        patients: None,
+        reference: None,
+        deliverable: s.deliverable,
+        dose_angle_step: 4.0,
+        dicom: false,
+        out: case_dir(&a.out, &arm.name, id),
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: damaged", path.display()))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("records serialize");
+    tps_api::files::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+/// Runs `autoplan study`.
+pub fn run(a: &Args) -> Result<()> {
+    let study = StudyFile::load(&a.file)?;
+    let spec = CohortSpec::load(&study.cohort)?;
+    let list = a.patients.as_deref().unwrap_or(&study.patients);
+    let ids = select_ids(Some(list), Vec::new(), &spec, &study.cohort)?;
+    let protocol = Protocol::load(&study.protocol)?;
+    planner::planning_of(&protocol)?;
+    let evaluator = ProtocolEvaluator::from_protocol(&protocol)?;
+    let published = study
+        .published
+        .as_deref()
+        .map(ReferenceTable::load)
+        .transpose()?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let _lock = OutputLock::acquire(&a.out)?;
+
+    let mut skipped: Vec<(String, String)> = Vec::new();
+    let mut arms: Vec<&Arm> = Vec::new();
+    for arm in &study.arms {
+        match unavailable(arm)? {
+            Some(why) => {
+                out!("arm {}: skipped: {why}", arm.name);
+                skipped.push((arm.name.clone(), why));
+            }
+            None => arms.push(arm),
+        }
+    }
+    if arms.first().map(|a| &a.name) != Some(&study.arms[0].name) {
+        bail!(
+            "the reference arm {} cannot run here ({}): the paired tests need it",
+            study.arms[0].name,
+            skipped[0].1
+        );
+    }
+    // Finished cases are kept; a directory without its marker is an interrupted case.
+    let mut todo = Vec::new();
+    for arm in &arms {
+        for &id in &ids {
+            let dir = case_dir(&a.out, &arm.name, id);
+            if dir.join(DONE).is_file() {
+                continue;
+            }
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing the unfinished case {}", dir.display()))?;
+            }
+            todo.push((*arm, id));
+        }
+    }
+    let total = arms.len() * ids.len();
+    out!(
+        "study {} ({}): {} arms x {} patients, {} cases finished, {} to plan with {} job(s)",
+        study.name,
+        a.file.display(),
+        arms.len(),
+        ids.len(),
+        total - todo.len(),
+        todo.len(),
+        a.jobs
+    );
+    run_cases(&study, a, &todo)?;
+    let report = tables(
+        &study,
+        a,
+        &arms,
+        &ids,
+        &skipped,
+        &evaluator,
+        published.as_ref(),
+    )?;
+    out!("wrote {}", report.display());
+    Ok(())
+}
+
+/// Plans `todo` with `a.jobs` workers, a progress bar with the ETA on stderr. A failed case is
+/// recorded and the others go on; an interruption stops every worker after its case.
+fn run_cases(study: &StudyFile, a: &Args, todo: &[(&Arm, usize)]) -> Result<()> {
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let bar = indicatif::ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} cases, ETA {eta} {msg}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..usize::from(a.jobs).min(todo.len()) {
+            scope.spawn(|| {
+                loop {
+                    if stop.load(Ordering::SeqCst) || crate::interrupt::interrupted() {
+                        return;
+                    }
+                    let n = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&(arm, id)) = todo.get(n) else {
+                        return;
+                    };
+                    let args = plan_args(study, a, arm, id);
+                    let result = run_one(&args);
+                    let line = match result {
+                        Ok(r) => {
+                            let record = CaseRecord {
+                                arm: arm.name.clone(),
+                                patient: id,
+                                numbers: r.numbers.to_row(),
+                                metrics: r
+                                    .metrics
+                                    .iter()
+                                    .map(|v| (v.metric.to_string(), v.value))
+                                    .collect(),
+                                failed_goals: r.failed_goals.clone(),
+                            };
+                            match write_json(&args.out.join(DONE), &record) {
+                                Ok(()) => format!(
+                                    "{} p{id:02}: {} after {} iterations",
+                                    arm.name,
+                                    if r.numbers.criteria_met {
+                                        "criteria met"
+                                    } else {
+                                        "iteration cap"
+                                    },
+                                    r.numbers.iterations
+                                ),
+                                Err(e) => {
+                                    failures
+                                        .lock()
+                                        .unwrap()
+                                        .push(format!("{} p{id:02}: {e:#}", arm.name));
+                                    format!("{} p{id:02}: FAILED to record: {e:#}", arm.name)
+                                }
+                            }
+                        }
+                        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+                            stop.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(e) => {
+                            let text = format!("{e:#}");
+                            let _ = std::fs::create_dir_all(&args.out);
+                            let _ = write_json(
+                                &args.out.join(FAILED),
+                                &CaseFailure {
+                                    arm: arm.name.clone(),
+                                    patient: id,
+                                    error: text.clone(),
+                                },
+                            );
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{} p{id:02}: {text}", arm.name));
+                            format!("{} p{id:02}: FAILED: {text}", arm.name)
+                        }
+                    };
+                    bar.inc(1);
+                    bar.println(line);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    if stop.load(Ordering::SeqCst) || crate::interrupt::interrupted() {
+        return Err(Interrupted.into());
+    }
+    let failures = failures.into_inner().unwrap();
+    out!(
+        "{} cases planned in {:.0} s, {} failed",
+        todo.len() - failures.len(),
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    Ok(())
+}
+
+/// Per arm and patient, the finished case, if any.
+fn finished(
+    out: &Path,
+    arms: &[&Arm],
+    ids: &[usize],
+) -> Result<BTreeMap<(String, usize), CaseRecord>> {
+    let mut done = BTreeMap::new();
+    for arm in arms {
+        for &id in ids {
+            let p = case_dir(out, &arm.name, id).join(DONE);
+            if p.is_file() {
+                done.insert((arm.name.clone(), id), read_json::<CaseRecord>(&p)?);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Writes table3, arms and report; returns the report's path.
+fn tables(
+    study: &StudyFile,
+    a: &Args,
+    arms: &[&Arm],
+    ids: &[usize],
+    skipped: &[(String, String)],
+    evaluator: &ProtocolEvaluator,
+    published: Option<&ReferenceTable>,
+) -> Result<PathBuf> {
+    let done = finished(&a.out, arms, ids)?;
+    let metrics: Vec<_> = evaluator.metrics().cloned().collect();
+    // Paired tests: the patients finished in every arm, with every metric.
+    let paired: Vec<usize> = ids
+        .iter()
+        .copied()
+        .filter(|&id| {
+            arms.iter().all(|arm| {
+                done.get(&(arm.name.clone(), id)).is_some_and(|r| {
+                    metrics.iter().all(|m| {
+                        r.metrics
+                            .iter()
+                            .any(|(l, v)| *l == m.to_string() && v.is_some_and(f64::is_finite))
+                    })
+                })
+            })
+        })
+        .collect();
+    let value = |arm: &str, id: usize, label: &str| -> f64 {
+        done[&(arm.to_string(), id)]
+            .metrics
+            .iter()
+            .find(|(l, _)| l == label)
+            .and_then(|(_, v)| *v)
+            .unwrap_or(f64::NAN)
+    };
+    let columns: Vec<MetricColumn> = metrics.iter().map(MetricColumn::for_metric).collect();
+    let methods: Vec<MethodValues> = arms
+        .iter()
+        .map(|arm| MethodValues {
+            name: arm.name.clone(),
+            values: metrics
+                .iter()
+                .map(|m| {
+                    paired
+                        .iter()
+                        .map(|&id| value(&arm.name, id, &m.to_string()))
+                        .collect()
+                })
+                .collect(),
+        })
+        .collect();
+    let mut t3 = format!(
+        "# Table 3: dosimetry per arm\n\n{} of {} patients finished in every arm (the paired \
+         sample). Mean ± std per arm; p: two-sided Wilcoxon signed-rank test against **{}** \
+         ({}).\n\n",
+        paired.len(),
+        ids.len(),
+        arms[0].name,
+        arms[0].label
+    );
+    if paired.len() >= 2 {
+        let rows = summary(&columns, &methods)?;
+        let mut md = summary_markdown(&rows, &methods);
+        if let Some(p) = published {
+            md = with_published(&md, &columns, &metrics, p);
+            t3 += &format!("Published: {}.\n\n", p.source);
+        }
+        t3 += &md;
+        crate::output::write_text(&a.out.join("table3.csv"), &summary_csv(&rows, &methods)?)?;
+    } else {
+        t3 += "Too few patients finished in every arm for the table (at least 2).\n";
+    }
+    crate::output::write_text(&a.out.join("table3.md"), &t3)?;
+
+    // Per-arm loop numbers.
+    let mut arms_md = String::from(
+        "# Arms\n\n| arm | label | cases done | criteria met | iterations mean ± std | plan s mean | advisor s per advice | guard violations | fallbacks | advisor failures | failed cases |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut arms_csv = String::from(
+        "arm,cases_done,criteria_met,iterations_mean,iterations_std,plan_s_mean,advisor_s_per_advice,guard_violations,fallbacks,advisor_failures,failed_cases\n",
+    );
+    let mut failed_cases = Vec::new();
+    for arm in arms {
+        let numbers: Vec<PlanNumbers> = ids
+            .iter()
+            .filter_map(|&id| done.get(&(arm.name.clone(), id)))
+            .map(|r| PlanNumbers::from_row(&r.numbers))
+            .collect();
+        for &id in ids {
+            let f = case_dir(&a.out, &arm.name, id).join(FAILED);
+            if f.is_file() {
+                let failure: CaseFailure = read_json(&f)?;
+                failed_cases.push(format!("{} p{id:02}: {}", arm.name, failure.error));
+            }
+        }
+        let failed = failed_cases
+            .iter()
+            .filter(|l| l.starts_with(&format!("{} ", arm.name)))
+            .count();
+        let its: Vec<f64> = numbers.iter().map(|n| f64::from(n.iterations)).collect();
+        let (im, is) = evaluation::stats::mean_std(&its).unwrap_or((f64::NAN, f64::NAN));
+        let plan_s = numbers.iter().map(|n| n.total_s).sum::<f64>() / numbers.len().max(1) as f64;
+        let advice: u32 = numbers.iter().map(plan::advice_steps).sum();
+        let advisor_s = numbers.iter().map(|n| n.advisor_s).sum::<f64>() / f64::from(advice.max(1));
+        let sum = |f: fn(&PlanNumbers) -> u32| numbers.iter().map(f).sum::<u32>();
+        let met = numbers.iter().filter(|n| n.criteria_met).count();
+        arms_md += &format!(
+            "| {} | {} | {} | {met} | {im:.1} ± {is:.1} | {plan_s:.1} | {advisor_s:.2} | {} | {} | {} | {failed} |\n",
+            arm.name,
+            arm.label,
+            numbers.len(),
+            sum(|n| n.violations),
+            sum(|n| n.fallbacks),
+            sum(|n| n.advisor_failures),
+        );
+        arms_csv += &format!(
+            "{},{},{met},{im},{is},{plan_s},{advisor_s},{},{},{},{failed}\n",
+            arm.name,
+            numbers.len(),
+            sum(|n| n.violations),
+            sum(|n| n.fallbacks),
+            sum(|n| n.advisor_failures),
+        );
+    }
+    crate::output::write_text(&a.out.join("arms.md"), &arms_md)?;
+    crate::output::write_text(&a.out.join("arms.csv"), &arms_csv)?;
+
+    let mut report = format!(
+        "# Study {}\n\n{}\n\nStudy file {}; cohort {}, protocol {}, patients {} ({}).\n\n\
+         - [Table 3: dosimetry per arm](table3.md) ([CSV](table3.csv))\n\
+         - [Arms: criteria met, iterations, time, guard violations, fallbacks](arms.md) ([CSV](arms.csv))\n\n",
+        study.name,
+        study.description.as_deref().unwrap_or(""),
+        a.file.display(),
+        study.cohort.display(),
+        study.protocol.display(),
+        a.patients.as_deref().unwrap_or(&study.patients),
+        ids.len()
+    );
+    report += &format!(
+        "The reference arm is **{}**: {}. The study's manual plans cannot be rerun; where a \
+         published column is shown, it is the study's, set beside for comparison only.\n\n",
+        arms[0].name, arms[0].label
+    );
+    if !skipped.is_empty() {
+        report += "## Skipped arms\n\n";
+        for (name, why) in skipped {
+            report += &format!("- **{name}**: {why}\n");
+        }
+        report += "\n";
+    }
+    if !failed_cases.is_empty() {
+        report += "## Failed cases\n\nRedone by the next run of the same command.\n\n";
+        for l in &failed_cases {
+            report += &format!("- {l}\n");
+        }
+        report += "\n";
+    }
+    report += "Not yet in this report: gamma pass rates (Table 4), relative differences between \
+               two arms (Table 5) and the figures.\n";
+    let path = a.out.join("report.md");
+    crate::output::write_text(&path, &report)?;
+    Ok(path)
+}
+
+/// The Table-3 Markdown with the published mean ± std as a last column.
+fn with_published(
+    md: &str,
+    columns: &[MetricColumn],
+    metrics: &[evaluation::Metric],
+    p: &ReferenceTable,
+) -> String {
+    let mut out = String::new();
+    for (n, line) in md.lines().enumerate() {
+        out += line;
+        match n {
+            0 => out += " published mean ± std |",
+            1 => out += "---:|",
+            k => {
+                let i = k - 2;
+                out += &match p.get(&metrics[i]) {
+                    Some(e) => {
+                        let d = columns[i].decimals;
+                        format!(" {:.d$} ± {:.d$} |", e.mean, e.std)
+                    }
+                    None => " - |".into(),
+                };
+            }
+        }
+        out += "\n";
+    }
+    out
+}

@@ -1,0 +1,105 @@
+//! `autoplan study`: a study file's arms on its patients, resumable, in parallel, with the
+//! tables; an arm that cannot run here is skipped with its reason.
+
+mod common;
+
+use std::process::Command;
+
+use common::{capped_protocol, root, text};
+
+#[test]
+fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let protocol = capped_protocol(tmp.path(), "cervix", 2);
+    let configs = root().join("configs");
+    let study = tmp.path().join("study.toml");
+    std::fs::write(
+        &study,
+        format!(
+            "[study]\nname = \"small\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
+             protocol = \"{p}\"\npatients = \"4,5\"\nreference-arm = \"rule-based\"\n\
+             published = \"{c}/reference/wei2025-table3-manual.toml\"\n\
+             [[arm]]\nname = \"rule-based\"\nlabel = \"Rule-based physicist\"\n\
+             [[arm]]\nname = \"cloud\"\nprovider = \"{c}/providers/openai-gpt-4o-mini.toml\"\n\
+             [[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n",
+            c = configs.display(),
+            p = protocol.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_autoplan"))
+            .args([
+                "study",
+                study.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--jobs",
+                "2",
+                "--arcs",
+                "1",
+                "--beams-per-arc",
+                "7",
+                "--grid-mm",
+                "5",
+            ])
+            .env_remove("OPENAI_API_KEY")
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(
+        s.contains("arm cloud: skipped") && s.contains("OPENAI_API_KEY"),
+        "{s}"
+    );
+    assert!(
+        s.contains("0 cases finished, 4 to plan with 2 job(s)"),
+        "{s}"
+    );
+    for arm in ["rule-based", "rule-reject"] {
+        for p in ["p04", "p05"] {
+            assert!(
+                out.join(arm).join(p).join("case.json").is_file(),
+                "{arm} {p}: {s}"
+            );
+            assert!(out.join(arm).join(p).join("dose.nrrd").is_file());
+        }
+    }
+    assert!(!out.join("cloud").exists());
+    let t3 = std::fs::read_to_string(out.join("table3.md")).unwrap();
+    assert!(
+        t3.contains("2 of 2 patients finished in every arm")
+            && t3.contains("rule-reject mean ± std")
+            && t3.contains("p vs rule-based")
+            && t3.contains("published mean ± std")
+            && t3.contains("| PTV D95 (Gy) |"),
+        "{t3}"
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Skipped arms") && report.contains("**cloud**"),
+        "{report}"
+    );
+    let arms = std::fs::read_to_string(out.join("arms.csv")).unwrap();
+    assert_eq!(arms.lines().count(), 3, "{arms}");
+
+    // An interrupted case (no marker, a stray file) is redone; finished ones are kept.
+    let kept = out.join("rule-based/p04/case.json");
+    let before = std::fs::metadata(&kept).unwrap().modified().unwrap();
+    let broken = out.join("rule-reject/p05");
+    std::fs::remove_file(broken.join("case.json")).unwrap();
+    std::fs::write(broken.join("half-written.tmp"), "x").unwrap();
+    let o = run();
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(s.contains("3 cases finished, 1 to plan"), "{s}");
+    assert!(broken.join("case.json").is_file() && !broken.join("half-written.tmp").exists());
+    assert_eq!(
+        std::fs::metadata(&kept).unwrap().modified().unwrap(),
+        before
+    );
+}
