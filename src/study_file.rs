@@ -33,6 +33,7 @@ struct StudyWire {
     published: Option<PathBuf>,
     #[serde(default)]
     deliverable: bool,
+    table5: Option<[String; 2]>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +102,8 @@ pub struct StudyFile {
     pub published: Option<PathBuf>,
     /// Whether each plan is also sequenced into deliverable arcs.
     pub deliverable: bool,
+    /// The two arms whose relative differences make Table 5, when named.
+    pub table5: Option<[String; 2]>,
 }
 
 impl StudyFile {
@@ -190,6 +193,16 @@ impl StudyFile {
                     .join(", ")
             );
         };
+        if let Some(pair) = &w.study.table5 {
+            for name in pair {
+                if !arms.iter().any(|a| a.name == *name) {
+                    bail!("{origin}: field `study.table5` = {name:?}: no such arm");
+                }
+            }
+            if pair[0] == pair[1] {
+                bail!("{origin}: field `study.table5`: two different arms");
+            }
+        }
         let reference = arms.remove(r);
         arms.insert(0, reference);
         for (key, p) in [
@@ -216,6 +229,7 @@ impl StudyFile {
             arms,
             published: w.study.published.as_deref().map(at),
             deliverable: w.study.deliverable,
+            table5: w.study.table5,
         })
     }
 }
@@ -277,6 +291,10 @@ mod tests {
                 "colour",
             ),
             ("reference-arm = \"a\"\n", "no [[arm]]"),
+            (
+                "reference-arm = \"a\"\ntable5 = [\"a\", \"b\"]\n[[arm]]\nname = \"a\"\n",
+                "study.table5",
+            ),
         ];
         for (tail, want) in cases {
             let (_d, p) = write(&format!("{HEAD}{tail}"));

@@ -19,6 +19,7 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
             "[study]\nname = \"small\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
              protocol = \"{p}\"\npatients = \"4,5\"\nreference-arm = \"rule-based\"\n\
              published = \"{c}/reference/wei2025-table3-manual.toml\"\n\
+             table5 = [\"rule-based\", \"rule-reject\"]\n\
              [[arm]]\nname = \"rule-based\"\nlabel = \"Rule-based physicist\"\n\
              [[arm]]\nname = \"cloud\"\nprovider = \"{c}/providers/openai-gpt-4o-mini.toml\"\n\
              [[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n",
@@ -82,6 +83,23 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
         report.contains("## Skipped arms") && report.contains("**cloud**"),
+        "{report}"
+    );
+    let t5 = std::fs::read_to_string(out.join("table5.md")).unwrap();
+    assert!(
+        t5.contains("mean relative difference") && t5.contains("| PTV D95 (Gy) |"),
+        "{t5}"
+    );
+    for f in [
+        "fig2-PTV-D95.png",
+        "fig2-CI.svg",
+        "fig4-rule-reject.png",
+        "fig5-rule-reject.png",
+    ] {
+        assert!(out.join("figures").join(f).is_file(), "{f}: {report}");
+    }
+    assert!(
+        report.contains("Figure 3, isodose slices of p04"),
         "{report}"
     );
     let arms = std::fs::read_to_string(out.join("arms.csv")).unwrap();

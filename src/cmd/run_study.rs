@@ -431,6 +431,20 @@ fn tables(
         t3 += "Too few patients finished in every arm for the table (at least 2).\n";
     }
     crate::output::write_text(&a.out.join("table3.md"), &t3)?;
+    let mut links = vec![
+        "- [Table 3: dosimetry per arm](table3.md)".to_string()
+            + if paired.len() >= 2 {
+                " ([CSV](table3.csv))"
+            } else {
+                ""
+            },
+    ];
+    links.extend(table5(study, a, &columns, &methods, paired.len())?);
+    if paired.len() >= 2 {
+        links.extend(figures(
+            study, a, arms, &paired, &columns, &metrics, &methods,
+        )?);
+    }
 
     // Per-arm loop numbers.
     let mut arms_md = String::from(
@@ -485,17 +499,21 @@ fn tables(
     crate::output::write_text(&a.out.join("arms.md"), &arms_md)?;
     crate::output::write_text(&a.out.join("arms.csv"), &arms_csv)?;
 
+    links.push(
+        "- [Arms: criteria met, iterations, time, guard violations, fallbacks](arms.md) \
+         ([CSV](arms.csv))"
+            .into(),
+    );
     let mut report = format!(
-        "# Study {}\n\n{}\n\nStudy file {}; cohort {}, protocol {}, patients {} ({}).\n\n\
-         - [Table 3: dosimetry per arm](table3.md) ([CSV](table3.csv))\n\
-         - [Arms: criteria met, iterations, time, guard violations, fallbacks](arms.md) ([CSV](arms.csv))\n\n",
+        "# Study {}\n\n{}\n\nStudy file {}; cohort {}, protocol {}, patients {} ({}).\n\n{}\n\n",
         study.name,
         study.description.as_deref().unwrap_or(""),
         a.file.display(),
         study.cohort.display(),
         study.protocol.display(),
         a.patients.as_deref().unwrap_or(&study.patients),
-        ids.len()
+        ids.len(),
+        links.join("\n")
     );
     report += &format!(
         "The reference arm is **{}**: {}. The study's manual plans cannot be rerun; where a \
@@ -516,8 +534,8 @@ fn tables(
         }
         report += "\n";
     }
-    report += "Not yet in this report: gamma pass rates (Table 4), relative differences between \
-               two arms (Table 5) and the figures.\n";
+    report += "Not yet in this report: gamma pass rates (Table 4, from the simulated QA of \
+               deliverable plans).\n";
     let path = a.out.join("report.md");
     crate::output::write_text(&path, &report)?;
     Ok(path)
@@ -550,4 +568,189 @@ fn with_published(
         out += "\n";
     }
     out
+}
+
+/// Table 5 (relative differences between the two arms the study file names), when both ran;
+/// returns the report's link lines.
+fn table5(
+    study: &StudyFile,
+    a: &Args,
+    columns: &[MetricColumn],
+    methods: &[MethodValues],
+    paired: usize,
+) -> Result<Vec<String>> {
+    let Some([x, y]) = &study.table5 else {
+        return Ok(vec![
+            "- Table 5: name two arms in `study.table5` of the study file".into(),
+        ]);
+    };
+    let find = |n: &str| methods.iter().find(|m| m.name == n);
+    let (Some(mx), Some(my)) = (find(x), find(y)) else {
+        return Ok(vec![format!(
+            "- Table 5 ({x} against {y}): not made, an arm was skipped"
+        )]);
+    };
+    if paired < 2 {
+        return Ok(vec![format!(
+            "- Table 5 ({x} against {y}): too few patients"
+        )]);
+    }
+    let rows = evaluation::tables::pairwise(columns, mx, my)?;
+    let md = format!(
+        "# Table 5: {y} against {x}\n\nOver the {paired} patients finished in every arm: mean \
+         ± std of each, the mean over patients of ({y} - {x}) / |{x}|, and the two-sided \
+         Wilcoxon signed-rank p.\n\n{}",
+        evaluation::tables::pairwise_markdown(&rows, x, y)
+    );
+    crate::output::write_text(&a.out.join("table5.md"), &md)?;
+    Ok(vec![format!("- [Table 5: {y} against {x}](table5.md)")])
+}
+
+/// A file name for a metric label.
+fn slug(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Figures 2 to 5 of the study's layout; returns the report's link lines.
+fn figures(
+    study: &StudyFile,
+    a: &Args,
+    arms: &[&Arm],
+    paired: &[usize],
+    columns: &[MetricColumn],
+    metrics: &[evaluation::Metric],
+    methods: &[MethodValues],
+) -> Result<Vec<String>> {
+    use evaluation::figures::{DifferencePlot, DvhComparison, MethodBoxPlot, save};
+    let dir = a.out.join("figures");
+    let mut links = Vec::new();
+    // Figure 2: one box plot per metric, every arm.
+    let mut fig2 = Vec::new();
+    for (c, col) in columns.iter().enumerate() {
+        let fig = MethodBoxPlot {
+            title: col.label.clone(),
+            y_label: if col.unit.is_empty() {
+                col.label.clone()
+            } else {
+                format!("{} ({})", col.label, col.unit)
+            },
+            methods: methods
+                .iter()
+                .map(|m| {
+                    (
+                        m.name.clone(),
+                        m.values[c].iter().map(|v| v * col.scale).collect(),
+                    )
+                })
+                .collect(),
+        };
+        let stem = dir.join(format!("fig2-{}", slug(&col.label)));
+        save(&fig, &stem, (700, 500))?;
+        fig2.push(format!(
+            "[{}](figures/fig2-{}.png)",
+            col.label,
+            slug(&col.label)
+        ));
+    }
+    links.push(format!(
+        "- Figure 2, box plots per metric: {}",
+        fig2.join(", ")
+    ));
+    // Figure 5: per-patient differences of each arm from the reference, dose metrics.
+    let gy: Vec<usize> = (0..columns.len())
+        .filter(|&c| columns[c].unit == "Gy")
+        .collect();
+    let reference = &methods[0];
+    let mut fig5 = Vec::new();
+    for m in &methods[1..] {
+        let fig = DifferencePlot {
+            title: format!("{} minus {}", m.name, reference.name),
+            y_label: "Difference (Gy)".into(),
+            metrics: gy
+                .iter()
+                .map(|&c| {
+                    let d = m.values[c]
+                        .iter()
+                        .zip(&reference.values[c])
+                        .map(|(b, r)| (b - r) * columns[c].scale)
+                        .collect();
+                    (columns[c].label.clone(), d)
+                })
+                .collect(),
+        };
+        save(&fig, &dir.join(format!("fig5-{}", m.name)), (900, 500))?;
+        fig5.push(format!("[{}](figures/fig5-{}.png)", m.name, m.name));
+    }
+    if !fig5.is_empty() {
+        links.push(format!(
+            "- Figure 5, per-patient differences from {}: {}",
+            reference.name,
+            fig5.join(", ")
+        ));
+    }
+    // Figures 3 and 4: one patient, every arm: its isodose slices, and its DVHs overlaid
+    // on the reference arm's.
+    let id = paired[0];
+    let fig3: Vec<String> = arms
+        .iter()
+        .map(|arm| format!("[{}]({}/p{id:02}/isodose-axial.png)", arm.name, arm.name))
+        .collect();
+    links.push(format!(
+        "- Figure 3, isodose slices of p{id:02}: {}",
+        fig3.join(", ")
+    ));
+    if arms.len() > 1 {
+        let protocol = Protocol::load(&study.protocol)?;
+        let mut patient = CohortSpec::load(&study.cohort)?.generate(id)?;
+        patient_model::recipes::build_missing_auxiliary(&protocol, &mut patient)?;
+        let mut names: Vec<&str> = Vec::new();
+        for m in metrics {
+            if let evaluation::Metric::Structure { name, .. } = m
+                && !names.contains(&name.as_str())
+            {
+                names.push(name);
+            }
+        }
+        let dvhs = |arm: &str| -> Result<Vec<evaluation::dvh::Dvh>> {
+            let path = case_dir(&a.out, arm, id).join("dose.nrrd");
+            let dose = super::read_dose(&path)?;
+            names
+                .iter()
+                .map(|n| {
+                    let s = patient.require(n, "study", "metrics")?;
+                    Ok(evaluation::dvh::Dvh::new(n, dose.cgy(), &s.mask)?)
+                })
+                .collect()
+        };
+        let base = dvhs(&arms[0].name)?;
+        let mut fig4 = Vec::new();
+        for arm in &arms[1..] {
+            let other = dvhs(&arm.name)?;
+            let fig = DvhComparison {
+                title: format!(
+                    "p{id:02}: {} (solid) and {} (dashed)",
+                    arms[0].name, arm.name
+                ),
+                plans: (arms[0].name.clone(), Some(arm.name.clone())),
+                curves: base.iter().zip(&other).map(|(x, y)| (x, Some(y))).collect(),
+            };
+            save(&fig, &dir.join(format!("fig4-{}", arm.name)), (900, 600))?;
+            fig4.push(format!("[{}](figures/fig4-{}.png)", arm.name, arm.name));
+        }
+        links.push(format!(
+            "- Figure 4, DVHs of p{id:02}, each arm against {}: {}",
+            arms[0].name,
+            fig4.join(", ")
+        ));
+    }
+    Ok(links)
 }
