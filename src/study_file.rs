@@ -34,6 +34,7 @@ struct StudyWire {
     #[serde(default)]
     deliverable: bool,
     table5: Option<[String; 2]>,
+    dose_angle_step: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +105,9 @@ pub struct StudyFile {
     pub deliverable: bool,
     /// The two arms whose relative differences make Table 5, when named.
     pub table5: Option<[String; 2]>,
+    /// Gantry-angle bin width of the deliverable plans' dose, degrees (`plan
+    /// --dose-angle-step`).
+    pub dose_angle_step: f64,
 }
 
 impl StudyFile {
@@ -203,6 +207,13 @@ impl StudyFile {
                 bail!("{origin}: field `study.table5`: two different arms");
             }
         }
+        let dose_angle_step = w.study.dose_angle_step.unwrap_or(4.0);
+        if !(dose_angle_step > 0.0 && dose_angle_step <= 30.0) {
+            bail!(
+                "{origin}: field `study.dose-angle-step` = {dose_angle_step}: give a bin width \
+                 above 0 and at most 30 degrees"
+            );
+        }
         let reference = arms.remove(r);
         arms.insert(0, reference);
         for (key, p) in [
@@ -230,6 +241,7 @@ impl StudyFile {
             published: w.study.published.as_deref().map(at),
             deliverable: w.study.deliverable,
             table5: w.study.table5,
+            dose_angle_step,
         })
     }
 }

@@ -121,3 +121,48 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
         before
     );
 }
+
+/// A deliverable study: every plan sequenced into arcs, its simulated QA run, Table 3 from the
+/// deliverable plans and Table 4 from the gamma pass rates.
+#[test]
+fn a_deliverable_study_tabulates_the_simulated_qa() {
+    let tmp = tempfile::tempdir().unwrap();
+    let protocol = capped_protocol(tmp.path(), "cervix", 2);
+    let configs = root().join("configs");
+    let study = tmp.path().join("study.toml");
+    std::fs::write(
+        &study,
+        format!(
+            "[study]\nname = \"arcs\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
+             protocol = \"{p}\"\npatients = \"4\"\nreference-arm = \"rule-based\"\n\
+             deliverable = true\ndose-angle-step = 20\n[[arm]]\nname = \"rule-based\"\n",
+            c = configs.display(),
+            p = protocol.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = common::autoplan(&common::small_beams(&[
+        "study",
+        study.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]));
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    let record = std::fs::read_to_string(out.join("rule-based/p04/case.json")).unwrap();
+    assert!(
+        record.contains("3%/3 mm") && record.contains("deliverable_metrics"),
+        "{record}"
+    );
+    assert!(out.join("rule-based/p04/qa/qa.md").is_file());
+    let t4 = std::fs::read_to_string(out.join("table4.md")).unwrap();
+    assert!(
+        t4.contains("| rule-based | 1 | 3%/3 mm |") && t4.contains("2%/2 mm"),
+        "{t4}"
+    );
+    let t3 = std::fs::read_to_string(out.join("table3.md")).unwrap();
+    assert!(t3.contains("The deliverable plans"), "{t3}");
+}

@@ -63,24 +63,35 @@ pub struct Args {
 #[derive(Debug, Clone, PartialEq, clap::Args)]
 pub struct DeliveryErrors {
     /// Random leaf-position error, standard deviation per leaf and control point, mm.
-    #[arg(long, default_value_t = 0.46)]
+    #[arg(long, default_value_t = DeliveryErrors::documented().leaf_random_mm)]
     pub leaf_random_mm: f64,
     /// Systematic shift of each bank, mm (positive opens every gap: -a bank to -a, +a bank to
     /// +a).
-    #[arg(long, default_value_t = 0.25, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = DeliveryErrors::documented().leaf_bank_mm, allow_hyphen_values = true)]
     pub leaf_bank_mm: f64,
     /// Random gantry-angle error, standard deviation per control point, degrees.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = DeliveryErrors::documented().gantry_deg)]
     pub gantry_deg: f64,
     /// Random MU error, standard deviation per segment, percent.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = DeliveryErrors::documented().segment_mu_percent)]
     pub segment_mu_percent: f64,
     /// Systematic output error, percent of every MU.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    #[arg(long, default_value_t = DeliveryErrors::documented().output_percent, allow_hyphen_values = true)]
     pub output_percent: f64,
 }
 
 impl DeliveryErrors {
+    /// The documented magnitudes (see the type's documentation for their sources).
+    pub const fn documented() -> Self {
+        Self {
+            leaf_random_mm: 0.46,
+            leaf_bank_mm: 0.25,
+            gantry_deg: 0.5,
+            segment_mu_percent: 1.0,
+            output_percent: 1.0,
+        }
+    }
+
     /// No error at all.
     #[cfg(test)]
     pub fn none() -> Self {
@@ -170,6 +181,11 @@ pub fn perturb(
 
 /// Runs `autoplan qa`.
 pub fn run(a: &Args) -> Result<()> {
+    simulate(a).map(|_| ())
+}
+
+/// Runs `autoplan qa` and returns its gamma summaries (3%/3 mm, then 2%/2 mm).
+pub fn simulate(a: &Args) -> Result<Vec<GammaSummary>> {
     a.errors.check()?;
     let step = dose_angle_step(&a.plan_dir, a.dose_angle_step)?;
     if !(step > 0.0 && step <= 30.0) {
@@ -263,7 +279,7 @@ pub fn run(a: &Args) -> Result<()> {
         "wrote {}: qa.md, qa.csv, qa-delivered-dose.nrrd (simulated QA, not a measurement)",
         out_dir.display()
     );
-    Ok(())
+    Ok(rows)
 }
 
 /// How the planned dose of a plan directory was computed (`deliverable-dose.json`, written by
