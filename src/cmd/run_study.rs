@@ -59,6 +59,20 @@ pub struct Args {
     pub machine: MachineArgs,
     #[command(flatten)]
     pub beams: BeamArgs,
+    /// Submit the cases to Slurm instead of planning here: a job array with one task per case
+    /// (the same directories, on a directory every node sees) and a job after it that builds
+    /// the tables (`--collect`).
+    #[arg(long, conflicts_with_all = ["collect", "case"])]
+    pub slurm: bool,
+    /// sbatch options for every job, e.g. "--partition=short --time=01:00:00".
+    #[arg(long, requires = "slurm", allow_hyphen_values = true)]
+    pub sbatch_options: Option<String>,
+    /// Build the tables and the report from the finished cases, planning nothing.
+    #[arg(long, conflicts_with = "case")]
+    pub collect: bool,
+    /// Plan case K of OUT/slurm/cases.txt and record it (what each task of the array runs).
+    #[arg(long, hide = true)]
+    pub case: Option<usize>,
 }
 
 /// What a finished case left: `case.json`.
@@ -99,6 +113,10 @@ struct CaseFailure {
 }
 
 const DONE: &str = "case.json";
+/// The arms skipped and why, as the run that planned (or submitted) the cases found them.
+const SKIPPED: &str = "skipped-arms.json";
+/// The cases of a Slurm submission, one `arm<TAB>patient` per line; task K plans line K.
+const CASES: &str = "slurm/cases.txt";
 const FAILED: &str = "failed.json";
 
 fn case_dir(out: &Path, arm: &str, id: usize) -> PathBuf {
@@ -189,20 +207,31 @@ pub fn run(a: &Args) -> Result<()> {
         .as_deref()
         .map(ReferenceTable::load)
         .transpose()?;
+    if let Some(k) = a.case {
+        return run_task(&study, a, k);
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let _lock = OutputLock::acquire(&a.out)?;
-
-    let mut skipped: Vec<(String, String)> = Vec::new();
-    let mut arms: Vec<&Arm> = Vec::new();
-    for arm in &study.arms {
-        match unavailable(arm)? {
-            Some(why) => {
+    let skipped_path = a.out.join(SKIPPED);
+    let skipped: Vec<(String, String)> = if a.collect && skipped_path.is_file() {
+        // As the run that planned the cases found them.
+        read_json(&skipped_path)?
+    } else {
+        let mut skipped = Vec::new();
+        for arm in &study.arms {
+            if let Some(why) = unavailable(arm)? {
                 out!("arm {}: skipped: {why}", arm.name);
                 skipped.push((arm.name.clone(), why));
             }
-            None => arms.push(arm),
         }
-    }
+        write_json(&skipped_path, &skipped)?;
+        skipped
+    };
+    let arms: Vec<&Arm> = study
+        .arms
+        .iter()
+        .filter(|arm| !skipped.iter().any(|(n, _)| *n == arm.name))
+        .collect();
     if arms.first().map(|a| &a.name) != Some(&study.arms[0].name) {
         bail!(
             "the reference arm {} cannot run here ({}): the paired tests need it",
@@ -218,7 +247,7 @@ pub fn run(a: &Args) -> Result<()> {
             if dir.join(DONE).is_file() {
                 continue;
             }
-            if dir.exists() {
+            if !a.collect && dir.exists() {
                 std::fs::remove_dir_all(&dir)
                     .with_context(|| format!("removing the unfinished case {}", dir.display()))?;
             }
@@ -236,7 +265,12 @@ pub fn run(a: &Args) -> Result<()> {
         todo.len(),
         a.jobs
     );
-    run_cases(&study, a, &todo)?;
+    if a.slurm {
+        return submit(&study, a, &todo);
+    }
+    if !a.collect {
+        run_cases(&study, a, &todo)?;
+    }
     let report = tables(
         &study,
         a,
@@ -279,6 +313,77 @@ fn simulated_qa(
         .collect())
 }
 
+/// How one case ended.
+enum CaseOutcome {
+    /// Planned and recorded (`case.json`); the line says how.
+    Done(String),
+    /// Failed; its error is in `failed.json`.
+    Failed(String),
+}
+
+/// Plans one case and records it: `case.json` when it finished, `failed.json` with the error
+/// when it did not. Errs only when interrupted.
+fn run_case(study: &StudyFile, a: &Args, arm: &Arm, id: usize) -> Result<CaseOutcome> {
+    let args = plan_args(study, a, arm, id);
+    let result = run_one(&args).and_then(|r| {
+        let gamma = if study.deliverable {
+            simulated_qa(study, a, &args.out, id)?
+        } else {
+            Vec::new()
+        };
+        let record = CaseRecord {
+            arm: arm.name.clone(),
+            patient: id,
+            numbers: r.numbers.to_row(),
+            metrics: r
+                .metrics
+                .iter()
+                .map(|v| (v.metric.to_string(), v.value))
+                .collect(),
+            failed_goals: r.failed_goals.clone(),
+            deliverable_metrics: r
+                .deliverable
+                .iter()
+                .flatten()
+                .map(|v| (v.metric.to_string(), v.value))
+                .collect(),
+            gamma,
+        };
+        write_json(&args.out.join(DONE), &record)?;
+        Ok(format!(
+            "{} p{id:02}: {} after {} iterations",
+            arm.name,
+            if r.numbers.criteria_met {
+                "criteria met"
+            } else {
+                "iteration cap"
+            },
+            r.numbers.iterations
+        ))
+    });
+    match result {
+        Ok(line) => Ok(CaseOutcome::Done(line)),
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => Err(e),
+        Err(e) => {
+            let text = format!("{e:#}");
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?;
+            write_json(
+                &args.out.join(FAILED),
+                &CaseFailure {
+                    arm: arm.name.clone(),
+                    patient: id,
+                    error: text.clone(),
+                },
+            )?;
+            Ok(CaseOutcome::Failed(format!(
+                "{} p{id:02}: FAILED: {text}",
+                arm.name
+            )))
+        }
+    }
+}
+
 /// Plans `todo` with `a.jobs` workers, a progress bar with the ETA on stderr. A failed case is
 /// recorded and the others go on; an interruption stops every worker after its case.
 fn run_cases(study: &StudyFile, a: &Args, todo: &[(&Arm, usize)]) -> Result<()> {
@@ -295,7 +400,8 @@ fn run_cases(study: &StudyFile, a: &Args, todo: &[(&Arm, usize)]) -> Result<()> 
     );
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let failures: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let failures = AtomicUsize::new(0);
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..usize::from(a.jobs).min(todo.len()) {
@@ -308,75 +414,18 @@ fn run_cases(study: &StudyFile, a: &Args, todo: &[(&Arm, usize)]) -> Result<()> 
                     let Some(&(arm, id)) = todo.get(n) else {
                         return;
                     };
-                    let args = plan_args(study, a, arm, id);
-                    let result = run_one(&args).and_then(|r| {
-                        let gamma = if study.deliverable {
-                            simulated_qa(study, a, &args.out, id)?
-                        } else {
-                            Vec::new()
-                        };
-                        Ok((r, gamma))
-                    });
-                    let line = match result {
-                        Ok((r, gamma)) => {
-                            let record = CaseRecord {
-                                arm: arm.name.clone(),
-                                patient: id,
-                                numbers: r.numbers.to_row(),
-                                metrics: r
-                                    .metrics
-                                    .iter()
-                                    .map(|v| (v.metric.to_string(), v.value))
-                                    .collect(),
-                                failed_goals: r.failed_goals.clone(),
-                                deliverable_metrics: r
-                                    .deliverable
-                                    .iter()
-                                    .flatten()
-                                    .map(|v| (v.metric.to_string(), v.value))
-                                    .collect(),
-                                gamma,
-                            };
-                            match write_json(&args.out.join(DONE), &record) {
-                                Ok(()) => format!(
-                                    "{} p{id:02}: {} after {} iterations",
-                                    arm.name,
-                                    if r.numbers.criteria_met {
-                                        "criteria met"
-                                    } else {
-                                        "iteration cap"
-                                    },
-                                    r.numbers.iterations
-                                ),
-                                Err(e) => {
-                                    failures
-                                        .lock()
-                                        .unwrap()
-                                        .push(format!("{} p{id:02}: {e:#}", arm.name));
-                                    format!("{} p{id:02}: FAILED to record: {e:#}", arm.name)
-                                }
-                            }
-                        }
-                        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
-                            stop.store(true, Ordering::SeqCst);
-                            return;
+                    let line = match run_case(study, a, arm, id) {
+                        Ok(CaseOutcome::Done(line)) => line,
+                        Ok(CaseOutcome::Failed(line)) => {
+                            failures.fetch_add(1, Ordering::SeqCst);
+                            line
                         }
                         Err(e) => {
-                            let text = format!("{e:#}");
-                            let _ = std::fs::create_dir_all(&args.out);
-                            let _ = write_json(
-                                &args.out.join(FAILED),
-                                &CaseFailure {
-                                    arm: arm.name.clone(),
-                                    patient: id,
-                                    error: text.clone(),
-                                },
-                            );
-                            failures
-                                .lock()
-                                .unwrap()
-                                .push(format!("{} p{id:02}: {text}", arm.name));
-                            format!("{} p{id:02}: FAILED: {text}", arm.name)
+                            if e.downcast_ref::<Interrupted>().is_none() {
+                                errors.lock().unwrap().push(format!("{e:#}"));
+                            }
+                            stop.store(true, Ordering::SeqCst);
+                            return;
                         }
                     };
                     bar.inc(1);
@@ -386,15 +435,18 @@ fn run_cases(study: &StudyFile, a: &Args, todo: &[(&Arm, usize)]) -> Result<()> 
         }
     });
     bar.finish_and_clear();
+    if let Some(e) = errors.into_inner().unwrap().into_iter().next() {
+        bail!("recording a case: {e}");
+    }
     if stop.load(Ordering::SeqCst) || crate::interrupt::interrupted() {
         return Err(Interrupted.into());
     }
-    let failures = failures.into_inner().unwrap();
+    let failed = failures.into_inner();
     out!(
         "{} cases planned in {:.0} s, {} failed",
-        todo.len() - failures.len(),
+        todo.len() - failed,
         started.elapsed().as_secs_f64(),
-        failures.len()
+        failed
     );
     Ok(())
 }
@@ -870,4 +922,171 @@ fn table4(
     }
     crate::output::write_text(&a.out.join("table4.md"), &md)?;
     Ok("- [Table 4: simulated QA gamma pass rates](table4.md)".into())
+}
+
+/// One task of a Slurm array: case `k` of `OUT/slurm/cases.txt`.
+fn run_task(study: &StudyFile, a: &Args, k: usize) -> Result<()> {
+    let list = a.out.join(CASES);
+    let text =
+        std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
+    let line = text
+        .lines()
+        .nth(k)
+        .with_context(|| format!("{}: no case {k}", list.display()))?;
+    let (name, id) = line
+        .split_once('\t')
+        .and_then(|(n, i)| Some((n, i.parse::<usize>().ok()?)))
+        .with_context(|| {
+            format!(
+                "{}: line {k} is not \"arm<TAB>patient\": {line:?}",
+                list.display()
+            )
+        })?;
+    let arm = study
+        .arms
+        .iter()
+        .find(|a| a.name == name)
+        .with_context(|| {
+            format!(
+                "{}: line {k}: no arm {name:?} in the study file",
+                list.display()
+            )
+        })?;
+    let dir = case_dir(&a.out, name, id);
+    if dir.join(DONE).is_file() {
+        out!("{name} p{id:02}: already finished");
+        return Ok(());
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing the unfinished case {}", dir.display()))?;
+    }
+    match run_case(study, a, arm, id)? {
+        CaseOutcome::Done(line) => {
+            out!("{line}");
+            Ok(())
+        }
+        CaseOutcome::Failed(line) => bail!("{line}"),
+    }
+}
+
+/// A word for a shell script, single-quoted.
+fn quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Writes the job scripts and submits the array of `todo` and the collecting job after it.
+fn submit(study: &StudyFile, a: &Args, todo: &[(&Arm, usize)]) -> Result<()> {
+    let out = std::fs::canonicalize(&a.out)?;
+    let file = std::fs::canonicalize(&a.file)?;
+    let exe = std::env::current_exe().context("finding the autoplan binary")?;
+    let cwd = std::env::current_dir()?;
+    let slurm = out.join("slurm");
+    std::fs::create_dir_all(slurm.join("logs"))?;
+    let cases: String = todo
+        .iter()
+        .map(|(arm, id)| format!("{}\t{id}\n", arm.name))
+        .collect();
+    tps_api::files::write_atomic(&out.join(CASES), cases.as_bytes())?;
+    // The options every task must share with this run.
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut common = vec![
+        "--machine".to_string(),
+        abs(&a.machine.machine).display().to_string(),
+        "--calibration".into(),
+        abs(&a.machine.calibration).display().to_string(),
+    ];
+    if let Some(p) = &a.patients {
+        common.extend(["--patients".into(), p.clone()]);
+    }
+    for (flag, v) in [
+        ("--arcs", a.beams.arcs.map(|v| v.to_string())),
+        (
+            "--beams-per-arc",
+            a.beams.beams_per_arc.map(|v| v.to_string()),
+        ),
+        ("--grid-mm", a.beams.grid_mm.map(|v| v.to_string())),
+        ("--bixel-mm", a.beams.bixel_mm.map(|v| v.to_string())),
+    ] {
+        if let Some(v) = v {
+            common.extend([flag.to_string(), v]);
+        }
+    }
+    let command = |extra: &str| {
+        let mut words = vec![
+            quoted(&exe.display().to_string()),
+            "study".into(),
+            quoted(&file.display().to_string()),
+            "--out".into(),
+            quoted(&out.display().to_string()),
+        ];
+        words.extend(common.iter().map(|w| quoted(w)));
+        format!("{} {extra}", words.join(" "))
+    };
+    let header = |name: &str, log: &str| {
+        format!(
+            "#!/bin/bash\n# Written by autoplan study --slurm for {}.\n#SBATCH --job-name={name}\n\
+             #SBATCH --output={}\n#SBATCH --chdir={}\n",
+            file.display(),
+            slurm.join("logs").join(log).display(),
+            cwd.display()
+        )
+    };
+    let array = format!(
+        "{}#SBATCH --array=0-{}\nexec {}\n",
+        header(&format!("autoplan-{}", study.name), "case-%a.out"),
+        todo.len().saturating_sub(1),
+        command("--case \"$SLURM_ARRAY_TASK_ID\"")
+    );
+    let collect = format!(
+        "{}exec {}\n",
+        header(&format!("autoplan-{}-tables", study.name), "collect.out"),
+        command("--collect")
+    );
+    crate::output::write_text(&slurm.join("array.sbatch"), &array)?;
+    crate::output::write_text(&slurm.join("collect.sbatch"), &collect)?;
+    let options: Vec<String> = a
+        .sbatch_options
+        .as_deref()
+        .map(|o| o.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let sbatch = |script: &Path, dependency: Option<&str>| -> Result<String> {
+        let mut cmd = std::process::Command::new("sbatch");
+        cmd.arg("--parsable").args(&options);
+        if let Some(d) = dependency {
+            cmd.arg(format!("--dependency=afterany:{d}"));
+        }
+        let o = cmd.arg(script).output().with_context(
+            || "running sbatch: is Slurm installed here and SLURM_CONF set for its cluster?",
+        )?;
+        if !o.status.success() {
+            bail!(
+                "sbatch {} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        let id = String::from_utf8_lossy(&o.stdout);
+        Ok(id.trim().split(';').next().unwrap_or_default().to_string())
+    };
+    let array_id = if todo.is_empty() {
+        None
+    } else {
+        Some(sbatch(&slurm.join("array.sbatch"), None)?)
+    };
+    let collect_id = sbatch(&slurm.join("collect.sbatch"), array_id.as_deref())?;
+    let jobs = format!(
+        "array {}\ncollect {collect_id}\n",
+        array_id.as_deref().unwrap_or("(none: every case finished)")
+    );
+    crate::output::write_text(&slurm.join("jobs.txt"), &jobs)?;
+    out!(
+        "submitted {} cases as job array {} and the tables as job {collect_id} after it; \
+         follow with `squeue`; logs in {}; the report will be {}",
+        todo.len(),
+        array_id.as_deref().unwrap_or("(none)"),
+        slurm.join("logs").display(),
+        out.join("report.md").display()
+    );
+    Ok(())
 }
