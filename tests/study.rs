@@ -22,7 +22,8 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
              table5 = [\"rule-based\", \"rule-reject\"]\n\
              [[arm]]\nname = \"rule-based\"\nlabel = \"Rule-based physicist\"\n\
              [[arm]]\nname = \"cloud\"\nprovider = \"{c}/providers/openai-gpt-4o-mini.toml\"\n\
-             [[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n",
+             [[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n\
+             [[arm]]\nname = \"remote\"\ntps = \"{c}/tps/local-gateway.toml\"\n",
             c = configs.display(),
             p = protocol.display()
         ),
@@ -46,6 +47,7 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
                 "5",
             ])
             .env_remove("OPENAI_API_KEY")
+            .env_remove("AUTOPLAN_TPS_TOKEN")
             .current_dir(root())
             .output()
             .unwrap()
@@ -58,9 +60,16 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
         "{s}"
     );
     assert!(
-        s.contains("0 cases finished, 4 to plan with 2 job(s)"),
+        s.contains("0 cases finished, 6 to plan with 2 job(s)"),
         "{s}"
     );
+    // Every case of the arm whose TPS cannot be reached fails, is recorded, and the study
+    // goes on without it.
+    assert!(
+        s.contains("remote p04: FAILED") && s.contains("4 cases planned"),
+        "{s}"
+    );
+    assert!(out.join("remote/p05/failed.json").is_file());
     for arm in ["rule-based", "rule-reject"] {
         for p in ["p04", "p05"] {
             assert!(
@@ -103,7 +112,7 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
         "{report}"
     );
     let arms = std::fs::read_to_string(out.join("arms.csv")).unwrap();
-    assert_eq!(arms.lines().count(), 3, "{arms}");
+    assert_eq!(arms.lines().count(), 4, "{arms}");
 
     // An interrupted case (no marker, a stray file) is redone; finished ones are kept.
     let kept = out.join("rule-based/p04/case.json");
@@ -114,7 +123,7 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
     let o = run();
     let s = text(&o);
     assert!(o.status.success(), "{s}");
-    assert!(s.contains("3 cases finished, 1 to plan"), "{s}");
+    assert!(s.contains("3 cases finished, 3 to plan"), "{s}");
     assert!(broken.join("case.json").is_file() && !broken.join("half-written.tmp").exists());
     assert_eq!(
         std::fs::metadata(&kept).unwrap().modified().unwrap(),

@@ -429,7 +429,12 @@ fn run_cases(study: &StudyFile, a: &Args, todo: &[(&Arm, usize)]) -> Result<()> 
                         }
                     };
                     bar.inc(1);
-                    bar.println(line);
+                    // A hidden bar (output not a terminal) prints nothing: the line goes to stdout.
+                    if bar.is_hidden() {
+                        out!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
                 }
             });
         }
@@ -481,20 +486,28 @@ fn tables(
 ) -> Result<PathBuf> {
     let done = finished(&a.out, arms, ids)?;
     let metrics: Vec<_> = evaluator.metrics().cloned().collect();
+    // Arms with no finished case (every case failed) are left out of the paired tables, not
+    // allowed to empty them.
+    let (tab, empty): (Vec<&Arm>, Vec<&Arm>) = arms.iter().partition(|arm| {
+        ids.iter()
+            .any(|&id| done.contains_key(&(arm.name.clone(), id)))
+    });
+    let reference_done = tab.first().is_some_and(|t| t.name == arms[0].name);
     // Paired tests: the patients finished in every arm, with every metric.
     let paired: Vec<usize> = ids
         .iter()
         .copied()
         .filter(|&id| {
-            arms.iter().all(|arm| {
-                done.get(&(arm.name.clone(), id)).is_some_and(|r| {
-                    metrics.iter().all(|m| {
-                        r.tabulated(study.deliverable)
-                            .iter()
-                            .any(|(l, v)| *l == m.to_string() && v.is_some_and(f64::is_finite))
+            reference_done
+                && tab.iter().all(|arm| {
+                    done.get(&(arm.name.clone(), id)).is_some_and(|r| {
+                        metrics.iter().all(|m| {
+                            r.tabulated(study.deliverable)
+                                .iter()
+                                .any(|(l, v)| *l == m.to_string() && v.is_some_and(f64::is_finite))
+                        })
                     })
                 })
-            })
         })
         .collect();
     let value = |arm: &str, id: usize, label: &str| -> f64 {
@@ -506,7 +519,7 @@ fn tables(
             .unwrap_or(f64::NAN)
     };
     let columns: Vec<MetricColumn> = metrics.iter().map(MetricColumn::for_metric).collect();
-    let methods: Vec<MethodValues> = arms
+    let methods: Vec<MethodValues> = tab
         .iter()
         .map(|arm| MethodValues {
             name: arm.name.clone(),
@@ -535,6 +548,16 @@ fn tables(
         arms[0].name,
         arms[0].label
     );
+    if !empty.is_empty() {
+        t3 += &format!(
+            "Left out, no finished case: {}.\n\n",
+            empty
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if paired.len() >= 2 {
         let rows = summary(&columns, &methods)?;
         let mut md = summary_markdown(&rows, &methods);
@@ -560,7 +583,7 @@ fn tables(
     links.extend(table5(study, a, &columns, &methods, paired.len())?);
     if paired.len() >= 2 {
         links.extend(figures(
-            study, a, arms, &paired, &columns, &metrics, &methods,
+            study, a, &tab, &paired, &columns, &metrics, &methods,
         )?);
     }
 
