@@ -28,7 +28,7 @@ use evaluation::ProtocolEvaluator;
 use evaluation::reference::ReferenceTable;
 use evaluation::tables::study::PlanNumbers;
 use evaluation::tables::{MethodValues, MetricColumn, summary, summary_csv, summary_markdown};
-use llm_providers::config::{Kind, ProviderConfig};
+use llm_providers::config::ProviderConfig;
 use phantoms::cohort::CohortSpec;
 use serde::{Deserialize, Serialize};
 use tps_api::Protocol;
@@ -123,35 +123,16 @@ fn case_dir(out: &Path, arm: &str, id: usize) -> PathBuf {
     out.join(arm).join(format!("p{id:02}"))
 }
 
-/// Why an arm cannot run here, if it cannot: its provider file's advisor cannot be built
-/// (a key missing from the environment, a feature this build lacks) or its server does not
-/// answer a TCP connection within 2 s.
+/// Why an arm cannot run here, if it cannot (see `llm_providers::config::unavailable`).
 fn unavailable(arm: &Arm) -> Result<Option<String>> {
     let Some(path) = &arm.provider else {
         return Ok(None);
     };
     let config = ProviderConfig::load(path)?;
-    if let Err(e) = llm_providers::config::build(&config) {
-        return Ok(Some(e.to_string()));
-    }
-    if matches!(config.kind, Kind::RuleBased | Kind::Embedded) {
-        return Ok(None);
-    }
-    let Some(url) = &config.endpoint else {
-        return Ok(None);
-    };
-    let host = url.host_str().unwrap_or("localhost");
-    let port = url.port_or_known_default().unwrap_or(80);
-    use std::net::ToSocketAddrs;
-    let reachable = (host, port)
-        .to_socket_addrs()
-        .ok()
-        .into_iter()
-        .flatten()
-        .any(|a| {
-            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
-        });
-    Ok((!reachable).then(|| format!("no server answers at {url} ({})", path.display())))
+    Ok(llm_providers::config::unavailable(
+        &config,
+        std::time::Duration::from_secs(2),
+    ))
 }
 
 /// The `plan` arguments of one case.

@@ -316,6 +316,29 @@ impl ProviderConfig {
     }
 }
 
+/// Why the advisor of `config` cannot be used from here, if it cannot: it cannot be built (a
+/// key missing from its environment variable, a feature this build lacks), or no server
+/// accepts a TCP connection at its endpoint within `timeout`. A study reports such an arm as
+/// skipped with this reason instead of planning with it.
+pub fn unavailable(config: &ProviderConfig, timeout: Duration) -> Option<String> {
+    if let Err(e) = build(config) {
+        return Some(e.to_string());
+    }
+    if matches!(config.kind, Kind::RuleBased | Kind::Embedded) {
+        return None;
+    }
+    let url = config.endpoint.as_ref()?;
+    let host = url.host_str().unwrap_or("localhost");
+    let port = url.port_or_known_default().unwrap_or(80);
+    use std::net::ToSocketAddrs;
+    let reachable = (host, port)
+        .to_socket_addrs()
+        .into_iter()
+        .flatten()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, timeout).is_ok());
+    (!reachable).then(|| format!("no server answers at {url} ({})", config.origin.display()))
+}
+
 /// The advisor a provider file describes, wrapped in the layers it asks for. Fails on a
 /// missing API key variable; an unreachable endpoint shows at the first call.
 pub fn build(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
@@ -403,4 +426,31 @@ fn build_embedded(config: &ProviderConfig) -> Result<Box<dyn LlmAdvisor>> {
                  build --release --features llm-providers/embedded)"
             .into(),
     })
+}
+
+#[cfg(test)]
+mod availability_tests {
+    use super::*;
+
+    fn local(port: u16) -> ProviderConfig {
+        let text = format!(
+            "kind = \"openai-compatible\"\nmodel = \"m\"\nendpoint = \"http://127.0.0.1:{port}/v1\"\n"
+        );
+        ProviderConfig::parse(&text, Path::new("local.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_server_that_accepts_connections_is_available_and_a_closed_port_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(unavailable(&local(port), Duration::from_secs(2)), None);
+        drop(listener);
+        let why = unavailable(&local(port), Duration::from_secs(2)).unwrap();
+        assert!(
+            why.contains("no server answers") && why.contains("local.toml"),
+            "{why}"
+        );
+        let rule = ProviderConfig::parse("kind = \"rule-based\"\n", Path::new("r.toml")).unwrap();
+        assert_eq!(unavailable(&rule, Duration::from_secs(2)), None);
+    }
 }
