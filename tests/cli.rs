@@ -165,7 +165,8 @@ fn protocol_naming_an_unknown_structure_is_refused() {
 fn eval_reports_the_protocol_metrics_of_a_dose() {
     let tmp = tempfile::tempdir().unwrap();
     let patient = tmp.path().join("p02");
-    let dose = tmp.path().join("dose.nrrd");
+    // In a directory that does not exist yet: the command makes it.
+    let dose = tmp.path().join("plan/dose.nrrd");
     save_phantom(2, &patient);
     let o = autoplan(&[
         "synthetic-dose",

@@ -43,6 +43,9 @@ pub fn run(a: &Args) -> Result<()> {
         seed: a.seed,
     };
     let dose = conformal(&p, &proto.prescription.target, &params)?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| tps_api::Error::io(dir, e))?;
+    }
     patient_model::nrrd::write_f32(&a.out, dose.grid(), dose.cgy())?;
     out!(
         "wrote {} (synthetic dose, not a dose calculation)",

@@ -59,13 +59,13 @@ pub enum Error {
         operation: String,
     },
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error, shown in the message (and so not also the error's source,
+        /// which a chain would print twice).
+        cause: std::io::Error,
     },
     /// A patient or image file that exists but cannot be trusted: truncated, wrong header,
     /// inconsistent with its manifest.
@@ -128,7 +128,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -153,8 +153,8 @@ impl Error {
     pub fn is_temporary(&self) -> bool {
         match self {
             Error::Backend { temporary, .. } => *temporary,
-            Error::Io { source, .. } => matches!(
-                source.kind(),
+            Error::Io { cause, .. } => matches!(
+                cause.kind(),
                 std::io::ErrorKind::TimedOut
                     | std::io::ErrorKind::Interrupted
                     | std::io::ErrorKind::WouldBlock
@@ -189,6 +189,24 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &std::path::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Printed as a chain (`anyhow`'s `{:#}`, what the binary shows), an I/O error names its
+    /// cause once: the message holds it, so it is not also the error's source.
+    #[test]
+    fn an_io_error_names_its_cause_once_in_the_chain() {
+        use std::error::Error as _;
+        let e = Error::io(
+            "/x/y.nrrd",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(c) = next {
+            text += &format!(": {c}");
+            next = c.source();
+        }
+        assert_eq!(text, "/x/y.nrrd: gone");
+    }
 
     #[test]
     fn temporary_and_permanent_errors() {
