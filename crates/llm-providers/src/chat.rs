@@ -217,6 +217,7 @@ impl<B: ChatBackend> ChatAdvisor<B> {
             reply: String::new(),
             latency_s: 0.0,
             tokens_in: None,
+            tokens_cached: None,
             tokens_out: None,
             attempts: 1,
             error: None,

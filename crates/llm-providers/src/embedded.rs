@@ -17,6 +17,7 @@
 //! a prefix space). Deterministic: the same context gives the same answer.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -34,7 +35,7 @@ use crate::advice::{
     Advice, AdvisorContext, CallRecord, Capabilities, Direction, LlmAdvisor, OutputMode,
 };
 use crate::error::{AdvisorError, Result};
-use crate::prompt::{system_prompt, user_prompt};
+use crate::prompt::{system_prompt, user_prompt, user_prompt_stable};
 use crate::reply::parse;
 
 /// Longest rationale the model may write, tokens.
@@ -163,6 +164,20 @@ impl EmbeddedModel {
         self.tokenizer.decode(ids, false).unwrap_or_default()
     }
 
+    /// The start of [`Self::chat`]'s prompt: the system turn, then the user turn opened and
+    /// `user_start` written (the tokens of a longer user turn start with these when the text
+    /// that follows begins a new pre-token, as a newline does).
+    fn chat_start(&self, system: &str, user_start: &str) -> Result<(Vec<u32>, usize)> {
+        let mut ids = vec![self.im_start];
+        ids.extend(self.encode(&format!("system\n{system}"))?);
+        ids.push(self.im_end);
+        ids.extend(self.encode("\n")?);
+        let system_end = ids.len();
+        ids.push(self.im_start);
+        ids.extend(self.encode(&format!("user\n{user_start}"))?);
+        Ok((ids, system_end))
+    }
+
     /// The ChatML prompt: system and user turns, then the assistant's turn opened.
     fn chat(&self, system: &str, user: &str) -> Result<Vec<u32>> {
         let mut ids = Vec::new();
@@ -254,16 +269,40 @@ impl Session {
         Ok(())
     }
 
-    /// Log-probability of `ids` following the current state, and the state after them.
-    fn score(&self, ids: &[u32]) -> Result<(f64, Session)> {
+    /// Log-probability of `ids` following the current state, and the state after all but the
+    /// last of them (the last token's probability is known before it is fed, so a one-token
+    /// option costs no pass of the model).
+    fn score(&self, ids: &[u32]) -> Result<(f64, Option<Session>)> {
+        let (last, rest) = ids.split_last().expect("an option has tokens");
+        if rest.is_empty() {
+            return Ok((f64::from(self.next[*last as usize]), None));
+        }
         let mut s = self.clone();
         let mut total = 0.0;
-        for &id in ids {
+        for &id in rest {
             total += f64::from(s.next[id as usize]);
             s.feed(&[id])?;
         }
-        Ok((total, s))
+        total += f64::from(s.next[*last as usize]);
+        Ok((total, Some(s)))
     }
+}
+
+/// The model's state after the prompts of the last advice, kept at the positions where a
+/// later prompt of the same plan may differ: the end of the system turn and the end of the
+/// prompt's stable part (examples and history, [`user_prompt_stable`]). The next advice starts
+/// from the latest of them that its own prompt begins with, and feeds only the rest.
+#[derive(Default)]
+struct PromptCache {
+    /// Tokens of the last prompt.
+    ids: Vec<u32>,
+    /// States after `ids[..state.pos]`, by increasing position.
+    states: Vec<Session>,
+}
+
+/// Length of the common start of `a` and `b`.
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// `log_softmax` over the last dimension.
@@ -278,6 +317,7 @@ fn candle_nn_log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
 pub struct EmbeddedAdvisor {
     model: EmbeddedModel,
     name: String,
+    cache: Mutex<PromptCache>,
 }
 
 impl EmbeddedAdvisor {
@@ -290,7 +330,44 @@ impl EmbeddedAdvisor {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         );
-        Ok(Self { model, name })
+        Ok(Self {
+            model,
+            name,
+            cache: Mutex::new(PromptCache::default()),
+        })
+    }
+
+    /// The model's state after `prompt`, starting from the cached state of an earlier prompt
+    /// that this one begins with; also the number of prompt tokens that were not fed again.
+    /// The cache then holds this prompt's states at the end of its system turn and of its
+    /// stable part (`stable`, the start of the user turn).
+    fn feed_prompt(&self, system: &str, stable: &str, prompt: &[u32]) -> Result<(Session, usize)> {
+        let m = &self.model;
+        let (start, system_end) = m.chat_start(system, stable)?;
+        let marks: Vec<usize> = [system_end, start.len()]
+            .into_iter()
+            .filter(|&p| prompt.len() >= p && prompt[..p] == start[..p])
+            .collect();
+        let mut cache = std::mem::take(&mut *self.cache.lock().expect("the prompt cache"));
+        let shared = common_prefix(&cache.ids, prompt);
+        cache.states.retain(|st| st.pos <= shared);
+        let mut s = cache.states.last().cloned().unwrap_or_else(|| Session {
+            weights: m.weights.clone(),
+            pos: 0,
+            next: Vec::new(),
+        });
+        let reused = s.pos;
+        for &mark in &marks {
+            if mark > s.pos {
+                s.feed(&prompt[s.pos..mark])?;
+                cache.states.push(s.clone());
+            }
+        }
+        s.feed(&prompt[s.pos..])?;
+        cache.states.retain(|st| marks.contains(&st.pos));
+        cache.ids = prompt.to_vec();
+        *self.cache.lock().expect("the prompt cache") = cache;
+        Ok((s, reused))
     }
 
     /// The advice for `context`, computed on this thread.
@@ -322,47 +399,66 @@ impl EmbeddedAdvisor {
                 calls: Vec::new(),
             });
         }
-        let mut s = Session {
-            weights: m.weights.clone(),
-            pos: 0,
-            next: Vec::new(),
-        };
-        s.feed(&prompt)?;
+        let (mut s, reused) = self.feed_prompt(&system, &user_prompt_stable(context), &prompt)?;
         let mut text = String::new();
-        let emit = |s: &mut Session, piece: &str, text: &mut String| -> Result<()> {
-            s.feed(&m.encode(piece)?)?;
+        // Tokens written but not yet fed: the decoder's fixed text and a chosen option go
+        // through the model together, in one pass, when the next choice needs its state.
+        let mut pending: Vec<u32> = Vec::new();
+        let emit = |pending: &mut Vec<u32>, piece: &str, text: &mut String| -> Result<()> {
+            pending.extend(m.encode(piece)?);
             text.push_str(piece);
             Ok(())
         };
-        let choose = |s: &mut Session, options: &[&str], text: &mut String| -> Result<usize> {
-            let mut best: Option<(f64, usize, Session)> = None;
+        let choose = |s: &mut Session,
+                      pending: &mut Vec<u32>,
+                      options: &[&str],
+                      text: &mut String|
+         -> Result<usize> {
+            s.feed(pending)?;
+            pending.clear();
+            let mut best: Option<(f64, usize, Vec<u32>, Option<Session>)> = None;
             for (k, o) in options.iter().enumerate() {
-                let (lp, after) = s.score(&m.encode(o)?)?;
-                if best.as_ref().is_none_or(|(b, _, _)| lp > *b) {
-                    best = Some((lp, k, after));
+                let ids = m.encode(o)?;
+                let (lp, after) = s.score(&ids)?;
+                if best.as_ref().is_none_or(|(b, ..)| lp > *b) {
+                    best = Some((lp, k, ids, after));
                 }
             }
-            let (_, k, after) = best.expect("at least one option");
-            *s = after;
+            let (_, k, ids, after) = best.expect("at least one option");
+            if let Some(after) = after {
+                *s = after;
+            }
+            pending.push(*ids.last().expect("an option has tokens"));
             text.push_str(options[k]);
             Ok(k)
         };
         // The answer's form as the prompt asks for it: one entry per organ objective, keyed by
         // its id (targets and rings are not the model's to move).
-        emit(&mut s, "{\"actions\": {", &mut text)?;
+        emit(&mut pending, "{\"actions\": {", &mut text)?;
         for (n, o) in oars.iter().enumerate() {
             let sep = if n == 0 { "" } else { ", " };
             emit(
-                &mut s,
+                &mut pending,
                 &format!("{sep}\"{}\": {{\"action\": \"", o.id),
                 &mut text,
             )?;
-            choose(&mut s, &["tighten", "relax", "keep"], &mut text)?;
-            emit(&mut s, "\", \"step\": \"", &mut text)?;
-            choose(&mut s, &["small", "medium", "large"], &mut text)?;
-            emit(&mut s, "\"}", &mut text)?;
+            choose(
+                &mut s,
+                &mut pending,
+                &["tighten", "relax", "keep"],
+                &mut text,
+            )?;
+            emit(&mut pending, "\", \"step\": \"", &mut text)?;
+            choose(
+                &mut s,
+                &mut pending,
+                &["small", "medium", "large"],
+                &mut text,
+            )?;
+            emit(&mut pending, "\"}", &mut text)?;
         }
-        emit(&mut s, "}, \"rationale\": \"", &mut text)?;
+        emit(&mut pending, "}, \"rationale\": \"", &mut text)?;
+        s.feed(&pending)?;
         let mut rationale = Vec::new();
         for _ in 0..RATIONALE_TOKENS {
             let next = s
@@ -392,6 +488,7 @@ impl EmbeddedAdvisor {
             reply: text.clone(),
             latency_s,
             tokens_in: Some(prompt.len() as u64),
+            tokens_cached: Some(reused as u64),
             tokens_out: Some((s.pos - prompt.len()) as u64),
             attempts: 1,
             error: None,

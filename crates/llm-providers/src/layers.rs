@@ -327,6 +327,7 @@ mod tests {
                 reply: "{}".into(),
                 latency_s: 0.0,
                 tokens_in: None,
+                tokens_cached: None,
                 tokens_out: None,
                 attempts: 1,
                 error: None,

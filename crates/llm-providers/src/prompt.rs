@@ -167,6 +167,18 @@ fn changes_text(changes: &[GoalChange]) -> String {
 
 /// The user prompt: examples, history (with how each value moved), and the current iteration.
 pub fn user_prompt(ctx: &AdvisorContext) -> String {
+    let mut s = user_prompt_stable(ctx);
+    if !s.is_empty() {
+        s += "\n\n";
+    }
+    s + &user_prompt_rest(ctx)
+}
+
+/// The start of [`user_prompt`] that later iterations of a plan only extend: the few-shot
+/// examples and the earlier iterations, without the blank line that ends them (so that what
+/// follows in the next iteration continues it). An advisor that keeps a model's state over a
+/// prompt's start (the embedded model) reuses what this covers.
+pub fn user_prompt_stable(ctx: &AdvisorContext) -> String {
     let mut s = String::new();
     for (n, e) in ctx.examples.iter().enumerate() {
         let _ = write!(
@@ -222,8 +234,16 @@ pub fn user_prompt(ctx: &AdvisorContext) -> String {
                 }
             );
         }
-        s += "\n";
     }
+    let kept = s.trim_end_matches('\n').len();
+    s.truncate(kept);
+    s
+}
+
+/// The rest of [`user_prompt`] after its stable part and the blank line that ends it: the
+/// current report and the request.
+fn user_prompt_rest(ctx: &AdvisorContext) -> String {
+    let mut s = String::new();
     let r = &ctx.current;
     let ratio = r.coverage_cgy / ctx.prescription_cgy;
     let _ = write!(

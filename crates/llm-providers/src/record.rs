@@ -25,6 +25,10 @@ pub struct CallRecord {
     pub latency_s: f64,
     /// Prompt tokens, when the API reports them.
     pub tokens_in: Option<u64>,
+    /// Prompt tokens the model did not process again because it kept its state over them
+    /// from an earlier call (a cached prompt prefix), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_cached: Option<u64>,
     /// Reply tokens, when the API reports them.
     pub tokens_out: Option<u64>,
     /// HTTP attempts made.

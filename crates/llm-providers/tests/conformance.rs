@@ -98,6 +98,38 @@ async fn embedded() {
         "{v}"
     );
 
+    // The next iteration's prompt extends this one's examples and history: the model keeps
+    // its state over that start instead of reading it again, and answers exactly as a fresh
+    // model that reads the whole prompt.
+    let mut next = common::context();
+    next.history.push(llm_providers::advice::HistoryEntry {
+        report: next.current.clone(),
+        changes: advice.goals.clone(),
+        rationale: advice.rationale.clone(),
+    });
+    next.current.iteration += 1;
+    for o in &mut next.current.objectives {
+        o.current_cgy -= 50.0;
+    }
+    let cached = advisor.advise(&next).await.unwrap();
+    let reused = cached.calls[0].tokens_cached.unwrap();
+    let stable = llm_providers::prompt::user_prompt_stable(&common::context());
+    assert!(
+        reused as usize > stable.len() / 8,
+        "{reused} tokens reused of a stable start of {} bytes",
+        stable.len()
+    );
+    let fresh = build(&config(&format!(
+        "kind = \"embedded\"\nmodel = {:?}\noutput-mode = \"actions\"\n",
+        model.display().to_string()
+    )))
+    .unwrap()
+    .advise(&next)
+    .await
+    .unwrap();
+    assert_eq!(fresh.calls[0].tokens_cached, Some(0));
+    assert_eq!(cached.calls[0].reply, fresh.calls[0].reply);
+
     // A prompt longer than the model's context is a typed error saying so, not a crash.
     let mut long = common::context();
     let entry = long.history[0].clone();
