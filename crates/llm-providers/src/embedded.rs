@@ -180,13 +180,9 @@ impl EmbeddedModel {
 
     /// The ChatML prompt: system and user turns, then the assistant's turn opened.
     fn chat(&self, system: &str, user: &str) -> Result<Vec<u32>> {
-        let mut ids = Vec::new();
-        for (role, text) in [("system", system), ("user", user)] {
-            ids.push(self.im_start);
-            ids.extend(self.encode(&format!("{role}\n{text}"))?);
-            ids.push(self.im_end);
-            ids.extend(self.encode("\n")?);
-        }
+        let (mut ids, _) = self.chat_start(system, user)?;
+        ids.push(self.im_end);
+        ids.extend(self.encode("\n")?);
         ids.push(self.im_start);
         ids.extend(self.encode("assistant\n")?);
         Ok(ids)
