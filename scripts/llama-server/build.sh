@@ -6,19 +6,33 @@
 # no TLS (LLAMA_OPENSSL=OFF). The binary is cached by the SHA-256 of the source archive, so a
 # second run only prints its path.
 #
+# CPU: a portable build, not -march=native. A native build on a CPU with AMX (Intel Sapphire
+# Rapids and later) takes ggml's AMX kernels, which crash with SIGSEGV at the first matrix product
+# where the kernel or sandbox does not grant the AMX tile state; and a cached native binary can
+# meet another CPU. So the build targets x86-64 with AVX2/FMA/F16C/BMI2 where the CPU has AVX2
+# (x86-64-v3, every x86 server of the last decade), the plain baseline otherwise, and that
+# choice is part of the cache key.
+#
 #   scripts/llama-server/build.sh          prints the binary's path on its last line
 #
-# Cache: ${AUTOPLAN_CACHE:-$HOME/.cache/autoplan}/llama-server/<sha256>/llama-server
+# Cache: ${AUTOPLAN_CACHE:-$HOME/.cache/autoplan}/llama-server/<sha256>-<cpu level>/llama-server
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 version=0.3.36
 sha=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 size=76589250
-cache=${AUTOPLAN_CACHE:-$HOME/.cache/autoplan}/llama-server/$sha
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then
+    level=x86-64-v3
+    cpu_flags=(-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
+else
+    level=baseline
+    cpu_flags=()
+fi
+cache=${AUTOPLAN_CACHE:-$HOME/.cache/autoplan}/llama-server/$sha-$level
 bin=$cache/llama-server
 if [ -x "$bin" ]; then
-    echo "llama-server (llama-cpp-python $version sources, SHA-256 ${sha:0:12}...): cached" >&2
+    echo "llama-server (llama-cpp-python $version sources, SHA-256 ${sha:0:12}..., $level): cached" >&2
     echo "$bin"
     exit 0
 fi
@@ -67,10 +81,10 @@ cmake -S "$src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF \
-    -DGGML_CCACHE=OFF >&2
+    -DGGML_CCACHE=OFF -DGGML_NATIVE=OFF "${cpu_flags[@]}" >&2
 cmake --build "$work/build" --target llama-server -j "$(nproc)" >&2
 mkdir -p "$cache"
 cp "$work/build/bin/llama-server" "$bin.tmp"
 mv "$bin.tmp" "$bin"
-echo "built llama-server in $(( $(date +%s) - start )) s: $("$bin" --version 2>&1 | head -1)" >&2
+echo "built llama-server ($level) in $(( $(date +%s) - start )) s: $("$bin" --version 2>&1 | head -1)" >&2
 echo "$bin"
