@@ -203,6 +203,9 @@ pub enum Examples {
     Fixed,
     /// The iterations most similar to the current one.
     Nearest,
+    /// Per objective, the rows most similar to its current value, with their changes, as one
+    /// composite example per rank.
+    PerObjective,
 }
 
 impl Examples {
@@ -211,6 +214,7 @@ impl Examples {
         match self {
             Examples::Fixed => Selection::Fixed,
             Examples::Nearest => Selection::Nearest,
+            Examples::PerObjective => Selection::PerObjective,
         }
     }
 }

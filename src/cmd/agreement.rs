@@ -6,7 +6,9 @@
 //! relax or keep, read from the goals it proposes) is set beside the rule's: same move, the
 //! opposite move (tighten against relax), a move where the rule keeps, a keep where the rule
 //! moves. The guard's verdict on each answer is counted too. One CSV row per objective and
-//! report, and a summary.
+//! report, and a summary. With few-shot examples, the first example's move per objective is
+//! set beside them too (the CSV's `example` column), so that what the model adds to copying
+//! it can be told apart.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -130,7 +132,8 @@ pub fn run(a: &Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut csv = String::from("source,objective,value,status,rule,advisor,comparison\n");
+    let mut csv = String::from("source,objective,value,status,rule,advisor,comparison,example\n");
+    let mut copy = Copying::default();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut violations: BTreeMap<String, usize> = BTreeMap::new();
     let (mut answers, mut failures, mut fallbacks) = (0usize, 0usize, 0usize);
@@ -148,12 +151,20 @@ pub fn run(a: &Args) -> Result<()> {
             .cloned()
             .collect();
         let report: &IterationReport = &ex.report;
+        let shown = planner::examples::select(&others, report, n_examples, selection);
+        // The first example's move per objective: what an advisor that only copied it would do.
+        let copied = |id: &str| {
+            shown.first().and_then(|e| {
+                let row = e.report.objectives.iter().find(|o| o.id == id)?;
+                Some(Move::of(&e.changes, id, row.goal_cgy))
+            })
+        };
         let ctx = AdvisorContext::for_protocol(
             &protocol,
             planning,
             report.clone(),
             Vec::new(),
-            planner::examples::select(&others, report, n_examples, selection),
+            shown.clone(),
         );
         let rule = RuleBasedAdvisor.decide(&ctx);
         let t = Instant::now();
@@ -189,15 +200,23 @@ pub fn run(a: &Args) -> Result<()> {
             let m = Move::of(&goals, &o.id, o.goal_cgy);
             let c = compare(m, r);
             *counts.entry(c).or_default() += 1;
+            let e = copied(&o.id);
+            if let Some(e) = e {
+                copy.shown += 1;
+                copy.example_same += usize::from(e == r);
+                copy.follows += usize::from(e == m);
+                copy.beyond += usize::from(e != r && m == r);
+            }
             csv += &format!(
-                "{},{},{:.3e},{:?},{},{},{}\n",
+                "{},{},{:.3e},{:?},{},{},{},{}\n",
                 ex.source.replace(',', ";"),
                 o.id,
                 o.value,
                 o.status,
                 r.name(),
                 m.name(),
-                c
+                c,
+                e.map_or("", Move::name)
             );
         }
         out!(
@@ -224,7 +243,32 @@ pub fn run(a: &Args) -> Result<()> {
         mean_latency,
         a.out.display()
     );
+    if copy.shown > 0 {
+        let pct = |k: usize| 100.0 * k as f64 / copy.shown as f64;
+        out!(
+            "the first few-shot example's move, where it has the objective ({}): the rule's {:.1} \
+             %; the advisor's {:.1} %; the advisor right where the example is not {:.1} %",
+            copy.shown,
+            pct(copy.example_same),
+            pct(copy.follows),
+            pct(copy.beyond)
+        );
+    }
     Ok(())
+}
+
+/// How much of an advisor's agreement its first few-shot example already holds: an advisor
+/// that only copied the example would agree as often as the example does.
+#[derive(Default)]
+struct Copying {
+    /// Objectives the example shows.
+    shown: usize,
+    /// Of those, where the example's move is the rule's.
+    example_same: usize,
+    /// Where the advisor's move is the example's.
+    follows: usize,
+    /// Where the advisor is right and the example is not.
+    beyond: usize,
 }
 
 #[cfg(test)]

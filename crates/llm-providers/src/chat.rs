@@ -195,7 +195,7 @@ impl<B: ChatBackend> ChatAdvisor<B> {
     fn request(&self, context: &AdvisorContext) -> ChatRequest {
         ChatRequest {
             system: system_prompt(context, self.mode),
-            messages: vec![(Role::User, user_prompt(context))],
+            messages: vec![(Role::User, user_prompt(context, self.mode))],
             schema: answer_schema_with(context, self.mode, &self.limits),
             temperature: self.temperature,
             max_tokens: answer_max_tokens_with(context, &self.limits),

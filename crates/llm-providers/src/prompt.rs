@@ -46,10 +46,10 @@ pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
         }
         OutputMode::Actions => {
             "Answer with one JSON object only: {\"rationale\": \"<one or two sentences>\", \
-             \"actions\": {\"<objective id>\": {\"action\": \"tighten\" | \"relax\" | \"keep\", \
-             \"step\": \"small\" | \"medium\" | \"large\"}, ...}}, with one entry for every \
-             objective of the table. Steps are 20, 50 and 100 cGy; the software computes the new \
-             goals."
+             \"actions\": {\"<objective id>\": {\"status\": \"<its status in the table>\", \
+             \"action\": \"tighten\" | \"relax\" | \"keep\", \"step\": \"small\" | \"medium\" | \
+             \"large\"}, ...}}, with one entry for every organ objective of the table. Steps are \
+             20, 50 and 100 cGy; the software computes the new goals."
         }
     };
     format!(
@@ -144,11 +144,28 @@ pub fn report_table(r: &IterationReport) -> String {
             o.value,
             o.ideal_range[0],
             o.ideal_range[1],
-            match o.status {
-                tps_api::objectives::RangeStatus::Below => "below",
-                tps_api::objectives::RangeStatus::Inside => "inside",
-                tps_api::objectives::RangeStatus::Above => "above",
-            }
+            o.status.word()
+        );
+    }
+    s
+}
+
+/// The report as the actions mode shows it: the organ objectives (the ones the model moves)
+/// with what an action follows, the value against its ideal range and the status; no goals or
+/// doses, which the software turns actions into. A fifth of the tokens of [`report_table`]
+/// (a small model reads every digit as a token), which sets the offline model's time per advice.
+pub fn report_table_actions(r: &IterationReport) -> String {
+    let mut s =
+        String::from("| organ objective | value | ideal range | status |\n|---|---|---|---|\n");
+    for o in r.objectives.iter().filter(|o| o.role == tps_api::Role::Oar) {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1e} | {:.0e}..{:.0e} | {} |",
+            o.id,
+            o.value,
+            o.ideal_range[0],
+            o.ideal_range[1],
+            o.status.word()
         );
     }
     s
@@ -165,22 +182,33 @@ fn changes_text(changes: &[GoalChange]) -> String {
         .join(", ")
 }
 
-/// The user prompt: examples, history (with how each value moved), and the current iteration.
-pub fn user_prompt(ctx: &AdvisorContext) -> String {
-    let mut s = user_prompt_stable(ctx);
+/// The user prompt for an answer in `mode`: examples, history (with how each value moved),
+/// and the current iteration.
+pub fn user_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
+    let mut s = user_prompt_stable(ctx, mode);
     if !s.is_empty() {
         s += "\n\n";
     }
-    s + &user_prompt_rest(ctx)
+    s + &user_prompt_rest(ctx, mode)
 }
 
 /// The start of [`user_prompt`] that later iterations of a plan only extend: the few-shot
 /// examples and the earlier iterations, without the blank line that ends them (so that what
 /// follows in the next iteration continues it). An advisor that keeps a model's state over a
 /// prompt's start (the embedded model) reuses what this covers.
-pub fn user_prompt_stable(ctx: &AdvisorContext) -> String {
+pub fn user_prompt_stable(ctx: &AdvisorContext, mode: OutputMode) -> String {
     let mut s = String::new();
     for (n, e) in ctx.examples.iter().enumerate() {
+        if mode == OutputMode::Actions {
+            let _ = write!(
+                s,
+                "Example {} ({}): {}\n\n",
+                n + 1,
+                e.source,
+                example_answer(e)
+            );
+            continue;
+        }
         let _ = write!(
             s,
             "Example {} ({}), iteration {}: coverage {:.0} cGy\n{}Changes made: {}. Reason: {}\n\n",
@@ -240,9 +268,54 @@ pub fn user_prompt_stable(ctx: &AdvisorContext) -> String {
     s
 }
 
+/// An example's changes as the actions-mode answer that makes them: one entry per organ
+/// objective with its status, the direction of its change and the step class nearest its size
+/// (from the strategy's base, [`crate::steps::step_base`]). The report's table is left out: the
+/// entries restate each objective's status, which is what the action follows, and the example
+/// costs a tenth of the tokens.
+fn example_answer(e: &crate::advice::FewShotExample) -> String {
+    let entries: Vec<String> = e
+        .report
+        .objectives
+        .iter()
+        .filter(|o| o.role == tps_api::Role::Oar)
+        .map(|o| {
+            let (action, step) = match e.changes.iter().find(|c| c.id == o.id) {
+                Some(c) => {
+                    let size = (c.goal_cgy - crate::steps::step_base(o, c.goal_cgy)).abs();
+                    let step = if size <= 35.0 {
+                        "small"
+                    } else if size <= 75.0 {
+                        "medium"
+                    } else {
+                        "large"
+                    };
+                    let way = if c.goal_cgy < o.goal_cgy {
+                        "tighten"
+                    } else {
+                        "relax"
+                    };
+                    (way, step)
+                }
+                None => ("keep", "small"),
+            };
+            format!(
+                "\"{}\": {{\"status\": \"{}\", \"action\": \"{action}\", \"step\": \"{step}\"}}",
+                o.id,
+                o.status.word()
+            )
+        })
+        .collect();
+    format!("{{\"actions\": {{{}}}}}", entries.join(", "))
+}
+
 /// The rest of [`user_prompt`] after its stable part and the blank line that ends it: the
 /// current report and the request.
-fn user_prompt_rest(ctx: &AdvisorContext) -> String {
+fn user_prompt_rest(ctx: &AdvisorContext, mode: OutputMode) -> String {
+    let table = match mode {
+        OutputMode::Goals => report_table(&ctx.current),
+        OutputMode::Actions => report_table_actions(&ctx.current),
+    };
     let mut s = String::new();
     let r = &ctx.current;
     let ratio = r.coverage_cgy / ctx.prescription_cgy;
@@ -258,7 +331,7 @@ fn user_prompt_rest(ctx: &AdvisorContext) -> String {
         ratio,
         ctx.coverage_window[0],
         ctx.coverage_window[1],
-        report_table(r) + &goals_table(r)
+        table + &goals_table(r)
     );
     s
 }
@@ -291,6 +364,9 @@ pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &Answe
         // One entry per objective, keyed by its id: a grammar built from this schema cannot
         // repeat or leave out an objective. Only organ (OAR) objectives may move unless the
         // clinical goals take part in the termination (their moves may tighten a target).
+        // Each entry first restates the objective's status from the report (one allowed
+        // value), so the model reads it right before it chooses the action: a small model
+        // attends to the answer it is writing far more than to a table row above it.
         OutputMode::Actions => {
             let any_role = ctx.termination.uses_goals();
             let entries: serde_json::Map<String, Value> = ctx
@@ -308,10 +384,11 @@ pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &Answe
                         json!({
                             "type": "object",
                             "properties": {
+                                "status": {"type": "string", "enum": [o.status.word()]},
                                 "action": {"type": "string", "enum": actions},
                                 "step": {"type": "string", "enum": ["small", "medium", "large"]}
                             },
-                            "required": ["action", "step"],
+                            "required": ["status", "action", "step"],
                             "additionalProperties": false
                         }),
                     )

@@ -113,7 +113,10 @@ async fn embedded() {
     }
     let cached = advisor.advise(&next).await.unwrap();
     let reused = cached.calls[0].tokens_cached.unwrap();
-    let stable = llm_providers::prompt::user_prompt_stable(&common::context());
+    let stable = llm_providers::prompt::user_prompt_stable(
+        &common::context(),
+        llm_providers::advice::OutputMode::Actions,
+    );
     assert!(
         reused as usize > stable.len() / 8,
         "{reused} tokens reused of a stable start of {} bytes",

@@ -46,8 +46,9 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
     let ctx = common::context();
     let ids = ctx.current.objective_ids();
     // The schema in Gemini's dialect, written out: upper-case types, no additionalProperties;
-    // the rationale's length; one entry per objective keyed by its id, targets and rings
-    // kept (only organ objectives move under the study's termination).
+    // the rationale's length; one entry per objective keyed by its id, restating its status
+    // from the report before its action, targets and rings kept (only organ objectives move
+    // under the study's termination).
     let entries: serde_json::Map<String, serde_json::Value> = ctx
         .current
         .objectives
@@ -63,10 +64,11 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
                 json!({
                     "type": "OBJECT",
                     "properties": {
+                        "status": {"type": "STRING", "enum": [o.status.word()]},
                         "action": {"type": "STRING", "enum": actions},
                         "step": {"type": "STRING", "enum": ["small", "medium", "large"]}
                     },
-                    "required": ["action", "step"]
+                    "required": ["status", "action", "step"]
                 }),
             )
         })
@@ -85,7 +87,7 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
     );
     let expected = json!({
         "systemInstruction": {"parts": [{"text": system_prompt(&ctx, OutputMode::Actions)}]},
-        "contents": [{"role": "user", "parts": [{"text": user_prompt(&ctx)}]}],
+        "contents": [{"role": "user", "parts": [{"text": user_prompt(&ctx, OutputMode::Actions)}]}],
         "generationConfig": {
             "temperature": 0.2,
             "maxOutputTokens": answer_max_tokens(&ctx),

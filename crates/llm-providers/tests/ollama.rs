@@ -59,7 +59,7 @@ async fn sends_model_messages_schema_and_options() {
             "model": "llama3.2",
             "messages": [
                 {"role": "system", "content": system_prompt(&ctx, OutputMode::Goals)},
-                {"role": "user", "content": user_prompt(&ctx)}
+                {"role": "user", "content": user_prompt(&ctx, OutputMode::Goals)}
             ],
             "stream": false,
             "format": answer_schema(&ctx, OutputMode::Goals),

@@ -68,7 +68,7 @@ async fn sends_the_exact_request_and_reads_the_reply() {
         "model": "qwen-max",
         "messages": [
             {"role": "system", "content": system_prompt(&ctx, OutputMode::Goals)},
-            {"role": "user", "content": user_prompt(&ctx)}
+            {"role": "user", "content": user_prompt(&ctx, OutputMode::Goals)}
         ],
         "temperature": 0.2,
         "max_tokens": answer_max_tokens(&ctx),

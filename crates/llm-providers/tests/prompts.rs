@@ -34,7 +34,7 @@ fn goals_mode_prompt() {
     let text = format!(
         "=== system ===\n{}\n=== user ===\n{}\n=== schema ===\n{}\n",
         system_prompt(&ctx, OutputMode::Goals),
-        user_prompt(&ctx),
+        user_prompt(&ctx, OutputMode::Goals),
         serde_json::to_string_pretty(&answer_schema(&ctx, OutputMode::Goals)).unwrap()
     );
     snapshot("goals.txt", &text);
@@ -55,7 +55,7 @@ fn actions_mode_prompt_with_an_example() {
     let text = format!(
         "=== system ===\n{}\n=== user ===\n{}\n=== schema ===\n{}\n",
         system_prompt(&ctx, OutputMode::Actions),
-        user_prompt(&ctx),
+        user_prompt(&ctx, OutputMode::Actions),
         serde_json::to_string_pretty(&answer_schema(&ctx, OutputMode::Actions)).unwrap()
     );
     snapshot("actions-with-example.txt", &text);
@@ -122,7 +122,7 @@ fn clinical_goals_prompt() {
     let text = format!(
         "=== system ===\n{}\n=== user ===\n{}\n",
         system_prompt(&ctx, OutputMode::Goals),
-        user_prompt(&ctx),
+        user_prompt(&ctx, OutputMode::Goals),
     );
     assert!(text.contains("| Rectum D50% <= 3451 cGy | must | 3520.0 cGy | FAILED |"));
     snapshot("clinical-goals.txt", &text);

@@ -19,6 +19,12 @@ pub enum Selection {
     Fixed,
     /// The examples whose objective values are closest to the current report's.
     Nearest,
+    /// Per objective: the pool's rows of that objective closest to its current value (same
+    /// status first), gathered into one composite example per rank, each row with the change
+    /// made in its case. A whole example shows one case's moves, which a small model copies for
+    /// every objective; a composite shows each objective the move made in the case most like
+    /// its own.
+    PerObjective,
 }
 
 /// Checks that every example of `pool` (read from `origin`) was planned with `protocol`'s
@@ -103,6 +109,50 @@ pub fn distance(a: &IterationReport, b: &IterationReport) -> f64 {
     }
 }
 
+/// Distance between one objective's values: difference of log10(value + 1e-6), as in
+/// [`distance`], plus 100 when their status differs (a row of the same status always wins).
+fn row_distance(a: &tps_api::ObjectiveReport, b: &tps_api::ObjectiveReport) -> f64 {
+    let d = ((a.value + 1e-6).log10() - (b.value + 1e-6).log10()).abs();
+    if a.status == b.status { d } else { d + 100.0 }
+}
+
+/// The `rank`-th composite example for `current` (rank 0: the nearest row of every objective).
+fn composite(pool: &[FewShotExample], current: &IterationReport, rank: usize) -> FewShotExample {
+    let mut report = current.clone();
+    let mut changes = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    for row in &mut report.objectives {
+        let mut ranked: Vec<(f64, usize, &tps_api::ObjectiveReport)> = pool
+            .iter()
+            .enumerate()
+            .filter_map(|(k, e)| {
+                let r = e.report.objectives.iter().find(|o| o.id == row.id)?;
+                Some((row_distance(r, row), k, r))
+            })
+            .collect();
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let Some(&(_, k, found)) = ranked.get(rank.min(ranked.len().saturating_sub(1))) else {
+            continue;
+        };
+        *row = found.clone();
+        if let Some(c) = pool[k].changes.iter().find(|c| c.id == row.id) {
+            changes.push(c.clone());
+        }
+        if !sources.contains(&pool[k].source) {
+            sources.push(pool[k].source.clone());
+        }
+    }
+    FewShotExample {
+        source: "nearest case per objective".into(),
+        report,
+        changes,
+        rationale: format!(
+            "each objective's row and change from the case where its value was closest: {}",
+            sources.join("; ")
+        ),
+    }
+}
+
 /// Up to `n` examples of `pool` for `current`.
 pub fn select(
     pool: &[FewShotExample],
@@ -113,10 +163,11 @@ pub fn select(
     if n == 0 || pool.is_empty() {
         return Vec::new();
     }
-    if n >= pool.len() {
-        return pool.to_vec();
-    }
     match how {
+        Selection::PerObjective => (0..n.min(pool.len()))
+            .map(|rank| composite(pool, current, rank))
+            .collect(),
+        _ if n >= pool.len() => pool.to_vec(),
         Selection::Fixed => (0..n).map(|k| pool[k * pool.len() / n].clone()).collect(),
         Selection::Nearest => {
             let mut ranked: Vec<(f64, usize)> = pool
@@ -144,4 +195,133 @@ pub fn save(path: &Path, pool: &[FewShotExample]) -> Result<(), String> {
 pub fn load(path: &Path) -> Result<Vec<FewShotExample>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: not an example pool: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tps_api::report::GoalChange;
+    use tps_api::{ObjectiveReport, RangeStatus, Role};
+
+    fn row(id: &str, goal_cgy: f64, value: f64, status: RangeStatus) -> ObjectiveReport {
+        ObjectiveReport {
+            id: id.into(),
+            structure: id.into(),
+            role: Role::Oar,
+            kind: "mean dose".into(),
+            weight: 1.0,
+            goal_cgy,
+            current_cgy: goal_cgy,
+            value,
+            ideal_range: [1e-2, 5e-2],
+            status,
+        }
+    }
+
+    fn report(rows: Vec<ObjectiveReport>) -> IterationReport {
+        IterationReport {
+            iteration: 1,
+            objectives: rows,
+            coverage_cgy: 3600.0,
+            prescription_cgy: 3600.0,
+            total_objective: 0.0,
+            solver_iterations: 0,
+            wall_s: 0.0,
+            goals: Vec::new(),
+        }
+    }
+
+    fn case(source: &str, rows: Vec<ObjectiveReport>, changes: &[(&str, f64)]) -> FewShotExample {
+        FewShotExample {
+            source: source.into(),
+            report: report(rows),
+            changes: changes
+                .iter()
+                .map(|&(id, goal_cgy)| GoalChange {
+                    id: id.into(),
+                    goal_cgy,
+                })
+                .collect(),
+            rationale: String::new(),
+        }
+    }
+
+    /// Each objective's row comes from the case where its value was nearest, with that case's
+    /// change to it; a row of another status loses to one of the same status even when its
+    /// value is closer; the next rank takes the next-nearest rows.
+    #[test]
+    fn per_objective_selection_composes_the_nearest_rows() {
+        use RangeStatus::{Above, Below, Inside};
+        let pool = vec![
+            case(
+                "a/p01, iteration 1",
+                vec![
+                    row("bladder", 3000.0, 0.0, Below),
+                    row("rectum", 2900.0, 0.03, Inside),
+                ],
+                &[("bladder", 2900.0)],
+            ),
+            case(
+                "a/p02, iteration 2",
+                vec![
+                    row("bladder", 2800.0, 0.02, Inside),
+                    row("rectum", 2700.0, 0.2, Above),
+                ],
+                &[("rectum", 2750.0)],
+            ),
+            case(
+                "a/p03, iteration 1",
+                vec![
+                    row("bladder", 2600.0, 0.004, Below),
+                    row("rectum", 2600.0, 0.06, Above),
+                ],
+                &[("bladder", 2500.0), ("rectum", 2700.0)],
+            ),
+        ];
+        // bladder 0.006 below: p03 (0.004, below) is nearest; p02's 0.02 is nearer in value
+        // than p01's 0 but inside, so p01 ranks second. rectum 0.15 above: p02, then p03.
+        let current = report(vec![
+            row("bladder", 2700.0, 0.006, Below),
+            row("rectum", 2650.0, 0.15, Above),
+        ]);
+        let first = select(&pool, &current, 2, Selection::PerObjective);
+        assert_eq!(first.len(), 2);
+        assert_eq!(first[0].report.objectives[0], pool[2].report.objectives[0]);
+        assert_eq!(first[0].report.objectives[1], pool[1].report.objectives[1]);
+        assert_eq!(
+            first[0].changes,
+            vec![
+                GoalChange {
+                    id: "bladder".into(),
+                    goal_cgy: 2500.0
+                },
+                GoalChange {
+                    id: "rectum".into(),
+                    goal_cgy: 2750.0
+                },
+            ]
+        );
+        assert!(
+            first[0]
+                .rationale
+                .contains("a/p03, iteration 1; a/p02, iteration 2")
+        );
+        assert_eq!(first[1].report.objectives[0], pool[0].report.objectives[0]);
+        assert_eq!(first[1].report.objectives[1], pool[2].report.objectives[1]);
+        assert_eq!(
+            first[1].changes,
+            vec![
+                GoalChange {
+                    id: "bladder".into(),
+                    goal_cgy: 2900.0
+                },
+                GoalChange {
+                    id: "rectum".into(),
+                    goal_cgy: 2700.0
+                },
+            ]
+        );
+        // Never more composites than cases.
+        assert_eq!(select(&pool, &current, 9, Selection::PerObjective).len(), 3);
+    }
 }

@@ -465,6 +465,17 @@ pub enum RangeStatus {
     Above,
 }
 
+impl RangeStatus {
+    /// The status in the reports' words: `below`, `inside` or `above`.
+    pub fn word(self) -> &'static str {
+        match self {
+            RangeStatus::Below => "below",
+            RangeStatus::Inside => "inside",
+            RangeStatus::Above => "above",
+        }
+    }
+}
+
 /// Classifies `value` against `range` (inclusive).
 pub fn range_status(value: f64, range: [f64; 2]) -> RangeStatus {
     if value < range[0] {
