@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use clap::ValueEnum;
 use serde::Deserialize;
 
-use crate::args::Guard;
+use crate::args::{Examples, Guard};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -47,6 +47,7 @@ struct ArmWire {
     guard: Option<String>,
     examples: Option<PathBuf>,
     n_examples: Option<u16>,
+    selection: Option<String>,
 }
 
 /// `a/b/../c` as `a/c` (lexically, for messages and reports).
@@ -82,6 +83,8 @@ pub struct Arm {
     pub examples: Option<PathBuf>,
     /// Examples per prompt.
     pub n_examples: u16,
+    /// Which examples a prompt shows.
+    pub selection: Examples,
 }
 
 /// A checked study file.
@@ -162,6 +165,15 @@ impl StudyFile {
                     crate::args::MAX_EXAMPLES
                 );
             }
+            let selection = match &a.selection {
+                None => Examples::Fixed,
+                Some(e) => Examples::from_str(e, true).map_err(|_| {
+                    anyhow::anyhow!(
+                        "{origin}: field `{field}.selection` = {e:?}: expected fixed, nearest or \
+                         per-objective"
+                    )
+                })?,
+            };
             for (key, p) in [
                 ("provider", &a.provider),
                 ("tps", &a.tps),
@@ -185,6 +197,7 @@ impl StudyFile {
                 guard,
                 examples: a.examples.as_deref().map(at),
                 n_examples,
+                selection,
             });
         }
         let Some(r) = arms.iter().position(|a| a.name == w.study.reference_arm) else {
@@ -293,6 +306,10 @@ mod tests {
             (
                 "reference-arm = \"a\"\n[[arm]]\nname = \"a\"\nguard = \"maybe\"\n",
                 "arm[0].guard",
+            ),
+            (
+                "reference-arm = \"a\"\n[[arm]]\nname = \"a\"\nselection = \"best\"\n",
+                "arm[0].selection",
             ),
             (
                 "reference-arm = \"a\"\n[[arm]]\nname = \"a\"\nprovider = \"nope.toml\"\n",

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use tps_api::Protocol;
 
 use super::plan::{self, run_one};
-use crate::args::{BeamArgs, Examples, MachineArgs};
+use crate::args::{BeamArgs, MachineArgs};
 use crate::cohort_run::select_ids;
 use crate::interrupt::Interrupted;
 use crate::lock::OutputLock;
@@ -149,7 +149,7 @@ fn plan_args(s: &StudyFile, a: &Args, arm: &Arm, id: usize) -> plan::Args {
         beams: a.beams.clone(),
         examples: arm.examples.clone(),
         n_examples: arm.n_examples,
-        selection: Examples::Fixed,
+        selection: arm.selection,
         max_advisor_failures: None,
         // A study records the fallback's share per arm instead of stopping on it.
         allow_fallback: true,
