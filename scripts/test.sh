@@ -22,6 +22,6 @@ export AUTOPLAN_REQUIRE_SLURM=1
 cargo test --workspace --locked
 start=$(date +%s)
 scripts/fetch-offline-model.sh
-cargo test --locked --release -p llm-providers --features embedded --test conformance
+cargo test --locked --release -p llm-providers --features embedded --lib --test conformance
 echo "embedded-model step: $(( $(date +%s) - start )) s"
 scripts/llama-server/conformance.sh

@@ -4,46 +4,51 @@
 //!
 //! A model this small gets numbers wrong, so it answers in the actions mode only and never
 //! writes a number: for every OAR objective of the report the decoder asks it to choose among
-//! the schema's allowed values (`tighten` / `relax` / `keep`, then for a move `small` / `medium` /
-//! `large`; a kept goal's step is written without asking),
-//! scoring each choice by the model's log-probability after the prompt and the answer so far
-//! (by its first token when the options start differently, whole otherwise), and keeps the most
-//! probable. Ids, punctuation, field names and each objective's status (restated from the
-//! report just before its action, as the answer schema has it) are written by the decoder, so
-//! the answer is valid JSON of the answer schema by construction; the rationale lists the
-//! choices (the model writes no free text). Rust then turns the actions into goals
-//! ([`crate::steps::actions_to_goals`]).
+//! the schema's allowed values (`tighten` / `relax` / `keep`, then for a move `small` /
+//! `medium` / `large`; a kept goal's step is written without asking) and keeps the option the
+//! model finds most probable after the prompt and the answer so far. The options start with
+//! different letters, so their first tokens tell them apart. Ids, punctuation, field names and
+//! each objective's status (restated from the report just before its action, as the answer
+//! schema has it) are written by the decoder, so the answer is valid JSON of the answer schema
+//! by construction; the rationale lists the choices (the model writes no free text). Rust then
+//! turns the actions into goals ([`crate::steps::actions_to_goals`]).
 //!
-//! The model runs with candle (`quantized_llama`); its tokenizer is built from the GGUF
-//! metadata (byte-level BPE with SmolLM2's pre-tokenizer: single digits, then byte-level without
-//! a prefix space). Deterministic: the same context gives the same answer.
+//! The choices are found by checking a draft (the first few-shot example's moves): the whole
+//! drafted answer goes through the model in one pass, and only where the model prefers another
+//! option is the pass redone from there ([`EmbeddedAdvisor::decide_drafted`]); the answer is the
+//! one a choice-by-choice decoder writes, in one to three passes instead of one per choice.
+//!
+//! The model runs on candle tensors with our own forward pass ([`crate::llama`], which returns
+//! every position's state); its tokenizer is built from the GGUF metadata (byte-level BPE with
+//! SmolLM2's pre-tokenizer: single digits, then byte-level without a prefix space).
+//! Deterministic: the same context gives the same answer.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_core::{D, Device, Tensor};
-use candle_transformers::models::quantized_llama::{self, ModelWeights};
+use candle_core::quantized::gguf_file;
 use tokenizers::Tokenizer;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tps_api::report::ObjectiveReport;
 use tps_api::structure::Role;
 
 use crate::advice::{
     Advice, AdvisorContext, CallRecord, Capabilities, Direction, LlmAdvisor, OutputMode,
 };
 use crate::error::{AdvisorError, Result};
-use crate::prompt::{system_prompt, user_prompt, user_prompt_stable};
+use crate::llama::{KvCache, Llama};
+use crate::prompt::{example_moves, system_prompt, user_prompt, user_prompt_stable};
 use crate::reply::parse;
 
 /// A GGUF chat model with its tokenizer, loaded once.
 pub struct EmbeddedModel {
     path: PathBuf,
-    weights: ModelWeights,
+    weights: Llama,
     tokenizer: Tokenizer,
     /// `<|im_start|>` and `<|im_end|>`.
     im_start: u32,
@@ -108,14 +113,12 @@ impl EmbeddedModel {
             ByteLevel::new(false, true, true).into(),
         ])));
         tokenizer.with_decoder(Some(ByteLevel::default()));
-        // candle's llama precomputes its rotary tables for MAX_SEQ_LEN positions, which may be
-        // fewer than the model was trained for.
         let context = md
             .get("llama.context_length")
             .and_then(|v| v.to_u32().ok())
-            .map_or(2048, |n| n as usize)
-            .min(quantized_llama::MAX_SEQ_LEN);
-        let weights = dequantized(content, &mut file).map_err(|e| load_error(path, e))?;
+            .map_or(2048, |n| n as usize);
+        let weights =
+            Llama::from_gguf(&content, &mut file, context).map_err(|e| load_error(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
             weights,
@@ -164,47 +167,6 @@ impl EmbeddedModel {
     }
 }
 
-/// The model with its quantized weight matrices expanded to f32 (rewritten as an in-memory
-/// GGUF): candle has no SIMD kernel for Q4_1, and f32 matrices go through its matrix-multiply
-/// kernels, several times faster on a long prompt (a 135M-parameter model takes 0.5 GB).
-fn dequantized(
-    content: gguf_file::Content,
-    file: &mut std::fs::File,
-) -> candle_core::Result<ModelWeights> {
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    let mut tensors = Vec::with_capacity(names.len());
-    for name in &names {
-        let q = content.tensor(file, name, &Device::Cpu)?;
-        let q = if q.dtype().block_size() > 1 {
-            QTensor::quantize(&q.dequantize(&Device::Cpu)?, GgmlDType::F32)?
-        } else {
-            q
-        };
-        tensors.push(q);
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
-    let list: Vec<(&str, &QTensor)> = names.iter().map(|n| n.as_str()).zip(&tensors).collect();
-    let mut buf = std::io::Cursor::new(Vec::new());
-    gguf_file::write(&mut buf, &metadata, &list)?;
-    buf.set_position(0);
-    let expanded = gguf_file::Content::read(&mut buf)?;
-    ModelWeights::from_gguf(expanded, &mut buf, &Device::Cpu)
-}
-
-/// A decoding state: the model with its attention cache after `pos` tokens, and the
-/// log-probabilities of the next token.
-#[derive(Clone)]
-struct Session {
-    weights: ModelWeights,
-    pos: usize,
-    next: Vec<f32>,
-}
-
 fn run_error(e: impl std::fmt::Display) -> AdvisorError {
     // candle appends a backtrace to some errors; the first line says what failed.
     let text = e.to_string();
@@ -220,45 +182,6 @@ fn run_error(e: impl std::fmt::Display) -> AdvisorError {
     }
 }
 
-impl Session {
-    fn feed(&mut self, ids: &[u32]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let input = Tensor::new(ids, &Device::Cpu)
-            .and_then(|t| t.unsqueeze(0))
-            .map_err(run_error)?;
-        let logits = self
-            .weights
-            .forward(&input, self.pos)
-            .and_then(|l| l.squeeze(0))
-            .and_then(|l| candle_nn_log_softmax(&l))
-            .and_then(|l| l.to_vec1::<f32>())
-            .map_err(run_error)?;
-        self.pos += ids.len();
-        self.next = logits;
-        Ok(())
-    }
-
-    /// Log-probability of `ids` following the current state, and the state after all but the
-    /// last of them (the last token's probability is known before it is fed, so a one-token
-    /// option costs no pass of the model).
-    fn score(&self, ids: &[u32]) -> Result<(f64, Option<Session>)> {
-        let (last, rest) = ids.split_last().expect("an option has tokens");
-        if rest.is_empty() {
-            return Ok((f64::from(self.next[*last as usize]), None));
-        }
-        let mut s = self.clone();
-        let mut total = 0.0;
-        for &id in rest {
-            total += f64::from(s.next[id as usize]);
-            s.feed(&[id])?;
-        }
-        total += f64::from(s.next[*last as usize]);
-        Ok((total, Some(s)))
-    }
-}
-
 /// The model's state after the prompts of the last advice, kept at the positions where a
 /// later prompt of the same plan may differ: the end of the system turn and the end of the
 /// prompt's stable part (examples and history, [`user_prompt_stable`]). The next advice starts
@@ -267,8 +190,8 @@ impl Session {
 struct PromptCache {
     /// Tokens of the last prompt.
     ids: Vec<u32>,
-    /// States after `ids[..state.pos]`, by increasing position.
-    states: Vec<Session>,
+    /// Attention caches over `ids[..cache.len()]`, by increasing length.
+    states: Vec<KvCache>,
 }
 
 /// Length of the common start of `a` and `b`.
@@ -276,12 +199,75 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// `log_softmax` over the last dimension.
-fn candle_nn_log_softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?;
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
+/// The actions the answer schema allows, and the steps of a move.
+const WAYS: [&str; 3] = ["tighten", "relax", "keep"];
+const STEPS: [&str; 3] = ["small", "medium", "large"];
+/// `WAYS`' keep.
+const KEEP: usize = 2;
+
+/// One organ objective's choice: indices into [`WAYS`] and [`STEPS`] (the step unused when
+/// the goal is kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pick {
+    way: usize,
+    step: usize,
+}
+
+/// A place where the answer asks the model: the index of the option's first token in the
+/// answer, the objective, and whether the step (else the action) is chosen there.
+struct Point {
+    at: usize,
+    objective: usize,
+    step: bool,
+}
+
+impl EmbeddedModel {
+    /// The answer up to its rationale for `picks`: its text, its tokens (each piece of fixed
+    /// text and each option encoded on its own) and the points where options start. A kept
+    /// goal's step is written as the schema's first value, not asked for.
+    fn layout(
+        &self,
+        oars: &[&ObjectiveReport],
+        picks: &[Pick],
+    ) -> Result<(String, Vec<u32>, Vec<Point>)> {
+        let mut text = String::new();
+        let mut ids = Vec::new();
+        let put = |piece: &str, text: &mut String, ids: &mut Vec<u32>| -> Result<()> {
+            ids.extend(self.encode(piece)?);
+            text.push_str(piece);
+            Ok(())
+        };
+        let mut points = Vec::new();
+        put("{\"actions\": {", &mut text, &mut ids)?;
+        for (n, (o, p)) in oars.iter().zip(picks).enumerate() {
+            let sep = if n == 0 { "" } else { ", " };
+            let head = format!(
+                "{sep}\"{}\": {{\"status\": \"{}\", \"action\": \"",
+                o.id,
+                o.status.word()
+            );
+            put(&head, &mut text, &mut ids)?;
+            points.push(Point {
+                at: ids.len(),
+                objective: n,
+                step: false,
+            });
+            put(WAYS[p.way], &mut text, &mut ids)?;
+            if p.way == KEEP {
+                put("\", \"step\": \"small\"}", &mut text, &mut ids)?;
+            } else {
+                put("\", \"step\": \"", &mut text, &mut ids)?;
+                points.push(Point {
+                    at: ids.len(),
+                    objective: n,
+                    step: true,
+                });
+                put(STEPS[p.step], &mut text, &mut ids)?;
+                put("\"}", &mut text, &mut ids)?;
+            }
+        }
+        Ok((text, ids, points))
+    }
 }
 
 /// The offline advisor over an [`EmbeddedModel`].
@@ -308,11 +294,11 @@ impl EmbeddedAdvisor {
         })
     }
 
-    /// The model's state after `prompt`, starting from the cached state of an earlier prompt
-    /// that this one begins with; also the number of prompt tokens that were not fed again.
-    /// The cache then holds this prompt's states at the end of its system turn and of its
-    /// stable part (`stable`, the start of the user turn).
-    fn feed_prompt(&self, system: &str, stable: &str, prompt: &[u32]) -> Result<(Session, usize)> {
+    /// The attention cache after `prompt`, starting from the cached state of an earlier
+    /// prompt that this one begins with; also the number of prompt tokens that were not fed
+    /// again. The cache then holds this prompt's states at the end of its system turn and of
+    /// its stable part (`stable`, the start of the user turn).
+    fn feed_prompt(&self, system: &str, stable: &str, prompt: &[u32]) -> Result<(KvCache, usize)> {
         let m = &self.model;
         let (start, system_end) = m.chat_start(system, stable)?;
         let marks: Vec<usize> = [system_end, start.len()]
@@ -321,28 +307,119 @@ impl EmbeddedAdvisor {
             .collect();
         let mut cache = std::mem::take(&mut *self.cache.lock().expect("the prompt cache"));
         let shared = common_prefix(&cache.ids, prompt);
-        cache.states.retain(|st| st.pos <= shared);
-        let mut s = cache.states.last().cloned().unwrap_or_else(|| Session {
-            weights: m.weights.clone(),
-            pos: 0,
-            next: Vec::new(),
-        });
-        let reused = s.pos;
+        cache.states.retain(|st| st.len() <= shared);
+        let mut s = cache.states.last().cloned().unwrap_or_default();
+        let reused = s.len();
         for &mark in &marks {
-            if mark > s.pos {
-                s.feed(&prompt[s.pos..mark])?;
+            if mark > s.len() {
+                let from = s.len();
+                m.weights
+                    .forward(&mut s, &prompt[from..mark])
+                    .map_err(run_error)?;
                 cache.states.push(s.clone());
             }
         }
-        s.feed(&prompt[s.pos..])?;
-        cache.states.retain(|st| marks.contains(&st.pos));
+        if prompt.len() > s.len() {
+            let from = s.len();
+            m.weights
+                .forward(&mut s, &prompt[from..])
+                .map_err(run_error)?;
+        }
+        cache.states.retain(|st| marks.contains(&st.len()));
         cache.ids = prompt.to_vec();
         *self.cache.lock().expect("the prompt cache") = cache;
         Ok((s, reused))
     }
 
+    /// The model's choices for the answer, found by checking a draft: the drafted answer is
+    /// fed in one pass, which gives the model's state before every option; at the first point
+    /// where the model prefers another option than the draft's (options are told apart by
+    /// their first token: they start with different letters, so with different tokens), the
+    /// choice is changed, the cache cut back to that point, and the rest fed again. The result
+    /// is the answer a token-by-token decoder choosing the most probable option at each point
+    /// would write, whatever the draft (a test checks it); a good draft needs one pass instead
+    /// of one per choice. `s` holds the prompt; returns the answer's text up to its rationale,
+    /// the picks, the answer's length in tokens and the number of passes.
+    fn check_draft(
+        &self,
+        s: &mut KvCache,
+        oars: &[&ObjectiveReport],
+        mut picks: Vec<Pick>,
+    ) -> Result<(String, Vec<Pick>, usize, usize)> {
+        let m = &self.model;
+        let firsts = |options: &[&str]| -> Result<Vec<u32>> {
+            let ids: Vec<u32> = options
+                .iter()
+                .map(|o| Ok(m.encode(o)?[0]))
+                .collect::<Result<_>>()?;
+            if (1..ids.len()).any(|k| ids[..k].contains(&ids[k])) {
+                return Err(run_error(format!(
+                    "the options {options:?} start with the same token"
+                )));
+            }
+            Ok(ids)
+        };
+        let (way_first, step_first) = (firsts(&WAYS)?, firsts(&STEPS)?);
+        let base = s.len();
+        let mut done = 0;
+        let mut passes = 0;
+        loop {
+            let (text, ids, points) = m.layout(oars, &picks)?;
+            let hidden = m.weights.forward(s, &ids[done..]).map_err(run_error)?;
+            passes += 1;
+            let mut redo = None;
+            for p in points.iter().filter(|p| p.at > done) {
+                let row = hidden.get(p.at - 1 - done).map_err(run_error)?;
+                let (options, first) = if p.step {
+                    (&STEPS, &step_first)
+                } else {
+                    (&WAYS, &way_first)
+                };
+                let logits = m.weights.logits_of(&row, first).map_err(run_error)?;
+                let best =
+                    (0..logits.len()).fold(0, |b, k| if logits[k] > logits[b] { k } else { b });
+                let pick = &mut picks[p.objective];
+                let drafted = if p.step {
+                    &mut pick.step
+                } else {
+                    &mut pick.way
+                };
+                tracing::debug!(
+                    objective = oars[p.objective].id,
+                    chosen = options[best],
+                    drafted = options[*drafted],
+                    "option checked"
+                );
+                if best != *drafted {
+                    *drafted = best;
+                    redo = Some(p.at);
+                    break;
+                }
+            }
+            match redo {
+                None => return Ok((text, picks, ids.len(), passes)),
+                Some(at) => {
+                    s.truncate(base + at).map_err(run_error)?;
+                    done = at;
+                }
+            }
+        }
+    }
+
     /// The advice for `context`, computed on this thread.
     pub fn decide(&self, context: &AdvisorContext) -> Result<Advice> {
+        self.decide_drafted(context, None).map(|(advice, _)| advice)
+    }
+
+    /// [`Self::decide`] from a given draft: an action (`tighten`, `relax` or `keep`, with a
+    /// small step) for each organ objective in report order, or `None` for the first few-shot
+    /// example's moves. The answer is the same whatever the draft; the number of passes over
+    /// the answer, returned beside it, is what the draft changes (for tests and measurements).
+    pub fn decide_drafted(
+        &self,
+        context: &AdvisorContext,
+        draft: Option<&[&str]>,
+    ) -> Result<(Advice, usize)> {
         let t = Instant::now();
         let m = &self.model;
         let system = system_prompt(context, OutputMode::Actions);
@@ -382,96 +459,48 @@ impl EmbeddedAdvisor {
             "prompt read"
         );
         tracing::trace!(%system, %user, "prompt");
-        let mut text = String::new();
-        // Tokens written but not yet fed: the decoder's fixed text and a chosen option go
-        // through the model together, in one pass, when the next choice needs its state.
-        let mut pending: Vec<u32> = Vec::new();
-        let emit = |pending: &mut Vec<u32>, piece: &str, text: &mut String| -> Result<()> {
-            pending.extend(m.encode(piece)?);
-            text.push_str(piece);
-            Ok(())
-        };
-        let choose = |s: &mut Session,
-                      pending: &mut Vec<u32>,
-                      options: &[&str],
-                      text: &mut String|
-         -> Result<usize> {
-            s.feed(pending)?;
-            pending.clear();
-            let encoded: Vec<Vec<u32>> =
-                options.iter().map(|o| m.encode(o)).collect::<Result<_>>()?;
-            // Options that start with different tokens are told apart by their first token,
-            // whose log-probability the state already holds (a word's later tokens follow its
-            // start with probability near 1); otherwise each is scored whole.
-            let first_apart = encoded
+        // The draft: each objective's move in the first few-shot example (the case most like
+        // it, with per-objective retrieval), else keep. It decides how much work the check
+        // takes, never the answer.
+        let draft: Vec<Pick> = match draft {
+            Some(ways) => oars
                 .iter()
                 .enumerate()
-                .all(|(k, a)| encoded[..k].iter().all(|b| b[0] != a[0]));
-            let mut best: Option<(f64, usize, Option<Session>)> = None;
-            for (k, ids) in encoded.iter().enumerate() {
-                let (lp, after) = if first_apart {
-                    (f64::from(s.next[ids[0] as usize]), None)
-                } else {
-                    s.score(ids)?
-                };
-                tracing::debug!(option = options[k], logp = lp, "option scored");
-                if best.as_ref().is_none_or(|(b, ..)| lp > *b) {
-                    best = Some((lp, k, after));
-                }
+                .map(|(n, _)| Pick {
+                    way: ways
+                        .get(n)
+                        .and_then(|w| WAYS.iter().position(|x| x == w))
+                        .unwrap_or(KEEP),
+                    step: 0,
+                })
+                .collect(),
+            None => {
+                oars.iter()
+                    .map(|o| {
+                        let shown = context.examples.first().and_then(|e| {
+                            example_moves(e).into_iter().find(|(id, ..)| *id == o.id)
+                        });
+                        match shown {
+                            Some((_, way, step)) => Pick {
+                                way: WAYS.iter().position(|w| *w == way).unwrap_or(KEEP),
+                                step: STEPS.iter().position(|w| *w == step).unwrap_or(0),
+                            },
+                            None => Pick { way: KEEP, step: 0 },
+                        }
+                    })
+                    .collect()
             }
-            let (_, k, after) = best.expect("at least one option");
-            match after {
-                // The state has read all but the last token of the option.
-                Some(after) => {
-                    *s = after;
-                    pending.push(*encoded[k].last().expect("an option has tokens"));
-                }
-                None => pending.extend(&encoded[k]),
-            }
-            text.push_str(options[k]);
-            Ok(k)
         };
-        // The answer's form as the prompt asks for it: one entry per organ objective, keyed by
-        // its id (targets and rings are not the model's to move).
-        let mut chosen: Vec<&str> = Vec::with_capacity(oars.len());
-        emit(&mut pending, "{\"actions\": {", &mut text)?;
-        for (n, o) in oars.iter().enumerate() {
-            let sep = if n == 0 { "" } else { ", " };
-            emit(
-                &mut pending,
-                &format!(
-                    "{sep}\"{}\": {{\"status\": \"{}\", \"action\": \"",
-                    o.id,
-                    o.status.word()
-                ),
-                &mut text,
-            )?;
-            const WAYS: [&str; 3] = ["tighten", "relax", "keep"];
-            let way = choose(&mut s, &mut pending, &WAYS, &mut text)?;
-            chosen.push(WAYS[way]);
-            if WAYS[way] == "keep" {
-                // A kept goal has no step: the schema's first value is written without asking
-                // the model (a pass saved for most objectives of a report).
-                emit(&mut pending, "\", \"step\": \"small\"}", &mut text)?;
-            } else {
-                emit(&mut pending, "\", \"step\": \"", &mut text)?;
-                choose(
-                    &mut s,
-                    &mut pending,
-                    &["small", "medium", "large"],
-                    &mut text,
-                )?;
-                emit(&mut pending, "\"}", &mut text)?;
-            }
-        }
+        let (text, picks, answer_tokens, passes) = self.check_draft(&mut s, &oars, draft)?;
+        tracing::debug!(passes, "answer checked");
         // The rationale says what was chosen; the model writes no free text (48 tokens of it
         // took a third of the advice's time and carried nothing the actions do not).
         let mut moved: Vec<String> = Vec::new();
-        for way in ["tighten", "relax"] {
+        for (k, way) in WAYS.iter().enumerate().take(2) {
             let ids: Vec<&str> = oars
                 .iter()
-                .zip(&chosen)
-                .filter(|(_, c)| **c == way)
+                .zip(&picks)
+                .filter(|(_, p)| p.way == k)
                 .map(|(o, _)| o.id.as_str())
                 .collect();
             if !ids.is_empty() {
@@ -483,9 +512,7 @@ impl EmbeddedAdvisor {
         } else {
             format!("{}; keep the other organ objectives", moved.join("; "))
         };
-        text.push_str("}, \"rationale\": \"");
-        text.push_str(&rationale_text);
-        text.push_str("\"}");
+        let text = format!("{text}}}, \"rationale\": \"{rationale_text}\"}}");
         let latency_s = t.elapsed().as_secs_f64();
         let record = CallRecord {
             provider: "embedded".into(),
@@ -497,7 +524,7 @@ impl EmbeddedAdvisor {
             latency_s,
             tokens_in: Some(prompt.len() as u64),
             tokens_cached: Some(reused as u64),
-            tokens_out: Some((s.pos - prompt.len() + pending.len()) as u64),
+            tokens_out: Some(answer_tokens as u64),
             attempts: 1,
             error: None,
         };
@@ -511,17 +538,20 @@ impl EmbeddedAdvisor {
                 calls: vec![record.clone()],
             }
         })?;
-        Ok(Advice {
-            goals: parsed.goals,
-            actions: parsed
-                .actions
-                .into_iter()
-                .filter(|a| a.action != Direction::Keep)
-                .collect(),
-            rationale: parsed.rationale,
-            calls: vec![record],
-            repaired: Vec::new(),
-        })
+        Ok((
+            Advice {
+                goals: parsed.goals,
+                actions: parsed
+                    .actions
+                    .into_iter()
+                    .filter(|a| a.action != Direction::Keep)
+                    .collect(),
+                rationale: parsed.rationale,
+                calls: vec![record],
+                repaired: Vec::new(),
+            },
+            passes,
+        ))
     }
 }
 

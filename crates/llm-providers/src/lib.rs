@@ -26,6 +26,8 @@ pub mod embedded;
 pub mod error;
 pub mod gemini;
 pub mod layers;
+#[cfg(feature = "embedded")]
+pub mod llama;
 pub mod ollama;
 pub mod openai;
 pub mod prompt;

@@ -183,20 +183,39 @@ fn changes_text(changes: &[GoalChange]) -> String {
 }
 
 /// The user prompt for an answer in `mode`: examples, history (with how each value moved),
-/// and the current iteration.
+/// and the current iteration. In the actions mode the history comes first: there the examples
+/// are retrieved anew for each report (`--selection per-objective`), and what stays the same
+/// from one iteration to the next is best at the start, where a model's state over it can be
+/// kept ([`user_prompt_stable`]).
 pub fn user_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
     let mut s = user_prompt_stable(ctx, mode);
     if !s.is_empty() {
         s += "\n\n";
     }
+    if mode == OutputMode::Actions {
+        s += &examples_text(ctx, mode);
+    }
     s + &user_prompt_rest(ctx, mode)
 }
 
-/// The start of [`user_prompt`] that later iterations of a plan only extend: the few-shot
-/// examples and the earlier iterations, without the blank line that ends them (so that what
-/// follows in the next iteration continues it). An advisor that keeps a model's state over a
-/// prompt's start (the embedded model) reuses what this covers.
+/// The start of [`user_prompt`] that later iterations of a plan only extend, without the
+/// blank line that ends it (so that what follows in the next iteration continues it): the
+/// few-shot examples and the earlier iterations, or in the actions mode the earlier
+/// iterations alone. An advisor that keeps a model's state over a prompt's start (the
+/// embedded model) reuses what this covers.
 pub fn user_prompt_stable(ctx: &AdvisorContext, mode: OutputMode) -> String {
+    let mut s = match mode {
+        OutputMode::Goals => examples_text(ctx, mode),
+        OutputMode::Actions => String::new(),
+    };
+    s += &history_text(ctx);
+    let kept = s.trim_end_matches('\n').len();
+    s.truncate(kept);
+    s
+}
+
+/// The few-shot examples, each followed by a blank line.
+fn examples_text(ctx: &AdvisorContext, mode: OutputMode) -> String {
     let mut s = String::new();
     for (n, e) in ctx.examples.iter().enumerate() {
         if mode == OutputMode::Actions {
@@ -221,6 +240,12 @@ pub fn user_prompt_stable(ctx: &AdvisorContext, mode: OutputMode) -> String {
             e.rationale
         );
     }
+    s
+}
+
+/// The earlier iterations of the plan, one line each; empty without history.
+fn history_text(ctx: &AdvisorContext) -> String {
+    let mut s = String::new();
     if !ctx.history.is_empty() {
         s += "Earlier iterations of this plan (value before -> after the change):\n";
         for (n, h) in ctx.history.iter().enumerate() {
@@ -263,8 +288,6 @@ pub fn user_prompt_stable(ctx: &AdvisorContext, mode: OutputMode) -> String {
             );
         }
     }
-    let kept = s.trim_end_matches('\n').len();
-    s.truncate(kept);
     s
 }
 
@@ -279,26 +302,8 @@ fn example_answer(e: &crate::advice::FewShotExample) -> String {
         .objectives
         .iter()
         .filter(|o| o.role == tps_api::Role::Oar)
-        .map(|o| {
-            let (action, step) = match e.changes.iter().find(|c| c.id == o.id) {
-                Some(c) => {
-                    let size = (c.goal_cgy - crate::steps::step_base(o, c.goal_cgy)).abs();
-                    let step = if size <= 35.0 {
-                        "small"
-                    } else if size <= 75.0 {
-                        "medium"
-                    } else {
-                        "large"
-                    };
-                    let way = if c.goal_cgy < o.goal_cgy {
-                        "tighten"
-                    } else {
-                        "relax"
-                    };
-                    (way, step)
-                }
-                None => ("keep", "small"),
-            };
+        .zip(example_moves(e))
+        .map(|(o, (_, action, step))| {
             format!(
                 "\"{}\": {{\"status\": \"{}\", \"action\": \"{action}\", \"step\": \"{step}\"}}",
                 o.id,
@@ -307,6 +312,36 @@ fn example_answer(e: &crate::advice::FewShotExample) -> String {
         })
         .collect();
     format!("{{\"actions\": {{{}}}}}", entries.join(", "))
+}
+
+/// An example's move for each of its organ objectives, in report order: the objective's id,
+/// the action (`tighten`, `relax` or `keep`) and the step class nearest the change's size from
+/// the strategy's base ([`crate::steps::step_base`]; `small` when kept).
+pub fn example_moves(e: &crate::advice::FewShotExample) -> Vec<(&str, &'static str, &'static str)> {
+    e.report
+        .objectives
+        .iter()
+        .filter(|o| o.role == tps_api::Role::Oar)
+        .map(|o| match e.changes.iter().find(|c| c.id == o.id) {
+            Some(c) => {
+                let size = (c.goal_cgy - crate::steps::step_base(o, c.goal_cgy)).abs();
+                let step = if size <= 35.0 {
+                    "small"
+                } else if size <= 75.0 {
+                    "medium"
+                } else {
+                    "large"
+                };
+                let way = if c.goal_cgy < o.goal_cgy {
+                    "tighten"
+                } else {
+                    "relax"
+                };
+                (o.id.as_str(), way, step)
+            }
+            None => (o.id.as_str(), "keep", "small"),
+        })
+        .collect()
 }
 
 /// The rest of [`user_prompt`] after its stable part and the blank line that ends it: the

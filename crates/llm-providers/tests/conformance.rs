@@ -133,6 +133,42 @@ async fn embedded() {
     assert_eq!(fresh.calls[0].tokens_cached, Some(0));
     assert_eq!(cached.calls[0].reply, fresh.calls[0].reply);
 
+    // The answer is the model's, not the draft's that the decoder checks in one pass: drafts
+    // of the example's moves, of all keep and of all tighten give one answer, and a draft
+    // that is wrong somewhere takes more passes.
+    let drafting = llm_providers::embedded::EmbeddedAdvisor::load(&model).unwrap();
+    let mut shown = common::context();
+    shown.examples.push(llm_providers::advice::FewShotExample {
+        source: "nearest case per objective".into(),
+        report: common::report(3),
+        changes: vec![tps_api::report::GoalChange {
+            id: "bladder-mean".into(),
+            goal_cgy: 2400.0,
+        }],
+        rationale: String::new(),
+    });
+    let oars = shown
+        .current
+        .objectives
+        .iter()
+        .filter(|o| o.role == tps_api::Role::Oar)
+        .count();
+    let (by_example, _) = drafting.decide_drafted(&shown, None).unwrap();
+    let (by_keep, _) = drafting
+        .decide_drafted(&shown, Some(&vec!["keep"; oars]))
+        .unwrap();
+    let (by_tighten, passes) = drafting
+        .decide_drafted(&shown, Some(&vec!["tighten"; oars]))
+        .unwrap();
+    assert_eq!(by_example.calls[0].reply, by_keep.calls[0].reply);
+    assert_eq!(by_example.calls[0].reply, by_tighten.calls[0].reply);
+    let tightened = by_example.calls[0].reply.matches("\"tighten\"").count();
+    assert!(
+        tightened == oars || passes > 1,
+        "{passes} passes: {}",
+        by_example.calls[0].reply
+    );
+
     // A prompt longer than the model's context is a typed error saying so, not a crash.
     let mut long = common::context();
     let entry = long.history[0].clone();
