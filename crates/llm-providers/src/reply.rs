@@ -7,7 +7,7 @@ use tps_api::report::GoalChange;
 
 use crate::advice::{AdvisorContext, ObjectiveAction, OutputMode};
 pub use crate::record::ReplyCause;
-use crate::steps::actions_to_goals;
+use crate::steps::{actions_to_goals, inform_goals};
 
 /// A usable reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,8 +199,12 @@ pub fn parse(text: &str, ctx: &AdvisorContext, mode: OutputMode) -> Result<Parse
                     ));
                 }
             }
-            let goals =
+            let mut goals =
                 actions_to_goals(&ctx.current, &actions).map_err(|m| problem(Malformed, m))?;
+            // The model chooses the direction; the value's answer to the last change, where it
+            // says something, sizes the step, as for the rule-based physicist.
+            let previous = ctx.history.last().map(|h| &h.report);
+            inform_goals(&mut goals, &ctx.current, previous, &actions, &[]);
             Ok(Parsed {
                 goals,
                 actions,
@@ -288,6 +292,36 @@ mod tests {
                 .unwrap_err()
                 .message
                 .contains("object")
+        );
+    }
+
+    /// An actions-mode answer chooses the direction; where the value answered the last change,
+    /// its extrapolation sizes the step as for the rule-based physicist (here a tightening of
+    /// 100 cGy raised the value from 1e-3 to 2e-3, which points 349 cGy further: capped at
+    /// 200), whatever the step class; without that answer the ladder's step stands.
+    #[test]
+    fn actions_are_sized_by_the_last_change_answer() {
+        let mut c = ctx();
+        c.current.objectives = vec![oar("bladder-mean", 2500.0, 2620.0, 2e-3)];
+        let mut before = c.current.clone();
+        before.objectives = vec![oar("bladder-mean", 2600.0, 2700.0, 1e-3)];
+        c.history.push(crate::advice::HistoryEntry {
+            report: before,
+            changes: vec![GoalChange {
+                id: "bladder-mean".into(),
+                goal_cgy: 2500.0,
+            }],
+            rationale: String::new(),
+        });
+        let small = r#"{"rationale": "r", "actions": {"bladder-mean": {"action": "tighten", "step": "small"}}}"#;
+        assert_eq!(
+            parse(small, &c, OutputMode::Actions).unwrap().goals[0].goal_cgy,
+            2300.0
+        );
+        c.history.clear();
+        assert_eq!(
+            parse(small, &c, OutputMode::Actions).unwrap().goals[0].goal_cgy,
+            2480.0
         );
     }
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use crate::advice::StepClass;
 use crate::advice::{Advice, AdvisorContext, Capabilities, Direction, LlmAdvisor, OutputMode};
 use crate::error::Result;
-use crate::steps::{actions_to_goals, goal_moves, informed_goal, rule_action};
+use crate::steps::{actions_to_goals, goal_moves, inform_goals, rule_action};
 
 /// Adjusts every OAR objective outside its ideal range by the adaptive step of
 /// [`crate::steps`], and, when the report carries clinical goals, follows what they ask
@@ -32,21 +32,8 @@ impl RuleBasedAdvisor {
         let mut goals = actions_to_goals(report, &actions).expect("actions come from the report");
         // Where the last change's answer is informative, its extrapolation replaces the ladder
         // (not for the goals' moves, which go against the value's range on purpose).
-        let mut informed = Vec::new();
-        for g in goals
-            .iter_mut()
-            .filter(|g| !moves.iter().any(|m| m.id == g.id))
-        {
-            let now = report.objectives.iter().find(|o| o.id == g.id);
-            let before = previous.and_then(|r| r.objectives.iter().find(|o| o.id == g.id));
-            let action = actions.iter().find(|a| a.id == g.id);
-            if let (Some(now), Some(before), Some(action)) = (now, before, action)
-                && let Some(goal) = informed_goal(before, now, action)
-            {
-                g.goal_cgy = goal;
-                informed.push(g.id.clone());
-            }
-        }
+        let skip: Vec<&str> = moves.iter().map(|m| m.id.as_str()).collect();
+        let informed = inform_goals(&mut goals, report, previous, &actions, &skip);
         let mut reasons = Vec::new();
         for (a, o) in actions.iter().zip(&report.objectives) {
             if let Some(m) = moves.iter().find(|m| m.id == a.id) {

@@ -9,7 +9,8 @@
 //! still above the current dose (value 0) is first brought below the current dose, so every
 //! step changes the optimization.
 //!
-//! The rule-based physicist also learns from the last iteration, as the study's models did
+//! The rule-based physicist and every actions-mode answer also learn from the last iteration,
+//! as the study's models did
 //! ("the models autonomously adapt the adjustment amplitude of dose goals based on feedback"):
 //! once a goal has moved and the value has answered, [`informed_goal`] extrapolates that answer
 //! (log of the value against the goal) to the goal that puts the value at the geometric centre
@@ -130,6 +131,33 @@ pub fn informed_goal(
         now.goal_cgy
     };
     Some((base + sign * step).max(MIN_STEP_CGY).round())
+}
+
+/// Replaces the ladder's goal of each change in `goals` by [`informed_goal`] where the value's
+/// answer to the last change (from `previous` to `report`) is informative, except for the ids
+/// in `skip`; returns the ids so changed. The rule-based physicist and every actions-mode answer
+/// size their steps this way: the advisor chooses the direction (and the ladder step used when
+/// the last change says nothing), the value's answer the size.
+pub fn inform_goals(
+    goals: &mut [GoalChange],
+    report: &IterationReport,
+    previous: Option<&IterationReport>,
+    actions: &[ObjectiveAction],
+    skip: &[&str],
+) -> Vec<String> {
+    let mut informed = Vec::new();
+    for g in goals.iter_mut().filter(|g| !skip.contains(&g.id.as_str())) {
+        let now = report.objectives.iter().find(|o| o.id == g.id);
+        let before = previous.and_then(|r| r.objectives.iter().find(|o| o.id == g.id));
+        let action = actions.iter().find(|a| a.id == g.id);
+        if let (Some(now), Some(before), Some(action)) = (now, before, action)
+            && let Some(goal) = informed_goal(before, now, action)
+        {
+            g.goal_cgy = goal;
+            informed.push(g.id.clone());
+        }
+    }
+    informed
 }
 
 /// Fraction of its bound by which a clinical goal counts as met with margin: an organ whose
