@@ -12,9 +12,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use llm_providers::advice::FewShotExample;
 use llm_providers::embedded::EmbeddedAdvisor;
-use tps_api::report::GoalChange;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -29,15 +27,7 @@ fn advice(c: &mut Criterion) {
         return;
     }
     let mut first = common::context();
-    first.examples.push(FewShotExample {
-        source: "nearest case per objective".into(),
-        report: common::report(3),
-        changes: vec![GoalChange {
-            id: "bladder-mean".into(),
-            goal_cgy: 2400.0,
-        }],
-        rationale: "bladder below its range: tighten".into(),
-    });
+    first.examples.push(common::example());
     let mut second = first.clone();
     second.current.iteration += 1;
     for o in &mut second.current.objectives {

@@ -55,6 +55,10 @@ pub struct EmbeddedModel {
     im_end: u32,
     /// Largest number of tokens (prompt and answer) the model takes.
     context: usize,
+    /// The first token of each of [`WAYS`] and of [`STEPS`] (distinct: the decoder tells the
+    /// options apart by it).
+    way_first: Vec<u32>,
+    step_first: Vec<u32>,
 }
 
 fn load_error(path: &Path, reason: impl std::fmt::Display) -> AdvisorError {
@@ -117,6 +121,28 @@ impl EmbeddedModel {
             .get("llama.context_length")
             .and_then(|v| v.to_u32().ok())
             .map_or(2048, |n| n as usize);
+        let first_tokens = |options: &[&str]| -> Result<Vec<u32>> {
+            let ids = options
+                .iter()
+                .map(|o| {
+                    let e = tokenizer
+                        .encode(*o, false)
+                        .map_err(|e| load_error(path, e))?;
+                    e.get_ids()
+                        .first()
+                        .copied()
+                        .ok_or_else(|| load_error(path, format!("{o:?} encodes to no token")))
+                })
+                .collect::<Result<Vec<u32>>>()?;
+            if (1..ids.len()).any(|k| ids[..k].contains(&ids[k])) {
+                return Err(load_error(
+                    path,
+                    format!("the options {options:?} start with the same token"),
+                ));
+            }
+            Ok(ids)
+        };
+        let (way_first, step_first) = (first_tokens(&WAYS)?, first_tokens(&STEPS)?);
         let weights =
             Llama::from_gguf(&content, &mut file, context).map_err(|e| load_error(path, e))?;
         Ok(Self {
@@ -126,6 +152,8 @@ impl EmbeddedModel {
             im_start,
             im_end,
             context,
+            way_first,
+            step_first,
         })
     }
 
@@ -334,7 +362,7 @@ impl EmbeddedAdvisor {
     /// The model's choices for the answer, found by checking a draft: the drafted answer is
     /// fed in one pass, which gives the model's state before every option; at the first point
     /// where the model prefers another option than the draft's (options are told apart by
-    /// their first token: they start with different letters, so with different tokens), the
+    /// their first token, checked distinct at load), the
     /// choice is changed, the cache cut back to that point, and the rest fed again. The result
     /// is the answer a token-by-token decoder choosing the most probable option at each point
     /// would write, whatever the draft (a test checks it); a good draft needs one pass instead
@@ -347,19 +375,6 @@ impl EmbeddedAdvisor {
         mut picks: Vec<Pick>,
     ) -> Result<(String, Vec<Pick>, usize, usize)> {
         let m = &self.model;
-        let firsts = |options: &[&str]| -> Result<Vec<u32>> {
-            let ids: Vec<u32> = options
-                .iter()
-                .map(|o| Ok(m.encode(o)?[0]))
-                .collect::<Result<_>>()?;
-            if (1..ids.len()).any(|k| ids[..k].contains(&ids[k])) {
-                return Err(run_error(format!(
-                    "the options {options:?} start with the same token"
-                )));
-            }
-            Ok(ids)
-        };
-        let (way_first, step_first) = (firsts(&WAYS)?, firsts(&STEPS)?);
         let base = s.len();
         let mut done = 0;
         let mut passes = 0;
@@ -371,9 +386,9 @@ impl EmbeddedAdvisor {
             for p in points.iter().filter(|p| p.at > done) {
                 let row = hidden.get(p.at - 1 - done).map_err(run_error)?;
                 let (options, first) = if p.step {
-                    (&STEPS, &step_first)
+                    (&STEPS, &m.step_first)
                 } else {
-                    (&WAYS, &way_first)
+                    (&WAYS, &m.way_first)
                 };
                 let logits = m.weights.logits_of(&row, first).map_err(run_error)?;
                 let best =
@@ -475,19 +490,21 @@ impl EmbeddedAdvisor {
                 })
                 .collect(),
             None => {
+                let shown = context
+                    .examples
+                    .first()
+                    .map(example_moves)
+                    .unwrap_or_default();
                 oars.iter()
-                    .map(|o| {
-                        let shown = context.examples.first().and_then(|e| {
-                            example_moves(e).into_iter().find(|(id, ..)| *id == o.id)
-                        });
-                        match shown {
+                    .map(
+                        |o| match shown.iter().find(|(id, ..)| *id == o.id).copied() {
                             Some((_, way, step)) => Pick {
                                 way: WAYS.iter().position(|w| *w == way).unwrap_or(KEEP),
                                 step: STEPS.iter().position(|w| *w == step).unwrap_or(0),
                             },
                             None => Pick { way: KEEP, step: 0 },
-                        }
-                    })
+                        },
+                    )
                     .collect()
             }
         };

@@ -138,15 +138,7 @@ async fn embedded() {
     // that is wrong somewhere takes more passes.
     let drafting = llm_providers::embedded::EmbeddedAdvisor::load(&model).unwrap();
     let mut shown = common::context();
-    shown.examples.push(llm_providers::advice::FewShotExample {
-        source: "nearest case per objective".into(),
-        report: common::report(3),
-        changes: vec![tps_api::report::GoalChange {
-            id: "bladder-mean".into(),
-            goal_cgy: 2400.0,
-        }],
-        rationale: String::new(),
-    });
+    shown.examples.push(common::example());
     let oars = shown
         .current
         .objectives
@@ -181,6 +173,16 @@ async fn embedded() {
     let m = llm_providers::embedded::EmbeddedModel::load(&model).unwrap();
     let text = &call.messages[0].1;
     assert_eq!(&m.decode(&m.encode(text).unwrap()), text);
+    // The cached advice started exactly where the first prompt's stable part ended: the
+    // system turn and the user turn up to the end of the first context's history.
+    let system_turn = m.encode(&format!("system\n{}", call.system)).unwrap().len();
+    let user_start = m.encode(&format!("user\n{stable}")).unwrap().len();
+    let newline = m.encode("\n").unwrap().len();
+    assert_eq!(
+        reused as usize,
+        1 + system_turn + 1 + newline + 1 + user_start,
+        "the cached advice restarted elsewhere than the end of the stable part"
+    );
     let digits = m.encode("3000 cGy").unwrap();
     let pieces: Vec<String> = digits.iter().map(|&t| m.decode(&[t])).collect();
     assert_eq!(&pieces[..4], ["3", "0", "0", "0"], "{pieces:?}");

@@ -6,9 +6,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use llm_providers::advice::{FewShotExample, OutputMode};
+use llm_providers::advice::OutputMode;
 use llm_providers::prompt::{answer_schema, system_prompt, user_prompt};
-use tps_api::report::GoalChange;
 
 fn snapshot(name: &str, text: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -43,15 +42,7 @@ fn goals_mode_prompt() {
 #[test]
 fn actions_mode_prompt_with_an_example() {
     let mut ctx = common::context();
-    ctx.examples.push(FewShotExample {
-        source: "cervix-35/p02, iteration 3".into(),
-        report: common::report(3),
-        changes: vec![GoalChange {
-            id: "bladder-mean".into(),
-            goal_cgy: 2400.0,
-        }],
-        rationale: "bladder below its range: tighten by a large step".into(),
-    });
+    ctx.examples.push(common::example());
     let text = format!(
         "=== system ===\n{}\n=== user ===\n{}\n=== schema ===\n{}\n",
         system_prompt(&ctx, OutputMode::Actions),

@@ -231,17 +231,21 @@ mod tests {
         }
     }
 
-    fn case(source: &str, rows: Vec<ObjectiveReport>, changes: &[(&str, f64)]) -> FewShotExample {
+    fn changes(pairs: &[(&str, f64)]) -> Vec<GoalChange> {
+        pairs
+            .iter()
+            .map(|&(id, goal_cgy)| GoalChange {
+                id: id.into(),
+                goal_cgy,
+            })
+            .collect()
+    }
+
+    fn case(source: &str, rows: Vec<ObjectiveReport>, pairs: &[(&str, f64)]) -> FewShotExample {
         FewShotExample {
             source: source.into(),
             report: report(rows),
-            changes: changes
-                .iter()
-                .map(|&(id, goal_cgy)| GoalChange {
-                    id: id.into(),
-                    goal_cgy,
-                })
-                .collect(),
+            changes: changes(pairs),
             rationale: String::new(),
         }
     }
@@ -290,16 +294,7 @@ mod tests {
         assert_eq!(first[0].report.objectives[1], pool[1].report.objectives[1]);
         assert_eq!(
             first[0].changes,
-            vec![
-                GoalChange {
-                    id: "bladder".into(),
-                    goal_cgy: 2500.0
-                },
-                GoalChange {
-                    id: "rectum".into(),
-                    goal_cgy: 2750.0
-                },
-            ]
+            changes(&[("bladder", 2500.0), ("rectum", 2750.0)])
         );
         assert!(
             first[0]
@@ -310,16 +305,7 @@ mod tests {
         assert_eq!(first[1].report.objectives[1], pool[2].report.objectives[1]);
         assert_eq!(
             first[1].changes,
-            vec![
-                GoalChange {
-                    id: "bladder".into(),
-                    goal_cgy: 2900.0
-                },
-                GoalChange {
-                    id: "rectum".into(),
-                    goal_cgy: 2700.0
-                },
-            ]
+            changes(&[("bladder", 2900.0), ("rectum", 2700.0)])
         );
         // Never more composites than cases.
         assert_eq!(select(&pool, &current, 9, Selection::PerObjective).len(), 3);

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use llm_providers::advice::{AdvisorContext, HistoryEntry};
+use llm_providers::advice::{AdvisorContext, FewShotExample, HistoryEntry};
 use llm_providers::layers::CallPolicy;
 use tps_api::objectives::range_status;
 use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
@@ -97,6 +97,20 @@ pub fn report(iteration: u32) -> IterationReport {
         solver_iterations: 40,
         wall_s: 1.8,
         goals: Vec::new(),
+    }
+}
+
+/// A worked example of another case: its report after three optimizations, with the bladder
+/// goal tightened to 2400 cGy.
+pub fn example() -> FewShotExample {
+    FewShotExample {
+        source: "cervix-35/p02, iteration 3".into(),
+        report: report(3),
+        changes: vec![GoalChange {
+            id: "bladder-mean".into(),
+            goal_cgy: 2400.0,
+        }],
+        rationale: "bladder below its range: tighten by a large step".into(),
     }
 }
 
