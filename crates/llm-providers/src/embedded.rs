@@ -35,14 +35,13 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tps_api::report::ObjectiveReport;
-use tps_api::structure::Role;
 
 use crate::advice::{
     Advice, AdvisorContext, CallRecord, Capabilities, Direction, LlmAdvisor, OutputMode,
 };
 use crate::error::{AdvisorError, Result};
 use crate::llama::{KvCache, Llama};
-use crate::prompt::{example_moves, system_prompt, user_prompt, user_prompt_stable};
+use crate::prompt::{answer_order, example_moves, system_prompt, user_prompt, user_prompt_stable};
 use crate::reply::parse;
 
 /// A GGUF chat model with its tokenizer, loaded once.
@@ -403,6 +402,7 @@ impl EmbeddedAdvisor {
                     objective = oars[p.objective].id,
                     chosen = options[best],
                     drafted = options[*drafted],
+                    ?logits,
                     "option checked"
                 );
                 if best != *drafted {
@@ -427,7 +427,7 @@ impl EmbeddedAdvisor {
     }
 
     /// [`Self::decide`] from a given draft: an action (`tighten`, `relax` or `keep`, with a
-    /// small step) for each organ objective in report order, or `None` for the first few-shot
+    /// small step) for each objective of the answer in its order ([`answer_order`]), or `None` for the first few-shot
     /// example's moves. The answer is the same whatever the draft; the number of passes over
     /// the answer, returned beside it, is what the draft changes (for tests and measurements).
     pub fn decide_drafted(
@@ -441,12 +441,7 @@ impl EmbeddedAdvisor {
         let user = user_prompt(context, OutputMode::Actions);
         let prompt = m.chat(&system, &user)?;
         // Room for the answer: about 25 tokens per objective and the rationale.
-        let oars: Vec<_> = context
-            .current
-            .objectives
-            .iter()
-            .filter(|o| o.role == Role::Oar)
-            .collect();
+        let oars = answer_order(context);
         let budget = prompt.len() + 25 * oars.len() + 16;
         if budget > m.context {
             return Err(AdvisorError::BadReply {

@@ -1,6 +1,7 @@
 //! Google Gemini `generateContent` (`POST {base}/v1beta/models/{model}:generateContent`, key
 //! in the `x-goog-api-key` header), JSON output with `responseMimeType` and a `responseSchema`
-//! in the API's OpenAPI subset (upper-case type names, no `additionalProperties`).
+//! in the API's OpenAPI subset (upper-case type names, no `additionalProperties`, the order of
+//! an object's properties as `propertyOrdering`).
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -30,6 +31,18 @@ pub fn gemini_schema(schema: &Value) -> Value {
                             k.clone(),
                             Value::String(v.as_str().unwrap_or_default().to_uppercase()),
                         );
+                    }
+                    "properties" => {
+                        // Gemini writes an object's properties in alphabetical order unless
+                        // told otherwise; the answer's order matters (the actions before the
+                        // rationale, the status before the action).
+                        if let Value::Object(props) = v {
+                            out.insert(
+                                "propertyOrdering".into(),
+                                props.keys().cloned().map(Value::String).collect(),
+                            );
+                        }
+                        out.insert(k.clone(), gemini_schema(v));
                     }
                     _ => {
                         out.insert(k.clone(), gemini_schema(v));

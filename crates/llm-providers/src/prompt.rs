@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use serde_json::{Value, json};
-use tps_api::report::{GoalChange, IterationReport};
+use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
 
 use crate::advice::{AdvisorContext, OutputMode};
 
@@ -45,11 +45,11 @@ pub fn system_prompt(ctx: &AdvisorContext, mode: OutputMode) -> String {
              only the objectives whose goal changes."
         }
         OutputMode::Actions => {
-            "Answer with one JSON object only: {\"rationale\": \"<one or two sentences>\", \
-             \"actions\": {\"<objective id>\": {\"status\": \"<its status in the table>\", \
-             \"action\": \"tighten\" | \"relax\" | \"keep\", \"step\": \"small\" | \"medium\" | \
-             \"large\"}, ...}}, with one entry for every organ objective of the table. Steps are \
-             20, 50 and 100 cGy; the software computes the new goals."
+            "Answer with one JSON object only: {\"actions\": {\"<objective id>\": {\"status\": \
+             \"<its status in the table>\", \"action\": \"tighten\" | \"relax\" | \"keep\", \
+             \"step\": \"small\" | \"medium\" | \"large\"}, ...}, \"rationale\": \"<one \
+             sentence>\"}, with one entry for every organ objective of the table. Steps are 20, 50 \
+             and 100 cGy; the software computes the new goals."
         }
     };
     format!(
@@ -150,14 +150,27 @@ pub fn report_table(r: &IterationReport) -> String {
     s
 }
 
-/// The report as the actions mode shows it: the organ objectives (the ones the model moves)
-/// with what an action follows, the value against its ideal range and the status; no goals or
-/// doses, which the software turns actions into. A fifth of the tokens of [`report_table`]
-/// (a small model reads every digit as a token), which sets the offline model's time per advice.
-pub fn report_table_actions(r: &IterationReport) -> String {
+/// The objectives an actions-mode answer has an entry for, in the answer's order (the
+/// report's): those that may move, the organ objectives, or all of them when the clinical
+/// goals take part in the termination. The table, the example and the answer all follow it.
+pub fn answer_order(ctx: &AdvisorContext) -> Vec<&ObjectiveReport> {
+    let any_role = ctx.termination.uses_goals();
+    ctx.current
+        .objectives
+        .iter()
+        .filter(|o| any_role || o.role == tps_api::Role::Oar)
+        .collect()
+}
+
+/// The report as the actions mode shows it: the objectives an answer moves, in its order
+/// ([`answer_order`]), with what an action follows, the value against its ideal range and the
+/// status; no goals or doses, which the software turns actions into. A fifth of the tokens of
+/// [`report_table`] (a small model reads every digit as a token), which sets the offline
+/// model's time per advice.
+pub fn report_table_actions(ctx: &AdvisorContext) -> String {
     let mut s =
         String::from("| organ objective | value | ideal range | status |\n|---|---|---|---|\n");
-    for o in r.objectives.iter().filter(|o| o.role == tps_api::Role::Oar) {
+    for o in answer_order(ctx) {
         let _ = writeln!(
             s,
             "| {} | {:.1e} | {:.0e}..{:.0e} | {} |",
@@ -217,6 +230,7 @@ pub fn user_prompt_stable(ctx: &AdvisorContext, mode: OutputMode) -> String {
 /// The few-shot examples, each followed by a blank line.
 fn examples_text(ctx: &AdvisorContext, mode: OutputMode) -> String {
     let mut s = String::new();
+    let order: Vec<&str> = answer_order(ctx).iter().map(|o| o.id.as_str()).collect();
     for (n, e) in ctx.examples.iter().enumerate() {
         if mode == OutputMode::Actions {
             let _ = write!(
@@ -224,7 +238,7 @@ fn examples_text(ctx: &AdvisorContext, mode: OutputMode) -> String {
                 "Example {} ({}): {}\n\n",
                 n + 1,
                 e.source,
-                example_answer(e)
+                example_answer(e, &order)
             );
             continue;
         }
@@ -291,24 +305,23 @@ fn history_text(ctx: &AdvisorContext) -> String {
     s
 }
 
-/// An example's changes as the actions-mode answer that makes them: one entry per organ
-/// objective with its status, the direction of its change and the step class nearest its size
-/// (from the strategy's base, [`crate::steps::step_base`]). The report's table is left out: the
-/// entries restate each objective's status, which is what the action follows, and the example
-/// costs a tenth of the tokens.
-fn example_answer(e: &crate::advice::FewShotExample) -> String {
-    let entries: Vec<String> = e
-        .report
-        .objectives
+/// An example's changes as the actions-mode answer that makes them: one entry per objective of
+/// `order` (the current answer's, [`answer_order`]) that the example has, with the example's
+/// status, the direction of its change and the step class nearest its size (from the
+/// strategy's base, [`crate::steps::step_base`]). The report's table is left out: the entries
+/// restate each objective's status, which is what the action follows, and the example costs a
+/// tenth of the tokens.
+fn example_answer(e: &crate::advice::FewShotExample, order: &[&str]) -> String {
+    let moves = example_moves(e);
+    let entries: Vec<String> = order
         .iter()
-        .filter(|o| o.role == tps_api::Role::Oar)
-        .zip(example_moves(e))
-        .map(|(o, (_, action, step))| {
-            format!(
-                "\"{}\": {{\"status\": \"{}\", \"action\": \"{action}\", \"step\": \"{step}\"}}",
-                o.id,
+        .filter_map(|id| {
+            let (_, action, step) = moves.iter().find(|(m, ..)| m == id)?;
+            let o = e.report.objectives.iter().find(|o| o.id == *id)?;
+            Some(format!(
+                "\"{id}\": {{\"status\": \"{}\", \"action\": \"{action}\", \"step\": \"{step}\"}}",
                 o.status.word()
-            )
+            ))
         })
         .collect();
     format!("{{\"actions\": {{{}}}}}", entries.join(", "))
@@ -349,7 +362,7 @@ pub fn example_moves(e: &crate::advice::FewShotExample) -> Vec<(&str, &'static s
 fn user_prompt_rest(ctx: &AdvisorContext, mode: OutputMode) -> String {
     let table = match mode {
         OutputMode::Goals => report_table(&ctx.current),
-        OutputMode::Actions => report_table_actions(&ctx.current),
+        OutputMode::Actions => report_table_actions(ctx),
     };
     let mut s = String::new();
     let r = &ctx.current;
@@ -396,31 +409,24 @@ pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &Answe
                 "additionalProperties": false
             }, "maxItems": ids.len()}),
         ),
-        // One entry per objective, keyed by its id: a grammar built from this schema cannot
-        // repeat or leave out an objective. Only organ (OAR) objectives may move unless the
-        // clinical goals take part in the termination (their moves may tighten a target).
-        // Each entry first restates the objective's status from the report (one allowed
-        // value), so the model reads it right before it chooses the action: a small model
-        // attends to the answer it is writing far more than to a table row above it.
+        // One entry per objective that may move, keyed by its id, in the order of
+        // [`answer_order`]: a grammar built from this schema cannot repeat or leave out an
+        // objective. Only organ (OAR) objectives may move unless the clinical goals take part
+        // in the termination (their moves may tighten a target). Each entry first restates the objective's status from the report (one
+        // allowed value), so the model reads it right before it chooses the action: a small
+        // model attends to the answer it is writing far more than to a table row above it.
         OutputMode::Actions => {
-            let any_role = ctx.termination.uses_goals();
-            let entries: serde_json::Map<String, Value> = ctx
-                .current
-                .objectives
+            let movable = answer_order(ctx);
+            let entries: serde_json::Map<String, Value> = movable
                 .iter()
                 .map(|o| {
-                    let actions: &[&str] = if any_role || o.role == tps_api::Role::Oar {
-                        &["tighten", "relax", "keep"]
-                    } else {
-                        &["keep"]
-                    };
                     (
                         o.id.clone(),
                         json!({
                             "type": "object",
                             "properties": {
                                 "status": {"type": "string", "enum": [o.status.word()]},
-                                "action": {"type": "string", "enum": actions},
+                                "action": {"type": "string", "enum": ["tighten", "relax", "keep"]},
                                 "step": {"type": "string", "enum": ["small", "medium", "large"]}
                             },
                             "required": ["status", "action", "step"],
@@ -429,24 +435,34 @@ pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &Answe
                     )
                 })
                 .collect();
+            let required: Vec<&str> = movable.iter().map(|o| o.id.as_str()).collect();
             (
                 "actions",
                 json!({
                     "type": "object",
                     "properties": entries,
-                    "required": ids,
+                    "required": required,
                     "additionalProperties": false
                 }),
             )
         }
     };
+    // The actions come before the rationale: a grammar-bound server writes the properties in
+    // this order, and a small model that writes its reasons first talks itself into keeping
+    // everything (the in-process advisor answers in the same order). A list of goals keeps
+    // the reason first, where a larger model thinks before it writes numbers.
+    let properties = match mode {
+        OutputMode::Goals => json!({"rationale": rationale, list: answer}),
+        OutputMode::Actions => json!({list: answer, "rationale": rationale}),
+    };
+    let required = match mode {
+        OutputMode::Goals => json!(["rationale", list]),
+        OutputMode::Actions => json!([list, "rationale"]),
+    };
     json!({
         "type": "object",
-        "properties": {
-            "rationale": rationale,
-            list: answer
-        },
-        "required": ["rationale", list],
+        "properties": properties,
+        "required": required,
         "additionalProperties": false
     })
 }

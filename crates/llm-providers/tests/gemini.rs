@@ -44,28 +44,29 @@ fn generated(text: &str) -> Value {
 async fn sends_the_exact_request_with_a_gemini_schema() {
     let server = MockServer::start().await;
     let ctx = common::context();
-    let ids = ctx.current.objective_ids();
-    // The schema in Gemini's dialect, written out: upper-case types, no additionalProperties;
-    // the rationale's length; one entry per objective keyed by its id, restating its status
-    // from the report before its action, targets and rings kept (only organ objectives move
-    // under the study's termination).
-    let entries: serde_json::Map<String, serde_json::Value> = ctx
+    // The schema in Gemini's dialect, written out: upper-case types, no additionalProperties,
+    // each object's property order given (Gemini otherwise writes them alphabetically); the
+    // actions first, then the rationale of bounded length; one entry per organ objective (only
+    // those move under the study's termination) keyed by its id, restating its status from the
+    // report before its action.
+    let oars: Vec<_> = ctx
         .current
         .objectives
         .iter()
+        .filter(|o| o.role == tps_api::Role::Oar)
+        .collect();
+    let ids: Vec<&str> = oars.iter().map(|o| o.id.as_str()).collect();
+    let entries: serde_json::Map<String, serde_json::Value> = oars
+        .iter()
         .map(|o| {
-            let actions = if o.role == tps_api::Role::Oar {
-                json!(["tighten", "relax", "keep"])
-            } else {
-                json!(["keep"])
-            };
             (
                 o.id.clone(),
                 json!({
                     "type": "OBJECT",
+                    "propertyOrdering": ["status", "action", "step"],
                     "properties": {
                         "status": {"type": "STRING", "enum": [o.status.word()]},
-                        "action": {"type": "STRING", "enum": actions},
+                        "action": {"type": "STRING", "enum": ["tighten", "relax", "keep"]},
                         "step": {"type": "STRING", "enum": ["small", "medium", "large"]}
                     },
                     "required": ["status", "action", "step"]
@@ -75,11 +76,12 @@ async fn sends_the_exact_request_with_a_gemini_schema() {
         .collect();
     let schema = json!({
         "type": "OBJECT",
+        "propertyOrdering": ["actions", "rationale"],
         "properties": {
-            "rationale": {"type": "STRING", "maxLength": 600},
-            "actions": {"type": "OBJECT", "properties": entries, "required": ids}
+            "actions": {"type": "OBJECT", "propertyOrdering": ids, "properties": entries, "required": ids},
+            "rationale": {"type": "STRING", "maxLength": 600}
         },
-        "required": ["rationale", "actions"]
+        "required": ["actions", "rationale"]
     });
     assert_eq!(
         llm_providers::gemini::gemini_schema(&answer_schema(&ctx, OutputMode::Actions)),
