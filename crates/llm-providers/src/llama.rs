@@ -11,44 +11,123 @@
 //! weights), residual, RMS norm, SwiGLU feed-forward, residual; then a final RMS norm and the
 //! output projection (the token embedding when the file has no `output.weight`). The test
 //! module checks the logits against candle-transformers' `quantized_llama` on the same file.
+//!
+//! The weights are read and expanded with candle; the pass itself runs on plain row-major
+//! `f32` buffers: matrix products with `gemm` (the kernels candle uses, AVX-512 where the CPU
+//! has it), attention head by head on both cores with only the positions each query sees, and
+//! the element-wise steps fused into single loops (timings in docs/performance.md).
 
 use candle_core::quantized::gguf_file;
-use candle_core::{D, DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result};
+use gemm::Parallelism;
+use rayon::prelude::*;
 
-/// One transformer block's weights, matrices as (out, in).
+/// A matrix, row-major.
+struct Mat {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+impl Mat {
+    fn row(&self, r: usize) -> &[f32] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+
+    /// Matrices of the same width stacked row-wise.
+    fn stack(parts: Vec<Mat>) -> Mat {
+        let cols = parts[0].cols;
+        debug_assert!(parts.iter().all(|p| p.cols == cols));
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let mut data = Vec::with_capacity(rows * cols);
+        for p in parts {
+            data.extend(p.data);
+        }
+        Mat { rows, cols, data }
+    }
+}
+
+/// `dst (m × w.rows) = a (m × w.cols) · wᵀ`, or `+=` when `add`: the product of row-major
+/// activations with a weight matrix stored (out, in).
+fn linear(dst: &mut [f32], a: &[f32], w: &Mat, m: usize, add: bool) {
+    let (n, k) = (w.rows, w.cols);
+    assert!(dst.len() == m * n && a.len() == m * k && w.data.len() == n * k);
+    // SAFETY: the assertion above bounds every index gemm reads or writes: dst is m × n with
+    // row stride n, a is m × k with row stride k, and wᵀ's element (i, j) is w[j * k + i].
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            add,
+            a.as_ptr(),
+            1,
+            k as isize,
+            w.data.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+}
+
+/// Row-wise RMS norm of `x` (rows of `w.len()`) scaled by `w`, into `out`.
+fn rms_norm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let d = w.len();
+    for (o, r) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let ms = r.iter().map(|v| v * v).sum::<f32>() / d as f32;
+        let s = 1.0 / (ms + eps).sqrt();
+        for ((o, v), g) in o.iter_mut().zip(r).zip(w) {
+            *o = v * s * g;
+        }
+    }
+}
+
+/// One transformer block's weights, matrices as (out, in). The query, key and value
+/// projections are stacked into one matrix, as are the feed-forward's gate and up
+/// projections: one matrix product each instead of three and two.
 struct Block {
-    attn_norm: Tensor,
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
-    wo: Tensor,
-    ffn_norm: Tensor,
-    gate: Tensor,
-    up: Tensor,
-    down: Tensor,
+    attn_norm: Vec<f32>,
+    /// Query, key and value rows, in that order.
+    wqkv: Mat,
+    wo: Mat,
+    ffn_norm: Vec<f32>,
+    /// Gate rows, then up rows.
+    gate_up: Mat,
+    down: Mat,
 }
 
 /// The model's weights and shape.
 pub struct Llama {
-    embed: Tensor,
-    output: Tensor,
-    norm: Tensor,
+    embed: Mat,
+    /// The output projection; `None`: the token embedding serves.
+    output: Option<Mat>,
+    norm: Vec<f32>,
     blocks: Vec<Block>,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
     eps: f32,
     /// Rotary tables, (positions, head_dim / 2).
-    cos: Tensor,
-    sin: Tensor,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
     /// Positions the tables cover.
     pub max_positions: usize,
 }
 
-/// The attention cache: each block's keys and values, (1, kv heads, positions, head_dim).
+/// The attention cache: each block's keys and values, one row of (kv heads × head_dim) per
+/// position.
 #[derive(Clone, Default)]
 pub struct KvCache {
-    kv: Vec<(Tensor, Tensor)>,
+    kv: Vec<(Vec<f32>, Vec<f32>)>,
     len: usize,
 }
 
@@ -68,21 +147,29 @@ impl KvCache {
         if len >= self.len {
             return Ok(());
         }
-        if len == 0 {
-            *self = Self::default();
-            return Ok(());
-        }
         for (k, v) in &mut self.kv {
-            *k = k.narrow(2, 0, len)?;
-            *v = v.narrow(2, 0, len)?;
+            let width = k.len() / self.len;
+            k.truncate(len * width);
+            v.truncate(len * width);
         }
         self.len = len;
         Ok(())
     }
 }
 
-fn matmul_t(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.matmul(&w.t()?)
+/// The final hidden states of the positions of one pass, (positions, dim).
+pub struct Hidden {
+    dim: usize,
+    data: Vec<f32>,
+}
+
+impl Hidden {
+    /// The state of the `i`-th position fed.
+    pub fn get(&self, i: usize) -> Result<&[f32]> {
+        self.data
+            .get(i * self.dim..(i + 1) * self.dim)
+            .ok_or_else(|| candle_core::Error::Msg(format!("no position {i} in this pass")))
+    }
 }
 
 impl Llama {
@@ -111,42 +198,52 @@ impl Llama {
             .unwrap_or(10000.0);
         let head_dim = dim / n_head;
         let device = Device::Cpu;
-        let mut get = |name: &str| -> Result<Tensor> {
-            content
+        let mut get = |name: &str| -> Result<Mat> {
+            let t = content
                 .tensor(file, name, &device)?
                 .dequantize(&device)?
-                .to_dtype(DType::F32)
+                .to_dtype(DType::F32)?;
+            let (rows, cols) = match t.dims() {
+                [n] => (1, *n),
+                [r, c] => (*r, *c),
+                other => {
+                    return Err(candle_core::Error::Msg(format!(
+                        "{name}: unexpected shape {other:?}"
+                    )));
+                }
+            };
+            Ok(Mat {
+                rows,
+                cols,
+                data: t.flatten_all()?.to_vec1()?,
+            })
         };
         let embed = get("token_embd.weight")?;
-        let output = match get("output.weight") {
-            Ok(w) => w,
-            Err(_) => embed.clone(),
-        };
-        let norm = get("output_norm.weight")?;
+        let output = get("output.weight").ok();
+        let norm = get("output_norm.weight")?.data;
         let mut layers = Vec::with_capacity(blocks);
         for b in 0..blocks {
             let mut w = |part: &str| get(&format!("blk.{b}.{part}.weight"));
             layers.push(Block {
-                attn_norm: w("attn_norm")?,
-                wq: w("attn_q")?,
-                wk: w("attn_k")?,
-                wv: w("attn_v")?,
+                attn_norm: w("attn_norm")?.data,
+                wqkv: Mat::stack(vec![w("attn_q")?, w("attn_k")?, w("attn_v")?]),
                 wo: w("attn_output")?,
-                ffn_norm: w("ffn_norm")?,
-                gate: w("ffn_gate")?,
-                up: w("ffn_up")?,
+                ffn_norm: w("ffn_norm")?.data,
+                gate_up: Mat::stack(vec![w("ffn_gate")?, w("ffn_up")?]),
                 down: w("ffn_down")?,
             });
         }
         // Rotary angles: position p times base^(-2i / head_dim) for pair i.
-        let inv: Vec<f32> = (0..head_dim / 2)
-            .map(|i| 1.0 / base.powf(2.0 * i as f32 / head_dim as f32))
-            .collect();
-        let inv = Tensor::new(inv.as_slice(), &device)?.reshape((1, head_dim / 2))?;
-        let angles = Tensor::arange(0u32, max_positions as u32, &device)?
-            .to_dtype(DType::F32)?
-            .reshape((max_positions, 1))?
-            .matmul(&inv)?;
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(max_positions * half);
+        let mut sin = Vec::with_capacity(max_positions * half);
+        for p in 0..max_positions {
+            for i in 0..half {
+                let a = p as f32 / base.powf(2.0 * i as f32 / head_dim as f32);
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
         Ok(Self {
             embed,
             output,
@@ -156,15 +253,15 @@ impl Llama {
             n_kv_head,
             head_dim,
             eps,
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            cos,
+            sin,
             max_positions,
         })
     }
 
     /// Feeds `ids` after the positions `cache` holds and returns the final hidden state
-    /// (after the last norm) of each of them, (ids, dim); `cache` then holds them too.
-    pub fn forward(&self, cache: &mut KvCache, ids: &[u32]) -> Result<Tensor> {
+    /// (after the last norm) of each of them; `cache` then holds them too.
+    pub fn forward(&self, cache: &mut KvCache, ids: &[u32]) -> Result<Hidden> {
         let t = ids.len();
         let start = cache.len;
         if start + t > self.max_positions {
@@ -174,91 +271,178 @@ impl Llama {
                 self.max_positions
             )));
         }
-        let device = Device::Cpu;
-        let input = Tensor::new(ids, &device)?;
-        let mut x = self.embed.index_select(&input, 0)?; // (t, dim)
-        let cos = self.cos.narrow(0, start, t)?;
-        let sin = self.sin.narrow(0, start, t)?;
-        // Causal mask over the cached and new positions: new token i sees keys 0..=start+i.
-        let mask: Vec<f32> = (0..t)
-            .flat_map(|i| {
-                (0..start + t).map(move |j| {
-                    if j > start + i {
-                        f32::NEG_INFINITY
-                    } else {
-                        0.0
-                    }
-                })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, start + t), &device)?;
+        let dim = self.embed.cols;
+        let hd = self.head_dim;
+        let half = hd / 2;
+        let (qd, kvd) = (self.n_head * hd, self.n_kv_head * hd);
+        let width = qd + 2 * kvd;
         let rep = self.n_head / self.n_kv_head;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let fresh = cache.kv.is_empty();
-        for (b, blk) in self.blocks.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &blk.attn_norm, self.eps)?;
-            let heads = |w: &Tensor, n: usize| -> Result<Tensor> {
-                matmul_t(&h, w)?
-                    .reshape((1, t, n, self.head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = candle_nn::rotary_emb::rope_i(&heads(&blk.wq, self.n_head)?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&heads(&blk.wk, self.n_kv_head)?, &cos, &sin)?;
-            let v = heads(&blk.wv, self.n_kv_head)?;
-            let (k, v) = if fresh {
-                (k, v)
-            } else {
-                let (kc, vc) = &cache.kv[b];
-                (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?)
-            };
-            if fresh {
-                cache.kv.push((k.clone(), v.clone()));
-            } else {
-                cache.kv[b] = (k.clone(), v.clone());
+        let scale = 1.0 / (hd as f32).sqrt();
+        let total = start + t;
+        let mut x = Vec::with_capacity(t * dim);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.embed.rows {
+                return Err(candle_core::Error::Msg(format!("token {id} out of range")));
             }
-            // Each key/value head serves `rep` query heads.
-            let expand = |z: &Tensor| -> Result<Tensor> {
-                let (_, n, l, d) = z.dims4()?;
-                z.unsqueeze(2)?
-                    .expand((1, n, rep, l, d))?
-                    .reshape((1, n * rep, l, d))
-            };
-            let (k, v) = (expand(&k)?, expand(&v)?);
-            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att
-                .matmul(&v.contiguous()?)?
-                .transpose(1, 2)?
-                .reshape((t, self.n_head * self.head_dim))?;
-            x = (matmul_t(&y, &blk.wo)? + &x)?;
-            let h = candle_nn::ops::rms_norm(&x, &blk.ffn_norm, self.eps)?;
-            let gated =
-                (candle_nn::ops::silu(&matmul_t(&h, &blk.gate)?)? * matmul_t(&h, &blk.up)?)?;
-            x = (matmul_t(&gated, &blk.down)? + &x)?;
+            x.extend_from_slice(self.embed.row(id));
         }
-        cache.len = start + t;
-        candle_nn::ops::rms_norm(&x, &self.norm, self.eps)
+        if cache.kv.is_empty() {
+            cache.kv = vec![(Vec::new(), Vec::new()); self.blocks.len()];
+        }
+        let mut h = vec![0.0; t * dim];
+        let mut qkv = vec![0.0; t * width];
+        let mut att = vec![0.0; t * qd];
+        let ff = self.blocks.first().map_or(0, |b| b.gate_up.rows / 2);
+        let mut gate_up = vec![0.0; t * 2 * ff];
+        let mut gated = vec![0.0; t * ff];
+        for (blk, (kc, vc)) in self.blocks.iter().zip(&mut cache.kv) {
+            rms_norm(&mut h, &x, &blk.attn_norm, self.eps);
+            linear(&mut qkv, &h, &blk.wqkv, t, false);
+            // Rotary embedding of queries and keys, interleaved pairs; then the keys and values
+            // join the cache.
+            for (i, row) in qkv.chunks_exact_mut(width).enumerate() {
+                let p = start + i;
+                let (c, s) = (
+                    &self.cos[p * half..(p + 1) * half],
+                    &self.sin[p * half..(p + 1) * half],
+                );
+                for head in row[..qd + kvd].chunks_exact_mut(hd) {
+                    for (pair, (c, s)) in head.chunks_exact_mut(2).zip(c.iter().zip(s)) {
+                        let (a, b) = (pair[0], pair[1]);
+                        pair[0] = a * c - b * s;
+                        pair[1] = a * s + b * c;
+                    }
+                }
+                kc.extend_from_slice(&row[qd..qd + kvd]);
+                vc.extend_from_slice(&row[qd + kvd..]);
+            }
+            // Attention, one query head per task: scores over the positions each query sees
+            // (the causal mask), softmax, then the weighted values.
+            let (kc, vc, qkv_ref) = (&*kc, &*vc, &qkv);
+            let heads: Vec<Vec<f32>> = (0..self.n_head)
+                .into_par_iter()
+                .map(|head| {
+                    let kvh = head / rep;
+                    let mut scores = vec![0.0f32; t * total];
+                    // SAFETY: scores is t × total (row stride total); the queries are rows of
+                    // qkv (t × width) at column head * hd; the keys and values are `total`
+                    // rows of kvd floats at column kvh * hd: all within their buffers.
+                    unsafe {
+                        gemm::gemm(
+                            t,
+                            total,
+                            hd,
+                            scores.as_mut_ptr(),
+                            1,
+                            total as isize,
+                            false,
+                            qkv_ref.as_ptr().add(head * hd),
+                            1,
+                            width as isize,
+                            kc.as_ptr().add(kvh * hd),
+                            kvd as isize,
+                            1,
+                            1.0,
+                            scale,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
+                    for (i, row) in scores.chunks_exact_mut(total).enumerate() {
+                        let seen = start + i + 1;
+                        let max = row[..seen].iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+                        let mut sum = 0.0;
+                        for v in &mut row[..seen] {
+                            *v = (*v - max).exp();
+                            sum += *v;
+                        }
+                        for v in &mut row[..seen] {
+                            *v /= sum;
+                        }
+                        row[seen..].fill(0.0);
+                    }
+                    let mut out = vec![0.0f32; t * hd];
+                    // SAFETY: out is t × hd; scores t × total; the values `total` rows of kvd
+                    // floats at column kvh * hd.
+                    unsafe {
+                        gemm::gemm(
+                            t,
+                            hd,
+                            total,
+                            out.as_mut_ptr(),
+                            1,
+                            hd as isize,
+                            false,
+                            scores.as_ptr(),
+                            1,
+                            total as isize,
+                            vc.as_ptr().add(kvh * hd),
+                            1,
+                            kvd as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
+                    out
+                })
+                .collect();
+            for (head, out) in heads.iter().enumerate() {
+                for (i, r) in out.chunks_exact(hd).enumerate() {
+                    att[i * qd + head * hd..i * qd + (head + 1) * hd].copy_from_slice(r);
+                }
+            }
+            linear(&mut x, &att, &blk.wo, t, true);
+            rms_norm(&mut h, &x, &blk.ffn_norm, self.eps);
+            linear(&mut gate_up, &h, &blk.gate_up, t, false);
+            for (g, r) in gated.chunks_exact_mut(ff).zip(gate_up.chunks_exact(2 * ff)) {
+                let (gate, up) = r.split_at(ff);
+                for ((o, a), b) in g.iter_mut().zip(gate).zip(up) {
+                    *o = a / (1.0 + (-a).exp()) * b;
+                }
+            }
+            linear(&mut x, &gated, &blk.down, t, true);
+        }
+        cache.len = total;
+        let mut out = vec![0.0; t * dim];
+        rms_norm(&mut out, &x, &self.norm, self.eps);
+        Ok(Hidden { dim, data: out })
+    }
+
+    fn output(&self) -> &Mat {
+        self.output.as_ref().unwrap_or(&self.embed)
     }
 
     /// Log-probabilities of every token after the position whose hidden state is `row`
     /// (one row of [`Self::forward`]'s result).
-    pub fn log_probs(&self, row: &Tensor) -> Result<Vec<f32>> {
-        let logits = matmul_t(&row.unsqueeze(0)?, &self.output)?.squeeze(0)?;
-        let max = logits.max_keepdim(D::Minus1)?;
-        let shifted = logits.broadcast_sub(&max)?;
-        let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-        shifted.broadcast_sub(&lse)?.to_vec1::<f32>()
+    pub fn log_probs(&self, row: &[f32]) -> Result<Vec<f32>> {
+        let w = self.output();
+        let mut logits = vec![0.0; w.rows];
+        linear(&mut logits, row, w, 1, false);
+        let max = logits.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+        let lse = logits.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+        Ok(logits.iter().map(|v| v - max - lse).collect())
     }
 
     /// Logits of the tokens `ids` only after the position whose hidden state is `row`: enough
     /// to rank them against each other (they share the softmax's normalization).
-    pub fn logits_of(&self, row: &Tensor, ids: &[u32]) -> Result<Vec<f32>> {
-        let index = Tensor::new(ids, &Device::Cpu)?;
-        let rows = self.output.index_select(&index, 0)?; // (ids, dim)
-        matmul_t(&row.unsqueeze(0)?, &rows)?
-            .squeeze(0)?
-            .to_vec1::<f32>()
+    pub fn logits_of(&self, row: &[f32], ids: &[u32]) -> Result<Vec<f32>> {
+        let w = self.output();
+        ids.iter()
+            .map(|&id| {
+                let id = id as usize;
+                if id >= w.rows {
+                    return Err(candle_core::Error::Msg(format!("token {id} out of range")));
+                }
+                Ok(w.row(id).iter().zip(row).map(|(a, b)| a * b).sum())
+            })
+            .collect()
     }
 }
 
@@ -266,6 +450,7 @@ impl Llama {
 mod tests {
     use super::*;
     use candle_core::quantized::QTensor;
+    use candle_core::{D, Tensor};
     use candle_transformers::models::quantized_llama::ModelWeights;
 
     fn model_path() -> std::path::PathBuf {
