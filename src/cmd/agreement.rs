@@ -207,17 +207,16 @@ pub fn run(a: &Args) -> Result<()> {
                 copy.follows += usize::from(e == m);
                 copy.beyond += usize::from(e != r && m == r);
             }
-            csv += &format!(
-                "{},{},{:.3e},{:?},{},{},{},{}\n",
-                ex.source.replace(',', ";"),
-                o.id,
-                o.value,
-                o.status,
+            csv += &csv_line(&[
+                &ex.source,
+                &o.id,
+                &format!("{:.3e}", o.value),
+                &format!("{:?}", o.status),
                 r.name(),
                 m.name(),
                 c,
-                e.map_or("", Move::name)
-            );
+                e.map_or("", Move::name),
+            ]);
         }
         out!(
             "[{}/{n}] {}: {:.1} s",
@@ -271,6 +270,22 @@ struct Copying {
     beyond: usize,
 }
 
+/// One CSV line of `fields` (RFC 4180: a field with a comma, quote or line break is quoted,
+/// its quotes doubled).
+fn csv_line(fields: &[&str]) -> String {
+    let quoted: Vec<String> = fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                f.to_string()
+            }
+        })
+        .collect();
+    quoted.join(",") + "\n"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +310,32 @@ mod tests {
         assert_eq!(compare(Move::Relax, Move::Keep), "moved, rule keeps");
         assert_eq!(compare(Move::Keep, Move::Tighten), "kept, rule moves");
         assert_eq!(patient_of("cervix-35/p01, iteration 3"), "cervix-35/p01");
+    }
+
+    /// A comparison such as "kept, rule moves" holds a comma: the line must still have one
+    /// field per column, as a CSV reader (Python's csv module here) splits it.
+    #[test]
+    fn csv_lines_keep_their_fields() {
+        let line = csv_line(&[
+            "cervix-35/p01, iteration 1",
+            "bladder-mean",
+            "kept, rule moves",
+            "say \"x\"",
+        ]);
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import csv, sys; print(len(next(csv.reader(sys.stdin))), end='')",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(line.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("python3 runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "4", "{line}");
     }
 }
