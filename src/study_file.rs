@@ -35,6 +35,7 @@ struct StudyWire {
     deliverable: bool,
     table5: Option<[String; 2]>,
     dose_angle_step: Option<f64>,
+    example_patients: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +67,17 @@ fn tidy(p: &Path) -> PathBuf {
     out.iter().collect()
 }
 
+/// Where an arm's few-shot examples come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExampleSource {
+    /// A pool file (from `autoplan examples`).
+    File(PathBuf),
+    /// A pool the study builds from the cohort's training patients (or its
+    /// `example-patients`) with the rule-based physicist, once, before the cases run:
+    /// `examples = "training"`.
+    Training,
+}
+
 /// One arm: a planner set-up run on every patient.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arm {
@@ -79,8 +91,8 @@ pub struct Arm {
     pub tps: Option<PathBuf>,
     /// What the guard does with a bad change.
     pub guard: Guard,
-    /// Few-shot example pool.
-    pub examples: Option<PathBuf>,
+    /// Few-shot example pool, if the arm's prompts show examples.
+    pub examples: Option<ExampleSource>,
     /// Examples per prompt.
     pub n_examples: u16,
     /// Which examples a prompt shows.
@@ -111,6 +123,9 @@ pub struct StudyFile {
     /// Gantry-angle bin width of the deliverable plans' dose, degrees (`plan
     /// --dose-angle-step`).
     pub dose_angle_step: f64,
+    /// The patients an `examples = "training"` pool is planned on (a list as `patients`);
+    /// `None`: the cohort's training patients.
+    pub example_patients: Option<String>,
 }
 
 impl StudyFile {
@@ -174,10 +189,12 @@ impl StudyFile {
                     )
                 })?,
             };
+            let from_training = a.examples.as_deref() == Some(Path::new("training"));
+            let examples_file = if from_training { &None } else { &a.examples };
             for (key, p) in [
                 ("provider", &a.provider),
                 ("tps", &a.tps),
-                ("examples", &a.examples),
+                ("examples", examples_file),
             ] {
                 if let Some(p) = p
                     && !at(p).is_file()
@@ -195,7 +212,11 @@ impl StudyFile {
                 provider: a.provider.as_deref().map(at),
                 tps: a.tps.as_deref().map(at),
                 guard,
-                examples: a.examples.as_deref().map(at),
+                examples: if from_training {
+                    Some(ExampleSource::Training)
+                } else {
+                    a.examples.as_deref().map(|p| ExampleSource::File(at(p)))
+                },
                 n_examples,
                 selection,
             });
@@ -255,6 +276,7 @@ impl StudyFile {
             deliverable: w.study.deliverable,
             table5: w.study.table5,
             dose_angle_step,
+            example_patients: w.study.example_patients,
         })
     }
 }
@@ -274,6 +296,11 @@ mod tests {
         assert!(s.arms[0].provider.is_none());
         assert!(s.cohort.is_file() && s.protocol.is_file());
         assert!(s.arms.iter().any(|a| a.guard == Guard::Reject));
+        // The model arms build their example pool from the training patients.
+        for a in &s.arms[1..] {
+            assert_eq!(a.examples, Some(ExampleSource::Training), "{}", a.name);
+            assert_eq!((a.n_examples, a.selection), (1, Examples::PerObjective));
+        }
     }
 
     fn write(text: &str) -> (tempfile::TempDir, PathBuf) {

@@ -175,3 +175,77 @@ fn a_deliverable_study_tabulates_the_simulated_qa() {
     let t3 = std::fs::read_to_string(out.join("table3.md")).unwrap();
     assert!(t3.contains("The deliverable plans"), "{t3}");
 }
+
+/// An arm with `examples = "training"`: the study plans the example patients with the
+/// rule-based physicist once, writes the pool into its output, and every case of the arm
+/// prompts with it; a later run keeps the pool.
+#[test]
+fn a_study_builds_the_example_pool_of_its_arms_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let protocol = capped_protocol(tmp.path(), "cervix", 2);
+    let configs = root().join("configs");
+    let study = tmp.path().join("study.toml");
+    std::fs::write(
+        &study,
+        format!(
+            "[study]\nname = \"pool\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
+             protocol = \"{p}\"\npatients = \"6\"\nreference-arm = \"rule-based\"\n\
+             example-patients = \"1\"\n\
+             [[arm]]\nname = \"rule-based\"\n\
+             [[arm]]\nname = \"with-examples\"\nexamples = \"training\"\nn-examples = 1\n\
+             selection = \"per-objective\"\n",
+            c = configs.display(),
+            p = protocol.display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let run = |patients: &str| {
+        Command::new(env!("CARGO_BIN_EXE_autoplan"))
+            .args([
+                "study",
+                study.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--patients",
+                patients,
+                "--arcs",
+                "1",
+                "--beams-per-arc",
+                "7",
+                "--grid-mm",
+                "5",
+            ])
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let o = run("6");
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    let pool = out.join("examples/training.json");
+    assert!(
+        s.contains("building the example pool") && s.contains("from the 1 patients"),
+        "{s}"
+    );
+    let examples: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&pool).unwrap()).unwrap();
+    assert!(!examples.is_empty(), "an empty pool");
+    let transcript =
+        std::fs::read_to_string(out.join("with-examples/p06/transcript.jsonl")).unwrap();
+    let start: serde_json::Value =
+        serde_json::from_str(transcript.lines().next().unwrap()).unwrap();
+    let shown = start["examples"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("training.json (")
+            && shown.ends_with("1 per prompt, per-objective selection"),
+        "{start}"
+    );
+    let reference = std::fs::read_to_string(out.join("rule-based/p06/transcript.jsonl")).unwrap();
+    assert!(!reference.lines().next().unwrap().contains("\"examples\""));
+    // More patients later: the pool is kept, not planned again.
+    let o = run("6,7");
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    assert!(s.contains("kept from an earlier run"), "{s}");
+}

@@ -158,6 +158,7 @@ impl Args {
             examples,
             n_examples: usize::from(self.n_examples),
             selection: self.selection.selection(),
+            examples_origin: self.examples.as_ref().map(|p| p.display().to_string()),
             max_advisor_failures: self.max_advisor_failures,
         })
     }

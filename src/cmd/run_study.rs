@@ -38,7 +38,7 @@ use crate::args::{BeamArgs, MachineArgs};
 use crate::cohort_run::select_ids;
 use crate::interrupt::Interrupted;
 use crate::lock::OutputLock;
-use crate::study_file::{Arm, StudyFile};
+use crate::study_file::{Arm, ExampleSource, StudyFile};
 
 /// Run a study file's arms on its patients (one directory per arm and patient; an interrupted
 /// run resumes, finished cases are never redone) and write its tables and report.
@@ -135,6 +135,42 @@ fn unavailable(arm: &Arm) -> Result<Option<String>> {
     ))
 }
 
+/// Where a study keeps the example pool it builds from the training patients.
+fn training_pool(out: &Path) -> PathBuf {
+    out.join("examples").join("training.json")
+}
+
+/// Builds the example pool of the arms with `examples = "training"` unless an earlier run
+/// left it: the training patients (or the study's `example-patients`) planned with the
+/// rule-based physicist under the study's beams and machine, as `autoplan examples` does.
+/// The pool file is written last, so a run stopped while building it builds it again.
+fn ensure_training_pool(study: &StudyFile, a: &Args, arms: &[&Arm]) -> Result<()> {
+    if !arms
+        .iter()
+        .any(|arm| arm.examples == Some(ExampleSource::Training))
+    {
+        return Ok(());
+    }
+    let pool = training_pool(&a.out);
+    if pool.is_file() {
+        out!("example pool {}: kept from an earlier run", pool.display());
+        return Ok(());
+    }
+    out!(
+        "building the example pool {} from the {} patients with the rule-based physicist",
+        pool.display(),
+        study.example_patients.as_deref().unwrap_or("training")
+    );
+    super::examples::run(&super::examples::Args {
+        cohort: study.cohort.clone(),
+        protocol: study.protocol.clone(),
+        patients: study.example_patients.clone(),
+        machine: a.machine.clone(),
+        beams: a.beams.clone(),
+        out: pool,
+    })
+}
+
 /// The `plan` arguments of one case.
 fn plan_args(s: &StudyFile, a: &Args, arm: &Arm, id: usize) -> plan::Args {
     plan::Args {
@@ -147,7 +183,10 @@ fn plan_args(s: &StudyFile, a: &Args, arm: &Arm, id: usize) -> plan::Args {
         machine: a.machine.clone(),
         guard: arm.guard,
         beams: a.beams.clone(),
-        examples: arm.examples.clone(),
+        examples: arm.examples.as_ref().map(|e| match e {
+            ExampleSource::File(p) => p.clone(),
+            ExampleSource::Training => training_pool(&a.out),
+        }),
         n_examples: arm.n_examples,
         selection: arm.selection,
         max_advisor_failures: None,
@@ -246,6 +285,9 @@ pub fn run(a: &Args) -> Result<()> {
         todo.len(),
         a.jobs
     );
+    if !a.collect && !todo.is_empty() {
+        ensure_training_pool(&study, a, &arms)?;
+    }
     if a.slurm {
         return submit(&study, a, &todo);
     }

@@ -27,6 +27,17 @@ pub enum Selection {
     PerObjective,
 }
 
+impl Selection {
+    /// The selection as the command line and study files spell it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Selection::Fixed => "fixed",
+            Selection::Nearest => "nearest",
+            Selection::PerObjective => "per-objective",
+        }
+    }
+}
+
 /// Checks that every example of `pool` (read from `origin`) was planned with `protocol`'s
 /// objectives (the same ids), so a pool from another site or protocol is refused instead of
 /// shown to an advisor as if it applied.

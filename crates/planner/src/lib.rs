@@ -40,6 +40,8 @@ pub struct PlannerSettings {
     pub n_examples: usize,
     /// Which ones.
     pub selection: examples::Selection,
+    /// Where the pool came from, for the transcript (its file, as the user named it).
+    pub examples_origin: Option<String>,
     /// Advisor failures in a row that end the plan ([`TerminationReason::AdvisorFailed`]);
     /// `None`: the rule-based physicist stands in for every failed advice.
     pub max_advisor_failures: Option<u32>,

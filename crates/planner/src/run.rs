@@ -298,6 +298,14 @@ impl<'a> Planner<'a> {
             max_iterations,
             coverage_window: window,
             termination,
+            examples: self.settings.examples_origin.as_ref().map(|origin| {
+                format!(
+                    "{origin} ({} examples), {} per prompt, {} selection",
+                    self.settings.examples.len(),
+                    self.settings.n_examples.min(self.settings.examples.len()),
+                    self.settings.selection.word()
+                )
+            }),
         };
         self.emit(&mut timing, &start)?;
         let (report, mut normalization, mut tps_s) = self.optimize(&[], window)?;

@@ -33,6 +33,10 @@ pub enum Event {
         /// Which criteria end the loop.
         #[serde(default = "study_termination")]
         termination: tps_api::Termination,
+        /// The few-shot examples the prompts draw on: pool, size, count per prompt and
+        /// selection; absent without a pool.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        examples: Option<String>,
     },
     /// A report after an optimization.
     Report {
