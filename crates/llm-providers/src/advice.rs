@@ -42,7 +42,33 @@ pub enum StepClass {
     Large,
 }
 
+impl Direction {
+    /// Every direction, in the order an answer schema lists them.
+    pub const ALL: [Direction; 3] = [Direction::Tighten, Direction::Relax, Direction::Keep];
+
+    /// The word an answer writes.
+    pub fn word(self) -> &'static str {
+        match self {
+            Direction::Tighten => "tighten",
+            Direction::Relax => "relax",
+            Direction::Keep => "keep",
+        }
+    }
+}
+
 impl StepClass {
+    /// Every step class, in the order an answer schema lists them.
+    pub const ALL: [StepClass; 3] = [StepClass::Small, StepClass::Medium, StepClass::Large];
+
+    /// The word an answer writes.
+    pub fn word(self) -> &'static str {
+        match self {
+            StepClass::Small => "small",
+            StepClass::Medium => "medium",
+            StepClass::Large => "large",
+        }
+    }
+
     /// The step in cGy.
     pub fn cgy(self) -> f64 {
         match self {

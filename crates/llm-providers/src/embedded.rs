@@ -37,7 +37,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tps_api::report::ObjectiveReport;
 
 use crate::advice::{
-    Advice, AdvisorContext, CallRecord, Capabilities, Direction, LlmAdvisor, OutputMode,
+    Advice, AdvisorContext, CallRecord, Capabilities, Direction, LlmAdvisor, OutputMode, StepClass,
 };
 use crate::error::{AdvisorError, Result};
 use crate::llama::{KvCache, Llama};
@@ -120,7 +120,7 @@ impl EmbeddedModel {
             .get("llama.context_length")
             .and_then(|v| v.to_u32().ok())
             .map_or(2048, |n| n as usize);
-        let first_tokens = |options: &[&str]| -> Result<Vec<u32>> {
+        let first_tokens = |options: &[&'static str]| -> Result<Vec<u32>> {
             let ids = options
                 .iter()
                 .map(|o| {
@@ -141,7 +141,10 @@ impl EmbeddedModel {
             }
             Ok(ids)
         };
-        let (way_first, step_first) = (first_tokens(&WAYS)?, first_tokens(&STEPS)?);
+        let (way_first, step_first) = (
+            first_tokens(&WAYS.map(Direction::word))?,
+            first_tokens(&STEPS.map(StepClass::word))?,
+        );
         let weights =
             Llama::from_gguf(&content, &mut file, context).map_err(|e| load_error(path, e))?;
         Ok(Self {
@@ -226,11 +229,12 @@ fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// The actions the answer schema allows, and the steps of a move.
-const WAYS: [&str; 3] = ["tighten", "relax", "keep"];
-const STEPS: [&str; 3] = ["small", "medium", "large"];
+/// The actions the answer schema allows, and the steps of a move, in its order.
+const WAYS: [Direction; 3] = Direction::ALL;
+const STEPS: [StepClass; 3] = StepClass::ALL;
 /// `WAYS`' keep.
 const KEEP: usize = 2;
+const _: () = assert!(matches!(WAYS[KEEP], Direction::Keep));
 
 /// One organ objective's choice: indices into [`WAYS`] and [`STEPS`] (the step unused when
 /// the goal is kept).
@@ -279,7 +283,7 @@ impl EmbeddedModel {
                 objective: n,
                 step: false,
             });
-            put(WAYS[p.way], &mut text, &mut ids)?;
+            put(WAYS[p.way].word(), &mut text, &mut ids)?;
             if p.way == KEEP {
                 put("\", \"step\": \"small\"}", &mut text, &mut ids)?;
             } else {
@@ -289,7 +293,7 @@ impl EmbeddedModel {
                     objective: n,
                     step: true,
                 });
-                put(STEPS[p.step], &mut text, &mut ids)?;
+                put(STEPS[p.step].word(), &mut text, &mut ids)?;
                 put("\"}", &mut text, &mut ids)?;
             }
         }
@@ -385,9 +389,9 @@ impl EmbeddedAdvisor {
             for p in points.iter().filter(|p| p.at > done) {
                 let row = hidden.get(p.at - 1 - done).map_err(run_error)?;
                 let (options, first) = if p.step {
-                    (&STEPS, &m.step_first)
+                    (STEPS.map(StepClass::word), &m.step_first)
                 } else {
-                    (&WAYS, &m.way_first)
+                    (WAYS.map(Direction::word), &m.way_first)
                 };
                 let logits = m.weights.logits_of(&row, first).map_err(run_error)?;
                 let best =
@@ -479,7 +483,7 @@ impl EmbeddedAdvisor {
                 .map(|(n, _)| Pick {
                     way: ways
                         .get(n)
-                        .and_then(|w| WAYS.iter().position(|x| x == w))
+                        .and_then(|w| WAYS.iter().position(|x| x.word() == *w))
                         .unwrap_or(KEEP),
                     step: 0,
                 })
@@ -516,7 +520,7 @@ impl EmbeddedAdvisor {
                 .map(|(o, _)| o.id.as_str())
                 .collect();
             if !ids.is_empty() {
-                moved.push(format!("{way} {}", ids.join(", ")));
+                moved.push(format!("{} {}", way.word(), ids.join(", ")));
             }
         }
         let rationale_text = if moved.is_empty() {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use serde_json::{Value, json};
 use tps_api::report::{GoalChange, IterationReport, ObjectiveReport};
 
-use crate::advice::{AdvisorContext, OutputMode};
+use crate::advice::{AdvisorContext, Direction, OutputMode, StepClass};
 
 /// Limits on a reply: the schema's bounds and the token limit sent with the request.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -319,8 +319,10 @@ fn example_answer(e: &crate::advice::FewShotExample, order: &[&str]) -> String {
             let (_, action, step) = moves.iter().find(|(m, ..)| m == id)?;
             let o = e.report.objectives.iter().find(|o| o.id == *id)?;
             Some(format!(
-                "\"{id}\": {{\"status\": \"{}\", \"action\": \"{action}\", \"step\": \"{step}\"}}",
-                o.status.word()
+                "\"{id}\": {{\"status\": \"{}\", \"action\": \"{}\", \"step\": \"{}\"}}",
+                o.status.word(),
+                action.word(),
+                step.word()
             ))
         })
         .collect();
@@ -328,9 +330,9 @@ fn example_answer(e: &crate::advice::FewShotExample, order: &[&str]) -> String {
 }
 
 /// An example's move for each of its organ objectives, in report order: the objective's id,
-/// the action (`tighten`, `relax` or `keep`) and the step class nearest the change's size from
-/// the strategy's base ([`crate::steps::step_base`]; `small` when kept).
-pub fn example_moves(e: &crate::advice::FewShotExample) -> Vec<(&str, &'static str, &'static str)> {
+/// the direction and the step class nearest the change's size from the strategy's base
+/// ([`crate::steps::step_base`]; `small` when kept).
+pub fn example_moves(e: &crate::advice::FewShotExample) -> Vec<(&str, Direction, StepClass)> {
     e.report
         .objectives
         .iter()
@@ -339,20 +341,20 @@ pub fn example_moves(e: &crate::advice::FewShotExample) -> Vec<(&str, &'static s
             Some(c) => {
                 let size = (c.goal_cgy - crate::steps::step_base(o, c.goal_cgy)).abs();
                 let step = if size <= 35.0 {
-                    "small"
+                    StepClass::Small
                 } else if size <= 75.0 {
-                    "medium"
+                    StepClass::Medium
                 } else {
-                    "large"
+                    StepClass::Large
                 };
                 let way = if c.goal_cgy < o.goal_cgy {
-                    "tighten"
+                    Direction::Tighten
                 } else {
-                    "relax"
+                    Direction::Relax
                 };
                 (o.id.as_str(), way, step)
             }
-            None => (o.id.as_str(), "keep", "small"),
+            None => (o.id.as_str(), Direction::Keep, StepClass::Small),
         })
         .collect()
 }
@@ -426,8 +428,8 @@ pub fn answer_schema_with(ctx: &AdvisorContext, mode: OutputMode, limits: &Answe
                             "type": "object",
                             "properties": {
                                 "status": {"type": "string", "enum": [o.status.word()]},
-                                "action": {"type": "string", "enum": ["tighten", "relax", "keep"]},
-                                "step": {"type": "string", "enum": ["small", "medium", "large"]}
+                                "action": {"type": "string", "enum": Direction::ALL.map(Direction::word)},
+                                "step": {"type": "string", "enum": StepClass::ALL.map(StepClass::word)}
                             },
                             "required": ["status", "action", "step"],
                             "additionalProperties": false

@@ -42,7 +42,7 @@ impl RuleBasedAdvisor {
                     Some(new) => format!(
                         "{}: {} {:.0} -> {:.0} cGy ({})",
                         o.id,
-                        verb(a.action),
+                        a.action.word(),
                         o.goal_cgy,
                         new,
                         m.reason
@@ -69,7 +69,7 @@ impl RuleBasedAdvisor {
                 },
                 o.ideal_range[0],
                 o.ideal_range[1],
-                verb(a.action),
+                a.action.word(),
                 o.goal_cgy,
                 new,
                 if informed.contains(&a.id) {
@@ -94,15 +94,6 @@ impl RuleBasedAdvisor {
             calls: Vec::new(),
             repaired: Vec::new(),
         }
-    }
-}
-
-/// The rationale's word for a move.
-fn verb(action: Direction) -> &'static str {
-    match action {
-        Direction::Tighten => "tighten",
-        Direction::Relax => "relax",
-        Direction::Keep => "keep",
     }
 }
 
