@@ -393,7 +393,7 @@ impl EmbeddedAdvisor {
                 } else {
                     (WAYS.map(Direction::word), &m.way_first)
                 };
-                let logits = m.weights.logits_of(&row, first).map_err(run_error)?;
+                let logits = m.weights.logits_of(row, first).map_err(run_error)?;
                 let best =
                     (0..logits.len()).fold(0, |b, k| if logits[k] > logits[b] { k } else { b });
                 let pick = &mut picks[p.objective];

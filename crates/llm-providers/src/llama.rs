@@ -537,7 +537,7 @@ mod tests {
         let ids: Vec<u32> = (0..40u32).map(|k| 100 + 37 * k).collect();
         let mut cache = KvCache::default();
         let hidden = model.forward(&mut cache, &ids[..32]).unwrap();
-        let ours_last = model.log_probs(&hidden.get(31).unwrap()).unwrap();
+        let ours_last = model.log_probs(hidden.get(31).unwrap()).unwrap();
         let theirs = reference_log_probs(&mut reference, &ids[..32], 0);
         assert!(
             max_diff(&ours_last, &theirs) < 2e-3,
@@ -546,7 +546,7 @@ mod tests {
         );
         for k in 32..40 {
             let h = model.forward(&mut cache, &ids[k..k + 1]).unwrap();
-            let a = model.log_probs(&h.get(0).unwrap()).unwrap();
+            let a = model.log_probs(h.get(0).unwrap()).unwrap();
             let b = reference_log_probs(&mut reference, &ids[k..k + 1], k);
             assert!(max_diff(&a, &b) < 2e-3, "token {k}: {}", max_diff(&a, &b));
         }
@@ -558,19 +558,19 @@ mod tests {
         let all = model.forward(&mut whole, &ids).unwrap();
         let mut part = KvCache::default();
         let first = model.forward(&mut part, &ids[..21]).unwrap();
-        let a = model.log_probs(&all.get(20).unwrap()).unwrap();
-        let b = model.log_probs(&first.get(20).unwrap()).unwrap();
+        let a = model.log_probs(all.get(20).unwrap()).unwrap();
+        let b = model.log_probs(first.get(20).unwrap()).unwrap();
         assert!(max_diff(&a, &b) < 1e-4, "{}", max_diff(&a, &b));
         whole.truncate(21).unwrap();
         assert_eq!(whole.len(), 21);
         let rest = model.forward(&mut whole, &ids[21..]).unwrap();
-        let a = model.log_probs(&all.get(39).unwrap()).unwrap();
-        let b = model.log_probs(&rest.get(18).unwrap()).unwrap();
+        let a = model.log_probs(all.get(39).unwrap()).unwrap();
+        let b = model.log_probs(rest.get(18).unwrap()).unwrap();
         assert!(max_diff(&a, &b) < 1e-4, "{}", max_diff(&a, &b));
         // Logits of a few tokens rank them as the log-probabilities do.
         let row = all.get(39).unwrap();
-        let few = model.logits_of(&row, &[5, 500, 5000]).unwrap();
-        let lp = model.log_probs(&row).unwrap();
+        let few = model.logits_of(row, &[5, 500, 5000]).unwrap();
+        let lp = model.log_probs(row).unwrap();
         assert!(((few[0] - few[1]) - (lp[5] - lp[500])).abs() < 1e-3);
         assert!(((few[2] - few[1]) - (lp[5000] - lp[500])).abs() < 1e-3);
     }
