@@ -47,13 +47,33 @@ impl Mat {
     }
 }
 
-/// `dst (m × w.rows) = a (m × w.cols) · wᵀ`, or `+=` when `add`: the product of row-major
-/// activations with a weight matrix stored (out, in).
-fn linear(dst: &mut [f32], a: &[f32], w: &Mat, m: usize, add: bool) {
-    let (n, k) = (w.rows, w.cols);
-    assert!(dst.len() == m * n && a.len() == m * k && w.data.len() == n * k);
-    // SAFETY: the assertion above bounds every index gemm reads or writes: dst is m × n with
-    // row stride n, a is m × k with row stride k, and wᵀ's element (i, j) is w[j * k + i].
+/// A strided matrix in a slice: element (i, j) at `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl View<'_> {
+    /// Whether every element lies inside the slice.
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst = scale · a · b`, or `dst += scale · a · b` when `add`, with `dst` row-major
+/// (a.rows × b.cols): the one place the forward pass calls `gemm`. Panics when the shapes
+/// disagree or a view reaches outside its slice.
+fn product(dst: &mut [f32], a: View, b: View, scale: f32, add: bool, par: Parallelism) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(b.rows == k && dst.len() == m * n && a.fits() && b.fits());
+    // SAFETY: the assertion bounds every index gemm touches: dst is m × n with row stride n,
+    // and each view's largest index lies inside its slice.
     unsafe {
         gemm::gemm(
             m,
@@ -63,20 +83,48 @@ fn linear(dst: &mut [f32], a: &[f32], w: &Mat, m: usize, add: bool) {
             1,
             n as isize,
             add,
-            a.as_ptr(),
-            1,
-            k as isize,
-            w.data.as_ptr(),
-            k as isize,
-            1,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
             1.0,
-            1.0,
+            scale,
             false,
             false,
             false,
-            Parallelism::Rayon(rayon::current_num_threads()),
+            par,
         )
     }
+}
+
+/// `dst (m × w.rows) = a (m × w.cols) · wᵀ`, or `+=` when `add`: the product of row-major
+/// activations with a weight matrix stored (out, in), on every core.
+fn linear(dst: &mut [f32], a: &[f32], w: &Mat, m: usize, add: bool) {
+    let (n, k) = (w.rows, w.cols);
+    let a = View {
+        data: a,
+        rows: m,
+        cols: k,
+        rs: k,
+        cs: 1,
+    };
+    let wt = View {
+        data: &w.data,
+        rows: k,
+        cols: n,
+        rs: 1,
+        cs: k,
+    };
+    product(
+        dst,
+        a,
+        wt,
+        1.0,
+        add,
+        Parallelism::Rayon(rayon::current_num_threads()),
+    );
 }
 
 /// Row-wise RMS norm of `x` (rows of `w.len()`) scaled by `w`, into `out`.
@@ -325,32 +373,22 @@ impl Llama {
                 .map(|head| {
                     let kvh = head / rep;
                     let mut scores = vec![0.0f32; t * total];
-                    // SAFETY: scores is t × total (row stride total); the queries are rows of
-                    // qkv (t × width) at column head * hd; the keys and values are `total`
-                    // rows of kvd floats at column kvh * hd: all within their buffers.
-                    unsafe {
-                        gemm::gemm(
-                            t,
-                            total,
-                            hd,
-                            scores.as_mut_ptr(),
-                            1,
-                            total as isize,
-                            false,
-                            qkv_ref.as_ptr().add(head * hd),
-                            1,
-                            width as isize,
-                            kc.as_ptr().add(kvh * hd),
-                            kvd as isize,
-                            1,
-                            1.0,
-                            scale,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
+                    // This head's queries (t × hd) times its keys transposed (hd × total).
+                    let q = View {
+                        data: &qkv_ref[head * hd..],
+                        rows: t,
+                        cols: hd,
+                        rs: width,
+                        cs: 1,
+                    };
+                    let k = View {
+                        data: &kc[kvh * hd..],
+                        rows: hd,
+                        cols: total,
+                        rs: 1,
+                        cs: kvd,
+                    };
+                    product(&mut scores, q, k, scale, false, Parallelism::None);
                     for (i, row) in scores.chunks_exact_mut(total).enumerate() {
                         let seen = start + i + 1;
                         let max = row[..seen].iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
@@ -365,31 +403,22 @@ impl Llama {
                         row[seen..].fill(0.0);
                     }
                     let mut out = vec![0.0f32; t * hd];
-                    // SAFETY: out is t × hd; scores t × total; the values `total` rows of kvd
-                    // floats at column kvh * hd.
-                    unsafe {
-                        gemm::gemm(
-                            t,
-                            hd,
-                            total,
-                            out.as_mut_ptr(),
-                            1,
-                            hd as isize,
-                            false,
-                            scores.as_ptr(),
-                            1,
-                            total as isize,
-                            vc.as_ptr().add(kvh * hd),
-                            1,
-                            kvd as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            Parallelism::None,
-                        );
-                    }
+                    // The weights (t × total) times this head's values (total × hd).
+                    let p = View {
+                        data: &scores,
+                        rows: t,
+                        cols: total,
+                        rs: total,
+                        cs: 1,
+                    };
+                    let v = View {
+                        data: &vc[kvh * hd..],
+                        rows: total,
+                        cols: hd,
+                        rs: kvd,
+                        cs: 1,
+                    };
+                    product(&mut out, p, v, 1.0, false, Parallelism::None);
                     out
                 })
                 .collect();
