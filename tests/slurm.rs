@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{autoplan, capped_protocol, root, small_beams, text};
+use common::{autoplan, small_beams, study_file, text};
 
 #[test]
 fn a_study_runs_as_a_slurm_job_array_and_a_dependent_collecting_job() {
@@ -26,20 +26,12 @@ fn a_study_runs_as_a_slurm_job_array_and_a_dependent_collecting_job() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let protocol = capped_protocol(tmp.path(), "cervix", 2);
-    let configs = root().join("configs");
-    let study = tmp.path().join("study.toml");
-    std::fs::write(
-        &study,
-        format!(
-            "[study]\nname = \"slurm-test\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
-             protocol = \"{p}\"\npatients = \"4,5\"\nreference-arm = \"rule-based\"\n\
-             [[arm]]\nname = \"rule-based\"\n[[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n",
-            c = configs.display(),
-            p = protocol.display()
-        ),
-    )
-    .unwrap();
+    let study = study_file(
+        tmp.path(),
+        "slurm-test",
+        "4,5",
+        "[[arm]]\nname = \"rule-based\"\n[[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n",
+    );
     let out = tmp.path().join("out");
     let o = autoplan(&small_beams(&[
         "study",

@@ -5,30 +5,22 @@ mod common;
 
 use std::process::Command;
 
-use common::{capped_protocol, root, text};
+use common::{root, study_file, text};
 
 #[test]
 fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let protocol = capped_protocol(tmp.path(), "cervix", 2);
-    let configs = root().join("configs");
-    let study = tmp.path().join("study.toml");
-    std::fs::write(
-        &study,
-        format!(
-            "[study]\nname = \"small\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
-             protocol = \"{p}\"\npatients = \"4,5\"\nreference-arm = \"rule-based\"\n\
-             published = \"{c}/reference/wei2025-table3-manual.toml\"\n\
-             table5 = [\"rule-based\", \"rule-reject\"]\n\
-             [[arm]]\nname = \"rule-based\"\nlabel = \"Rule-based physicist\"\n\
-             [[arm]]\nname = \"cloud\"\nprovider = \"{c}/providers/openai-gpt-4o-mini.toml\"\n\
-             [[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n\
-             [[arm]]\nname = \"remote\"\ntps = \"{c}/tps/local-gateway.toml\"\n",
-            c = configs.display(),
-            p = protocol.display()
-        ),
-    )
-    .unwrap();
+    let study = study_file(
+        tmp.path(),
+        "small",
+        "4,5",
+        "published = \"CONFIGS/reference/wei2025-table3-manual.toml\"\n\
+         table5 = [\"rule-based\", \"rule-reject\"]\n\
+         [[arm]]\nname = \"rule-based\"\nlabel = \"Rule-based physicist\"\n\
+         [[arm]]\nname = \"cloud\"\nprovider = \"CONFIGS/providers/openai-gpt-4o-mini.toml\"\n\
+         [[arm]]\nname = \"rule-reject\"\nguard = \"reject\"\n\
+         [[arm]]\nname = \"remote\"\ntps = \"CONFIGS/tps/local-gateway.toml\"\n",
+    );
     let out = tmp.path().join("out");
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_autoplan"))
@@ -136,20 +128,12 @@ fn a_study_runs_its_arms_resumes_after_an_interruption_and_tabulates_them() {
 #[test]
 fn a_deliverable_study_tabulates_the_simulated_qa() {
     let tmp = tempfile::tempdir().unwrap();
-    let protocol = capped_protocol(tmp.path(), "cervix", 2);
-    let configs = root().join("configs");
-    let study = tmp.path().join("study.toml");
-    std::fs::write(
-        &study,
-        format!(
-            "[study]\nname = \"arcs\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
-             protocol = \"{p}\"\npatients = \"4\"\nreference-arm = \"rule-based\"\n\
-             deliverable = true\ndose-angle-step = 20\n[[arm]]\nname = \"rule-based\"\n",
-            c = configs.display(),
-            p = protocol.display()
-        ),
-    )
-    .unwrap();
+    let study = study_file(
+        tmp.path(),
+        "arcs",
+        "4",
+        "deliverable = true\ndose-angle-step = 20\n[[arm]]\nname = \"rule-based\"\n",
+    );
     let out = tmp.path().join("out");
     let o = common::autoplan(&common::small_beams(&[
         "study",
@@ -182,43 +166,24 @@ fn a_deliverable_study_tabulates_the_simulated_qa() {
 #[test]
 fn a_study_builds_the_example_pool_of_its_arms_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let protocol = capped_protocol(tmp.path(), "cervix", 2);
-    let configs = root().join("configs");
-    let study = tmp.path().join("study.toml");
-    std::fs::write(
-        &study,
-        format!(
-            "[study]\nname = \"pool\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
-             protocol = \"{p}\"\npatients = \"6\"\nreference-arm = \"rule-based\"\n\
-             example-patients = \"1\"\n\
-             [[arm]]\nname = \"rule-based\"\n\
-             [[arm]]\nname = \"with-examples\"\nexamples = \"training\"\nn-examples = 1\n\
-             selection = \"per-objective\"\n",
-            c = configs.display(),
-            p = protocol.display()
-        ),
-    )
-    .unwrap();
+    let study = study_file(
+        tmp.path(),
+        "pool",
+        "6",
+        "example-patients = \"1\"\n[[arm]]\nname = \"rule-based\"\n\
+         [[arm]]\nname = \"with-examples\"\nexamples = \"training\"\nn-examples = 1\n\
+         selection = \"per-objective\"\n",
+    );
     let out = tmp.path().join("out");
     let run = |patients: &str| {
-        Command::new(env!("CARGO_BIN_EXE_autoplan"))
-            .args([
-                "study",
-                study.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--patients",
-                patients,
-                "--arcs",
-                "1",
-                "--beams-per-arc",
-                "7",
-                "--grid-mm",
-                "5",
-            ])
-            .current_dir(root())
-            .output()
-            .unwrap()
+        common::autoplan(&common::small_beams(&[
+            "study",
+            study.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--patients",
+            patients,
+        ]))
     };
     let o = run("6");
     let s = text(&o);

@@ -54,6 +54,27 @@ pub fn capped_protocol(dir: &Path, site: &str, iterations: u32) -> PathBuf {
     path
 }
 
+/// A study file in `dir` on cohort cervix-35 with the cervix protocol capped at 2 iterations
+/// and the rule-based arm as the reference: `[study]` named `name` on `patients`, then `rest`
+/// (more `[study]` keys, then the arms; `CONFIGS` in it stands for the shipped `configs/`).
+pub fn study_file(dir: &Path, name: &str, patients: &str, rest: &str) -> PathBuf {
+    let protocol = capped_protocol(dir, "cervix", 2);
+    let configs = root().join("configs");
+    let path = dir.join("study.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[study]\nname = \"{name}\"\ncohort = \"{c}/cohorts/cervix-35.toml\"\n\
+             protocol = \"{p}\"\npatients = \"{patients}\"\nreference-arm = \"rule-based\"\n{rest}",
+            c = configs.display(),
+            p = protocol.display(),
+            rest = rest.replace("CONFIGS", &configs.display().to_string()),
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// Generates cohort patient `id` and saves it into `dir`.
 pub fn save_phantom(id: usize, dir: &Path) {
     let o = autoplan(&[
